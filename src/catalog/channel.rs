@@ -1,0 +1,130 @@
+//! `kind: Channel` — the settings every channel shares (type, timeout, retry, byte limit); the
+//! type-specific part is built by `channel::build`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::DocCtx;
+use super::error::DocError;
+use crate::channel::{self, Channel, ChannelKind};
+use crate::config::parse_duration;
+use crate::deliver::retry::RetryPolicy;
+use crate::message::MsgType;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CommonSpec {
+    #[serde(rename = "type")]
+    ty: String,
+    timeout: Option<String>,
+    retry: Option<RetrySpec>,
+    max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RetrySpec {
+    schedule: Option<Vec<String>>,
+    max_age: Option<String>,
+    max_attempts: Option<u32>,
+    jitter: Option<f64>,
+}
+
+/// A compiled Channel.
+#[derive(Debug, Clone)]
+pub struct ChannelDef {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub channel: Arc<dyn Channel>,
+    pub retry: RetryPolicy,
+    pub timeout: Duration,
+    /// Operator's cap on content bytes, on top of the vendor's.
+    pub max_bytes: Option<usize>,
+}
+
+impl ChannelDef {
+    /// The byte limit content of `msgtype` is cut to, if any.
+    pub fn content_limit(&self, msgtype: MsgType) -> Option<usize> {
+        let vendor = self.channel.limits().content_bytes(msgtype);
+        match (vendor, self.max_bytes) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Default per-attempt timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Compiles a Channel document's `spec`.
+pub fn compile(
+    name: &str,
+    spec: &Value,
+    ctx: &mut DocCtx<'_>,
+) -> Result<ChannelDef, Vec<DocError>> {
+    let common: CommonSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let mut errors = Vec::new();
+    let Some(kind) = ChannelKind::parse(&common.ty) else {
+        return Err(vec![DocError::new(
+            "/spec/type",
+            format!("unknown channel type {:?}", common.ty),
+        )]);
+    };
+    let mut duration = |text: &Option<String>, path: &str, default: Duration| match text {
+        None => default,
+        Some(t) => parse_duration("duration", t).unwrap_or_else(|e| {
+            errors.push(DocError::new(path, e.to_string()));
+            default
+        }),
+    };
+    let timeout = duration(&common.timeout, "/spec/timeout", DEFAULT_TIMEOUT);
+    let mut retry = ctx.settings.retry.clone();
+    if let Some(r) = &common.retry {
+        if let Some(schedule) = &r.schedule {
+            retry.schedule = schedule
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    duration(
+                        &Some(s.clone()),
+                        &format!("/spec/retry/schedule/{i}"),
+                        Duration::ZERO,
+                    )
+                })
+                .collect();
+        }
+        retry.max_age = duration(&r.max_age, "/spec/retry/maxAge", retry.max_age);
+        retry.max_attempts = r.max_attempts.or(retry.max_attempts);
+        retry.jitter = r.jitter.unwrap_or(retry.jitter);
+    }
+    let lease = ctx.settings.lease;
+    if timeout + Duration::from_secs(5) > lease {
+        errors.push(DocError::new(
+            "/spec/timeout",
+            format!(
+                "must be at least 5s shorter than the relay's lease ({})",
+                humantime::format_duration(lease)
+            ),
+        ));
+    }
+    let built = channel::build(kind, name, spec, ctx);
+    match built {
+        Ok(channel) if errors.is_empty() => Ok(ChannelDef {
+            name: name.to_string(),
+            kind,
+            channel,
+            retry,
+            timeout,
+            max_bytes: common.max_bytes,
+        }),
+        Ok(_) => Err(errors),
+        Err(mut more) => {
+            errors.append(&mut more);
+            Err(errors)
+        }
+    }
+}

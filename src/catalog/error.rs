@@ -1,0 +1,100 @@
+//! What went wrong (or deserves a warning) in which file, document and field.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// A problem inside one document, at a JSON-pointer-like field path (`/spec/auth/token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DocError {
+    pub path: String,
+    pub message: String,
+}
+
+impl DocError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> DocError {
+        DocError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A problem located in hooks.d: file, document (1-based; 0 = the file as a whole), the
+/// resource if known, field path and reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CatalogError {
+    pub file: PathBuf,
+    pub document: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    pub path: String,
+    pub message: String,
+}
+
+impl CatalogError {
+    pub fn file(file: PathBuf, message: impl Into<String>) -> CatalogError {
+        CatalogError {
+            file,
+            document: 0,
+            resource: None,
+            path: String::new(),
+            message: message.into(),
+        }
+    }
+
+    pub fn in_doc(
+        file: PathBuf,
+        document: usize,
+        resource: Option<String>,
+        e: DocError,
+    ) -> CatalogError {
+        CatalogError {
+            file,
+            document,
+            resource,
+            path: e.path,
+            message: e.message,
+        }
+    }
+}
+
+impl fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.document > 0 {
+            write!(f, ": document {}", self.document)?;
+        }
+        if let Some(r) = &self.resource {
+            write!(f, " ({r})")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_file_document_resource_and_field() {
+        let e = CatalogError::in_doc(
+            "hooks.d/10-cnb.yaml".into(),
+            2,
+            Some("Source cnb".into()),
+            DocError::new("/spec/auth/token", "\"secret\" is a required property"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "hooks.d/10-cnb.yaml: document 2 (Source cnb): /spec/auth/token: \"secret\" is a required property"
+        );
+        assert_eq!(
+            CatalogError::file("x.yaml".into(), "not YAML").to_string(),
+            "x.yaml: not YAML"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Reading hooks.d: which files count, splitting them into documents, and a fingerprint of the
+//! directory for change detection.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use super::error::CatalogError;
+
+/// One document of a file, 1-based index.
+#[derive(Debug, Clone)]
+pub struct RawDoc {
+    pub index: usize,
+    pub value: Value,
+}
+
+/// The resource files in `dir`: `*.yaml`, `*.yml`, `*.json`, not hidden, sorted by name.
+/// Subdirectories are not read (they hold secrets and data, e.g. `secrets/`).
+pub fn resource_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let wanted = [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| name.ends_with(ext));
+        if wanted && !name.starts_with('.') && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Splits a file into its documents. YAML files may hold several (`---`); a JSON file holds one
+/// document or an array of them. Empty YAML documents are skipped but keep their index.
+pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<RawDoc>, CatalogError> {
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let values: Vec<Value> = if is_json {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Array(items)) => items,
+            Ok(v) => vec![v],
+            Err(e) => {
+                return Err(CatalogError::file(
+                    path.to_path_buf(),
+                    format!("not valid JSON: {e}"),
+                ));
+            }
+        }
+    } else {
+        serde_saphyr::from_multiple(text)
+            .map_err(|e| CatalogError::file(path.to_path_buf(), format!("not valid YAML: {e}")))?
+    };
+    Ok(values
+        .into_iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(i, value)| RawDoc {
+            index: i + 1,
+            value,
+        })
+        .collect())
+}
+
+/// A cheap summary of the directory (names, sizes, modification times) that changes whenever a
+/// resource file is added, removed or edited.
+pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    resource_files(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(&p).ok();
+            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+            let modified = meta.and_then(|m| m.modified().ok());
+            (p, len, modified)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_files_hold_several_documents() {
+        let docs =
+            parse_documents(Path::new("a.yaml"), "---\nkind: A\n---\n---\nkind: B\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].value["kind"], "A");
+        assert_eq!(docs[1].value["kind"], "B");
+        assert!(docs[1].index > docs[0].index);
+    }
+
+    #[test]
+    fn json_files_hold_one_document_or_a_list() {
+        let one = parse_documents(Path::new("a.json"), r#"{"kind":"A"}"#).unwrap();
+        assert_eq!(one.len(), 1);
+        let many = parse_documents(Path::new("a.json"), r#"[{"kind":"A"},{"kind":"B"}]"#).unwrap();
+        assert_eq!(many[1].index, 2);
+        let err = parse_documents(Path::new("a.json"), "{").unwrap_err();
+        assert!(err.message.contains("JSON"));
+    }
+
+    #[test]
+    fn bad_yaml_is_a_file_error() {
+        let err = parse_documents(Path::new("a.yaml"), "kind: [unclosed\n").unwrap_err();
+        assert_eq!(err.document, 0);
+        assert!(err.message.contains("YAML"), "{}", err.message);
+    }
+
+    #[test]
+    fn only_resource_files_count() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["b.yaml", "a.yml", "c.json", "notes.md", ".hidden.yaml"] {
+            std::fs::write(dir.path().join(name), "").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("secrets.yaml")).unwrap();
+        let names: Vec<String> = resource_files(dir.path())
+            .unwrap()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.yml", "b.yaml", "c.json"]);
+    }
+}

@@ -1,0 +1,134 @@
+//! `kind: Route` — non-personal routing: events matching sources and types go to channels with
+//! static recipients.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::DocError;
+use super::pattern::Patterns;
+use crate::message::Recipients;
+
+#[derive(Debug, Deserialize)]
+struct RouteSpec {
+    #[serde(default)]
+    sources: Vec<String>,
+    #[serde(default)]
+    types: Vec<String>,
+    channels: Vec<String>,
+    template: Option<String>,
+    #[serde(default)]
+    to: RecipientsSpec,
+}
+
+/// Recipients as written in hooks.d (department and tag ids may be numbers).
+#[derive(Debug, Default, Deserialize)]
+pub struct RecipientsSpec {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    mobiles: Vec<String>,
+    #[serde(default)]
+    parties: Vec<IdText>,
+    #[serde(default)]
+    tags: Vec<IdText>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// An id written as a string or a number.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum IdText {
+    Text(String),
+    Number(i64),
+}
+
+impl IdText {
+    fn into_string(self) -> String {
+        match self {
+            IdText::Text(s) => s,
+            IdText::Number(n) => n.to_string(),
+        }
+    }
+}
+
+impl RecipientsSpec {
+    pub fn into_recipients(self) -> Recipients {
+        Recipients {
+            users: self.users,
+            mobiles: self.mobiles,
+            parties: self.parties.into_iter().map(IdText::into_string).collect(),
+            tags: self.tags.into_iter().map(IdText::into_string).collect(),
+            all: self.all,
+        }
+    }
+}
+
+/// A compiled Route.
+#[derive(Debug, Clone)]
+pub struct RouteDef {
+    pub name: String,
+    /// Receiving Source names; empty = every source.
+    pub sources: Patterns,
+    /// Event types; empty = every type.
+    pub types: Patterns,
+    pub channels: Vec<String>,
+    /// Template to render with instead of the one chosen by event type.
+    pub template: Option<String>,
+    /// Static recipients (user names go through the User directory).
+    pub to: Recipients,
+}
+
+impl RouteDef {
+    pub fn matches(&self, receiver: &str, event_type: &str) -> bool {
+        self.sources.matches_or_empty(receiver) && self.types.matches_or_empty(event_type)
+    }
+}
+
+/// Compiles a Route document's `spec`.
+pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
+    let spec: RouteSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let mut errors = Vec::new();
+    let mut patterns = |list: &[String], path: &str| {
+        Patterns::compile(list, path).unwrap_or_else(|e| {
+            errors.push(e);
+            Patterns::default()
+        })
+    };
+    let sources = patterns(&spec.sources, "/spec/sources");
+    let types = patterns(&spec.types, "/spec/types");
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(RouteDef {
+        name: name.to_string(),
+        sources,
+        types,
+        channels: spec.channels,
+        template: spec.template,
+        to: spec.to.into_recipients(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn matches_sources_and_types() {
+        let r = compile(
+            "r",
+            &json!({"sources": ["zadig"], "types": ["zadig.workflow.*"], "channels": ["c"],
+                    "to": {"mobiles": ["138"], "parties": [2, "3"]}}),
+        )
+        .unwrap();
+        assert!(r.matches("zadig", "zadig.workflow.failed"));
+        assert!(!r.matches("cnb", "zadig.workflow.failed"));
+        assert!(!r.matches("zadig", "zadig.release_plan.x"));
+        assert_eq!(r.to.parties, vec!["2", "3"]);
+        let all = compile("all", &json!({"channels": ["c"]})).unwrap();
+        assert!(all.matches("any", "thing"));
+    }
+}

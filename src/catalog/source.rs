@@ -1,0 +1,336 @@
+//! `kind: Source` — an ingress endpoint: accepted formats, authentication, and where the event
+//! type, id, subject and extensions come from.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::DocCtx;
+use super::error::DocError;
+use crate::config::parse_duration;
+use crate::render::Tpl;
+use crate::secret::{Secret, SecretBytes, SecretRef};
+use crate::signature;
+
+/// A value that may be written as one item or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceSpec {
+    #[serde(default)]
+    formats: Vec<String>,
+    auth: AuthSpec,
+    #[serde(default)]
+    event: EventSpec,
+    dedup: Option<DedupSpec>,
+    max_body_bytes: Option<usize>,
+}
+
+/// The literal `none`.
+#[derive(Debug, Deserialize)]
+enum Open {
+    #[serde(rename = "none")]
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AuthSpec {
+    None(Open),
+    Token {
+        token: TokenSpec,
+    },
+    Hmac {
+        hmac: HmacSpec,
+    },
+    StandardWebhooks {
+        #[serde(rename = "standardWebhooks")]
+        standard_webhooks: StandardWebhooksSpec,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenSpec {
+    header: Option<String>,
+    secret: SecretRef,
+}
+
+#[derive(Debug, Deserialize)]
+struct HmacSpec {
+    header: Option<String>,
+    secret: SecretRef,
+    #[serde(default)]
+    style: HmacStyle,
+}
+
+#[derive(Debug, Deserialize)]
+struct StandardWebhooksSpec {
+    secret: SecretRef,
+    tolerance: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct EventSpec {
+    #[serde(rename = "type")]
+    ty: Option<OneOrMany<ExtractorSpec>>,
+    id: Option<OneOrMany<ExtractorSpec>>,
+    subject: Option<OneOrMany<ExtractorSpec>>,
+    #[serde(default)]
+    extensions: BTreeMap<String, OneOrMany<ExtractorSpec>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct ExtractorSpec {
+    header: Option<String>,
+    pointer: Option<String>,
+    value: Option<String>,
+    template: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    lowercase: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct DedupSpec {
+    window: Option<String>,
+}
+
+/// How an HMAC signature header is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacStyle {
+    /// Either of the two below.
+    #[default]
+    Auto,
+    /// GitHub: `sha256=<hex>`.
+    Github,
+    /// Gitea / Gogs: bare hex.
+    Hex,
+}
+
+/// How a Source authenticates requests.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Explicitly open.
+    None,
+    /// A shared token in a header, compared in constant time.
+    Token { header: String, secret: Secret },
+    /// HMAC-SHA256 of the raw body.
+    Hmac {
+        header: String,
+        secret: Secret,
+        style: HmacStyle,
+    },
+    /// Standard Webhooks `webhook-id/timestamp/signature`.
+    StandardWebhooks {
+        key: SecretBytes,
+        tolerance: Duration,
+    },
+}
+
+/// Where one value comes from.
+#[derive(Debug, Clone)]
+pub enum Extract {
+    Header(String),
+    Pointer(String),
+    Value(String),
+    /// Rendered against `{headers, body}`; a missing field means "not here, try the next".
+    Template(Tpl),
+}
+
+/// One way to find a value, with its post-processing.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    pub from: Extract,
+    pub prefix: String,
+    pub lowercase: bool,
+}
+
+/// Where an event's attributes come from; each list is tried in order.
+#[derive(Debug, Clone, Default)]
+pub struct EventRules {
+    pub ty: Vec<Extractor>,
+    pub id: Vec<Extractor>,
+    pub subject: Vec<Extractor>,
+    pub extensions: Vec<(String, Vec<Extractor>)>,
+}
+
+/// A compiled Source.
+#[derive(Debug, Clone)]
+pub struct SourceDef {
+    pub name: String,
+    pub json: bool,
+    pub cloudevents: bool,
+    pub auth: Auth,
+    pub event: EventRules,
+    pub dedup_window: Option<Duration>,
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Compiles a Source document's `spec`.
+pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceDef, Vec<DocError>> {
+    let spec: SourceSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let mut errors = Vec::new();
+    let auth = match spec.auth {
+        AuthSpec::None(_) => Auth::None,
+        AuthSpec::Token { token } => {
+            let secret = ctx.secret(&token.secret, "/spec/auth/token/secret");
+            match (token.header, secret) {
+                (Some(header), Ok(secret)) => Auth::Token { header, secret },
+                (None, _) => {
+                    errors.push(DocError::new(
+                        "/spec/auth/token/header",
+                        "name the header that carries the token (e.g. X-CNB-Token)",
+                    ));
+                    Auth::None
+                }
+                (_, Err(e)) => {
+                    errors.push(e);
+                    Auth::None
+                }
+            }
+        }
+        AuthSpec::Hmac { hmac } => match ctx.secret(&hmac.secret, "/spec/auth/hmac/secret") {
+            Ok(secret) => Auth::Hmac {
+                header: hmac.header.unwrap_or_else(|| match hmac.style {
+                    HmacStyle::Hex => "X-Gitea-Signature".into(),
+                    _ => "X-Hub-Signature-256".into(),
+                }),
+                secret,
+                style: hmac.style,
+            },
+            Err(e) => {
+                errors.push(e);
+                Auth::None
+            }
+        },
+        AuthSpec::StandardWebhooks {
+            standard_webhooks: sw,
+        } => {
+            let tolerance = match sw
+                .tolerance
+                .as_deref()
+                .map(|t| parse_duration("tolerance", t))
+            {
+                None => Duration::from_secs(300),
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    errors.push(DocError::new(
+                        "/spec/auth/standardWebhooks/tolerance",
+                        e.to_string(),
+                    ));
+                    Duration::from_secs(300)
+                }
+            };
+            let path = "/spec/auth/standardWebhooks/secret";
+            match ctx.secret(&sw.secret, path).and_then(|key| {
+                signature::decode_whsec(key.expose())
+                    .map(SecretBytes::new)
+                    .map_err(|m| DocError::new(path, m))
+            }) {
+                Ok(key) => Auth::StandardWebhooks { key, tolerance },
+                Err(e) => {
+                    errors.push(e);
+                    Auth::None
+                }
+            }
+        }
+    };
+    let mut extractors = |list: Option<OneOrMany<ExtractorSpec>>, path: &str| -> Vec<Extractor> {
+        let mut out = Vec::new();
+        for (i, x) in list
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            match compile_extractor(x) {
+                Ok(e) => out.push(e),
+                Err(m) => errors.push(DocError::new(format!("{path}/{i}"), m)),
+            }
+        }
+        out
+    };
+    let event = EventRules {
+        ty: extractors(spec.event.ty, "/spec/event/type"),
+        id: extractors(spec.event.id, "/spec/event/id"),
+        subject: extractors(spec.event.subject, "/spec/event/subject"),
+        extensions: spec
+            .event
+            .extensions
+            .into_iter()
+            .map(|(k, v)| {
+                let path = format!("/spec/event/extensions/{k}");
+                (k, extractors(Some(v), &path))
+            })
+            .collect(),
+    };
+    let dedup_window = match spec.dedup.and_then(|d| d.window) {
+        None => None,
+        Some(w) => match parse_duration("window", &w) {
+            Ok(d) if d <= ctx.settings.retention => Some(d),
+            Ok(_) => {
+                errors.push(DocError::new(
+                    "/spec/dedup/window",
+                    "cannot be longer than the relay's retention setting",
+                ));
+                None
+            }
+            Err(e) => {
+                errors.push(DocError::new("/spec/dedup/window", e.to_string()));
+                None
+            }
+        },
+    };
+    let formats = if spec.formats.is_empty() {
+        vec!["json".to_string()]
+    } else {
+        spec.formats
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(SourceDef {
+        name: name.to_string(),
+        json: formats.iter().any(|f| f == "json"),
+        cloudevents: formats.iter().any(|f| f == "cloudevents"),
+        auth,
+        event,
+        dedup_window,
+        max_body_bytes: spec.max_body_bytes,
+    })
+}
+
+fn compile_extractor(x: ExtractorSpec) -> Result<Extractor, String> {
+    let from = match (x.header, x.pointer, x.value, x.template) {
+        (Some(h), None, None, None) => Extract::Header(h),
+        (None, Some(p), None, None) => Extract::Pointer(p),
+        (None, None, Some(v), None) => Extract::Value(v),
+        (None, None, None, Some(t)) => Extract::Template(Tpl::compile(&t)?),
+        _ => return Err("give exactly one of header, pointer, value, template".into()),
+    };
+    Ok(Extractor {
+        from,
+        prefix: x.prefix,
+        lowercase: x.lowercase,
+    })
+}

@@ -1,0 +1,207 @@
+//! `kind: Template` — how an event type reads as a message, with per-channel overrides.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::DocError;
+use super::pattern::Patterns;
+use crate::message::{Message, MsgType};
+use crate::render::{RenderCtx, Tpl};
+
+#[derive(Debug, Deserialize)]
+struct TemplateSpec {
+    #[serde(default)]
+    types: Vec<String>,
+    #[serde(flatten)]
+    base: VariantSpec,
+    #[serde(default)]
+    channels: BTreeMap<String, VariantSpec>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct VariantSpec {
+    msgtype: Option<MsgType>,
+    title: Option<String>,
+    text: Option<String>,
+    url: Option<String>,
+}
+
+/// One compiled way of writing the message.
+#[derive(Debug, Clone)]
+struct Variant {
+    msgtype: MsgType,
+    title: Option<Tpl>,
+    text: Tpl,
+    url: Option<Tpl>,
+}
+
+/// A compiled Template.
+#[derive(Debug, Clone)]
+pub struct TemplateDef {
+    pub name: String,
+    /// Event types it renders when a Route names no template.
+    pub types: Patterns,
+    base: Variant,
+    /// Keyed by channel name or channel type.
+    overrides: BTreeMap<String, Variant>,
+}
+
+impl TemplateDef {
+    /// Renders the message for a channel: an override for the channel's name wins over one for
+    /// its type, which wins over the base.
+    pub fn render(
+        &self,
+        ctx: &RenderCtx,
+        channel_name: &str,
+        channel_type: &str,
+    ) -> Result<Message, String> {
+        let v = self
+            .overrides
+            .get(channel_name)
+            .or_else(|| self.overrides.get(channel_type))
+            .unwrap_or(&self.base);
+        let opt = |t: &Option<Tpl>, what: &str| -> Result<Option<String>, String> {
+            t.as_ref()
+                .map(|t| t.render(ctx).map_err(|e| format!("{what}: {e}")))
+                .transpose()
+                .map(|s| s.filter(|s| !s.trim().is_empty()))
+        };
+        Ok(Message {
+            msgtype: v.msgtype,
+            content: v.text.render(ctx).map_err(|e| format!("text: {e}"))?,
+            title: opt(&v.title, "title")?,
+            url: opt(&v.url, "url")?,
+        })
+    }
+}
+
+/// Compiles a Template document's `spec`.
+pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
+    let spec: TemplateSpec = serde_json::from_value(spec.clone())
+        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let mut errors = Vec::new();
+    let types = Patterns::compile(&spec.types, "/spec/types").unwrap_or_else(|e| {
+        errors.push(e);
+        Patterns::default()
+    });
+    let base = compile_variant(&spec.base, None, "/spec", &mut errors);
+    let mut overrides = BTreeMap::new();
+    for (key, v) in &spec.channels {
+        let path = format!("/spec/channels/{key}");
+        if let Some(base) = &base
+            && let Some(variant) = compile_variant(v, Some(base), &path, &mut errors)
+        {
+            overrides.insert(key.clone(), variant);
+        }
+    }
+    match base {
+        Some(base) if errors.is_empty() => Ok(TemplateDef {
+            name: name.to_string(),
+            types,
+            base,
+            overrides,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Compiles a variant; fields it leaves out come from `base`.
+fn compile_variant(
+    v: &VariantSpec,
+    base: Option<&Variant>,
+    path: &str,
+    errors: &mut Vec<DocError>,
+) -> Option<Variant> {
+    let mut compile = |src: &Option<String>, field: &str| -> Option<Option<Tpl>> {
+        match src {
+            None => Some(None),
+            Some(s) => match Tpl::compile(s) {
+                Ok(t) => Some(Some(t)),
+                Err(e) => {
+                    errors.push(DocError::new(format!("{path}/{field}"), e));
+                    None
+                }
+            },
+        }
+    };
+    let text = compile(&v.text, "text")?;
+    let title = compile(&v.title, "title")?;
+    let url = compile(&v.url, "url")?;
+    let text = match (text, base) {
+        (Some(t), _) => t,
+        (None, Some(b)) => b.text.clone(),
+        (None, None) => {
+            errors.push(DocError::new(format!("{path}/text"), "text is required"));
+            return None;
+        }
+    };
+    Some(Variant {
+        msgtype: v.msgtype.or(base.map(|b| b.msgtype)).unwrap_or_default(),
+        title: title.or_else(|| base.and_then(|b| b.title.clone())),
+        text,
+        url: url.or_else(|| base.and_then(|b| b.url.clone())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn overrides_by_channel_name_then_type() {
+        let t = compile(
+            "t",
+            &json!({
+                "types": ["zadig.*"],
+                "msgtype": "markdown",
+                "title": "{{type}}",
+                "text": "base {{data.x}}",
+                "channels": {
+                    "wecom-robot": {"msgtype": "text", "text": "robot {{data.x}}"},
+                    "ops": {"text": "ops {{data.x}}"}
+                }
+            }),
+        )
+        .unwrap();
+        let ctx = RenderCtx::new(json!({"type": "zadig.workflow.passed", "data": {"x": 1}}));
+        let base = t.render(&ctx, "w", "webhook").unwrap();
+        assert_eq!(
+            (base.msgtype, base.content.as_str()),
+            (MsgType::Markdown, "base 1")
+        );
+        assert_eq!(base.title.as_deref(), Some("zadig.workflow.passed"));
+        let robot = t.render(&ctx, "team-robot", "wecom-robot").unwrap();
+        assert_eq!(
+            (robot.msgtype, robot.content.as_str()),
+            (MsgType::Text, "robot 1")
+        );
+        let ops = t.render(&ctx, "ops", "wecom-robot").unwrap();
+        assert_eq!(
+            (ops.msgtype, ops.content.as_str()),
+            (MsgType::Markdown, "ops 1")
+        );
+        assert!(t.types.matches("zadig.workflow.passed"));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let errs = compile(
+            "t",
+            &json!({"text": "ok", "channels": {"x": {"title": "{{#if}}"}}}),
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].path, "/spec/channels/x/title");
+    }
+
+    #[test]
+    fn render_errors_say_which_part() {
+        let t = compile("t", &json!({"text": "{{data.missing}}"})).unwrap();
+        let err = t
+            .render(&RenderCtx::new(json!({"data": {}})), "c", "webhook")
+            .unwrap_err();
+        assert!(err.starts_with("text:"), "{err}");
+    }
+}

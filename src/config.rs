@@ -1,0 +1,315 @@
+//! Settings: built-in defaults → optional `hookrelay.toml` → `HOOKRELAY_*` environment, validated.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::deliver::retry::RetryPolicy;
+use crate::secret::Secret;
+
+/// Settings as written in the file and environment (durations as text, e.g. `90s`, `24h`).
+#[derive(Debug, Deserialize)]
+struct RawSettings {
+    listen: String,
+    data_dir: PathBuf,
+    hooks_dir: PathBuf,
+    max_body_bytes: usize,
+    workers: usize,
+    http_workers: usize,
+    admin_token: Option<String>,
+    log_format: String,
+    log_level: String,
+    dedup_window: String,
+    retention: String,
+    dead_retention: String,
+    lease: String,
+    cache_mb: u64,
+    reload_interval: String,
+    shutdown_grace: String,
+    retry: RawRetry,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRetry {
+    schedule: Vec<String>,
+    max_age: String,
+    max_attempts: Option<u32>,
+    jitter: f64,
+    max_retry_after: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Validated settings of one relay process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server listens on (`listen`, default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// Where the store keeps its files (`data_dir`, default `./data`).
+    pub data_dir: PathBuf,
+    /// The drop-in resource directory (`hooks_dir`, default `./hooks.d`).
+    pub hooks_dir: PathBuf,
+    /// Largest accepted request body in bytes (`max_body_bytes`, default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Deliveries in flight at once (`workers`, default 64).
+    pub workers: usize,
+    /// HTTP server threads; 0 = one per CPU (`http_workers`).
+    pub http_workers: usize,
+    /// Bearer token for `/admin` (`admin_token`); without one the admin API answers 403.
+    pub admin_token: Option<Secret>,
+    /// `pretty` or `json` (`log_format`).
+    pub log_format: LogFormat,
+    /// A `tracing` filter such as `info` or `hookrelay=debug` (`log_level`).
+    pub log_level: String,
+    /// How long an event id is remembered for de-duplication (`dedup_window`, default 24h).
+    pub dedup_window: Duration,
+    /// How long finished events and deliveries are kept (`retention`, default 7d).
+    pub retention: Duration,
+    /// How long dead letters are kept (`dead_retention`, default 30d).
+    pub dead_retention: Duration,
+    /// How long a worker may hold a delivery before it is due again (`lease`, default 2m).
+    pub lease: Duration,
+    /// Store page cache in MiB (`cache_mb`, default 64).
+    pub cache_mb: u64,
+    /// How often hooks.d is checked for changes; 0 disables (`reload_interval`, default 2s).
+    pub reload_interval: Duration,
+    /// How long shutdown waits for deliveries in flight (`shutdown_grace`, default 10s).
+    pub shutdown_grace: Duration,
+    /// Default retry policy for channels that do not set their own (`retry.*`).
+    pub retry: RetryPolicy,
+    /// Values templates can read as `{{vars.NAME}}`, e.g. `platform_url` (`vars.*`).
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A setting that could not be read or makes no sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading settings: {0}")]
+    Read(#[from] config::ConfigError),
+    #[error("setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+const DEFAULTS: &[(&str, &str)] = &[
+    ("listen", "127.0.0.1:8080"),
+    ("data_dir", "./data"),
+    ("hooks_dir", "./hooks.d"),
+    ("log_format", "pretty"),
+    ("log_level", "info"),
+    ("dedup_window", "24h"),
+    ("retention", "7d"),
+    ("dead_retention", "30d"),
+    ("lease", "2m"),
+    ("reload_interval", "2s"),
+    ("shutdown_grace", "10s"),
+    ("retry.max_age", "24h"),
+    ("retry.max_retry_after", "1h"),
+];
+
+impl Settings {
+    /// Loads settings: defaults, then `file` (required when given, else `./hookrelay.toml` if
+    /// present), then `HOOKRELAY_*` variables (`__` separates nested keys: `HOOKRELAY_RETRY__MAX_AGE`).
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let b = match file {
+            Some(path) => with_defaults()?.add_source(config::File::from(path).required(true)),
+            None => with_defaults()?
+                .add_source(config::File::with_name("hookrelay.toml").required(false)),
+        };
+        let b = b.add_source(
+            config::Environment::with_prefix("HOOKRELAY")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("retry.schedule"),
+        );
+        Settings::validate(b.build()?.try_deserialize()?)
+    }
+
+    /// Built-in defaults only, ignoring files and environment (tests start here).
+    pub fn defaults() -> Settings {
+        with_defaults()
+            .and_then(|b| Ok(b.build()?.try_deserialize()?))
+            .and_then(Settings::validate)
+            .expect("built-in defaults are valid")
+    }
+
+    fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
+        let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
+        let listen = raw
+            .listen
+            .parse()
+            .map_err(|e| invalid("listen", format!("{:?} is not host:port: {e}", raw.listen)))?;
+        let log_format = match raw.log_format.as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("{other:?} is neither \"pretty\" nor \"json\""),
+                ));
+            }
+        };
+        if raw.max_body_bytes < 1024 {
+            return Err(invalid("max_body_bytes", "must be at least 1024".into()));
+        }
+        if raw.workers == 0 {
+            return Err(invalid("workers", "must be at least 1".into()));
+        }
+        let schedule = raw
+            .retry
+            .schedule
+            .iter()
+            .map(|s| parse_duration("retry.schedule", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if schedule.is_empty() {
+            return Err(invalid("retry.schedule", "needs at least one step".into()));
+        }
+        if !(0.0..=1.0).contains(&raw.retry.jitter) {
+            return Err(invalid("retry.jitter", "must be between 0 and 1".into()));
+        }
+        let dedup_window = parse_duration("dedup_window", &raw.dedup_window)?;
+        let retention = parse_duration("retention", &raw.retention)?;
+        if dedup_window > retention {
+            return Err(invalid(
+                "dedup_window",
+                "cannot be longer than retention (events are the dedup memory)".into(),
+            ));
+        }
+        let lease = parse_duration("lease", &raw.lease)?;
+        if lease < Duration::from_secs(5) {
+            return Err(invalid("lease", "must be at least 5s".into()));
+        }
+        Ok(Settings {
+            listen,
+            data_dir: raw.data_dir,
+            hooks_dir: raw.hooks_dir,
+            max_body_bytes: raw.max_body_bytes,
+            workers: raw.workers,
+            http_workers: raw.http_workers,
+            admin_token: raw.admin_token.filter(|t| !t.is_empty()).map(Secret::new),
+            log_format,
+            log_level: raw.log_level,
+            dedup_window,
+            retention,
+            dead_retention: parse_duration("dead_retention", &raw.dead_retention)?,
+            lease,
+            cache_mb: raw.cache_mb.max(4),
+            reload_interval: parse_duration("reload_interval", &raw.reload_interval)?,
+            shutdown_grace: parse_duration("shutdown_grace", &raw.shutdown_grace)?,
+            retry: RetryPolicy {
+                schedule,
+                max_age: parse_duration("retry.max_age", &raw.retry.max_age)?,
+                max_attempts: raw.retry.max_attempts,
+                jitter: raw.retry.jitter,
+                max_retry_after: parse_duration(
+                    "retry.max_retry_after",
+                    &raw.retry.max_retry_after,
+                )?,
+            },
+            vars: raw.vars,
+        })
+    }
+}
+
+fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
+    let mut b = config::Config::builder();
+    for (k, v) in DEFAULTS {
+        b = b.set_default(*k, *v)?;
+    }
+    let retry = RetryPolicy::default();
+    let schedule: Vec<String> = retry
+        .schedule
+        .iter()
+        .map(|d| humantime::format_duration(*d).to_string())
+        .collect();
+    Ok(b.set_default("max_body_bytes", 1024 * 1024)?
+        .set_default("workers", 64)?
+        .set_default("http_workers", 0)?
+        .set_default("cache_mb", 64)?
+        .set_default("retry.jitter", retry.jitter)?
+        .set_default("retry.schedule", schedule)?)
+}
+
+/// Parses `500ms`, `5s`, `2m`, `24h`, `7d`, `1h 30m`; a bare number is seconds.
+pub fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    let t = text.trim();
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(t).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("{text:?} is not a duration: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let s = Settings::defaults();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.retry, RetryPolicy::default());
+        assert_eq!(s.dedup_window, Duration::from_secs(86400));
+        assert!(s.admin_token.is_none());
+    }
+
+    #[test]
+    fn file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookrelay.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nworkers = 3\n[retry]\nschedule = [\"0s\", \"1s\"]\nmax_age = \"1h\"\n[vars]\nplatform_url = \"https://acp.example\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path)).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.workers, 3);
+        assert_eq!(
+            s.retry.schedule,
+            vec![Duration::ZERO, Duration::from_secs(1)]
+        );
+        assert_eq!(s.retry.max_age, Duration::from_secs(3600));
+        assert_eq!(s.vars["platform_url"], "https://acp.example");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "lease = \"soon\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("lease"), "{err}");
+        std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("log_format"), "{err}");
+    }
+
+    #[test]
+    fn durations_accept_bare_seconds_and_units() {
+        assert_eq!(parse_duration("x", "90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            parse_duration("x", "7d").unwrap(),
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(
+            parse_duration("x", "250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert!(parse_duration("x", "later").is_err());
+    }
+}

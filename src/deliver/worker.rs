@@ -1,0 +1,302 @@
+//! One attempt of one leased delivery: send through its channel, decide what comes next, record it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::Engine;
+use super::retry::{Next as RetryNext, RetryPolicy};
+use crate::catalog::Catalog;
+use crate::channel::{DeliveryError, Outgoing, Reason, Receipt};
+use crate::ids::now_ms;
+use crate::metrics::{AttemptLabels, ChannelLabels};
+use crate::plan::rerender;
+use crate::store::{
+    AttemptRecord, AttemptResult, Completion, DeliveryRecord, ErrorInfo, Leased, Next,
+};
+
+/// Delivers one leased delivery and records the outcome; the permit frees its worker slot.
+pub(super) async fn deliver(engine: Arc<Engine>, leased: Leased, _slot: OwnedSemaphorePermit) {
+    let id = leased.record.id;
+    let catalog = engine.catalog.current();
+    let at_ms = now_ms();
+    let started = Instant::now();
+    let result = attempt(&engine, &catalog, &leased.record).await;
+    let elapsed = started.elapsed();
+    let channel = catalog.channels.get(&leased.record.channel);
+    let policy = channel.map_or(&engine.settings.retry, |c| &c.retry);
+    let now = now_ms();
+    let completion = decide(
+        policy,
+        &leased.record,
+        result,
+        at_ms,
+        elapsed,
+        now,
+        rand::random_range(-1.0..=1.0),
+    );
+    let label = leased.record.channel.clone();
+    engine
+        .metrics
+        .attempt_seconds
+        .get_or_create(&ChannelLabels {
+            channel: label.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    engine
+        .metrics
+        .attempts
+        .get_or_create(&AttemptLabels {
+            channel: label.clone(),
+            result: result_name(completion.attempt.result),
+            reason: completion
+                .attempt
+                .error
+                .as_ref()
+                .map_or("ok", |e| reason_name(&e.reason)),
+        })
+        .inc();
+    if matches!(completion.next, Next::Dead) {
+        engine
+            .metrics
+            .dead
+            .get_or_create(&ChannelLabels { channel: label })
+            .inc();
+    }
+    match engine.store.complete(&leased, completion, now) {
+        Ok(rec) => {
+            tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
+        }
+        // The lease stays; the delivery becomes due again when it expires (at-least-once).
+        Err(e) => tracing::error!(delivery = %id, error = %e, "could not record an attempt"),
+    }
+    engine.inflight.lock().expect("inflight lock").remove(&id);
+}
+
+/// Sends the delivery once.
+async fn attempt(
+    engine: &Engine,
+    catalog: &Catalog,
+    rec: &DeliveryRecord,
+) -> Result<Receipt, DeliveryError> {
+    let ch = catalog.channels.get(&rec.channel).ok_or_else(|| {
+        DeliveryError::retryable(
+            Reason::Config,
+            format!("channel {:?} is not loaded (check hooks.d)", rec.channel),
+        )
+    })?;
+    let store_err =
+        |e: crate::store::StoreError| DeliveryError::retryable(Reason::Config, e.to_string());
+    let event = if ch.channel.needs_event() || rec.message.is_none() {
+        let stored = engine.store.event(&rec.id.event).map_err(store_err)?;
+        Some(
+            stored
+                .ok_or_else(|| {
+                    DeliveryError::permanent(Reason::Config, "the event of this delivery is gone")
+                })?
+                .event,
+        )
+    } else {
+        None
+    };
+    let rerendered;
+    let message = match (&rec.message, &event) {
+        (Some(m), _) => m,
+        // A delivery replayed after a render error: render again with today's templates.
+        (None, Some(event)) => {
+            rerendered = rerender(catalog, event, rec.template.as_deref(), ch)
+                .map_err(|e| DeliveryError::permanent(Reason::Render, e))?;
+            engine
+                .store
+                .set_message(&rec.id, rerendered.clone())
+                .map_err(store_err)?;
+            &rerendered
+        }
+        (None, None) => unreachable!("the event is loaded whenever the message is missing"),
+    };
+    let ce = event.as_ref().map(|e| e.to_json());
+    let out = Outgoing {
+        id: &rec.id,
+        message,
+        to: &rec.to,
+        event: ce.as_ref(),
+        timeout: ch.timeout,
+    };
+    ch.channel.send(&out).await
+}
+
+/// What an attempt's result means for the delivery (pure; `jitter` in [-1, 1]).
+fn decide(
+    policy: &RetryPolicy,
+    rec: &DeliveryRecord,
+    result: Result<Receipt, DeliveryError>,
+    at_ms: u64,
+    elapsed: Duration,
+    now: u64,
+    jitter: f64,
+) -> Completion {
+    let age = Duration::from_millis(now.saturating_sub(rec.created_ms));
+    let record = |result, error: Option<&DeliveryError>, receipt| AttemptRecord {
+        at_ms,
+        duration_ms: elapsed.as_millis() as u64,
+        result,
+        error: error.map(|e| ErrorInfo {
+            reason: e.reason().as_str().to_string(),
+            detail: e.detail().to_string(),
+            status: e.status(),
+        }),
+        receipt,
+    };
+    match result {
+        Ok(receipt) => Completion {
+            attempt: record(AttemptResult::Delivered, None, receipt),
+            counted: true,
+            next: Next::Delivered,
+        },
+        Err(e @ DeliveryError::Throttled { .. }) => {
+            let DeliveryError::Throttled { wait, .. } = &e else {
+                unreachable!()
+            };
+            let wait = policy.throttle_wait(*wait);
+            let next = if age + wait > policy.max_age {
+                Next::Dead
+            } else {
+                Next::RetryAt(now + wait.as_millis() as u64)
+            };
+            Completion {
+                attempt: record(AttemptResult::Throttled, Some(&e), None),
+                counted: false,
+                next,
+            }
+        }
+        Err(e @ DeliveryError::Retryable { .. }) => {
+            let DeliveryError::Retryable { retry_after, .. } = &e else {
+                unreachable!()
+            };
+            let next = match policy.after_failure(rec.attempts + 1, age, *retry_after, jitter) {
+                RetryNext::RetryIn(d) => Next::RetryAt(now + d.as_millis() as u64),
+                RetryNext::GiveUp(_) => Next::Dead,
+            };
+            Completion {
+                attempt: record(AttemptResult::Retryable, Some(&e), None),
+                counted: true,
+                next,
+            }
+        }
+        Err(e @ DeliveryError::Permanent { .. }) => Completion {
+            attempt: record(AttemptResult::Permanent, Some(&e), None),
+            counted: true,
+            next: Next::Dead,
+        },
+    }
+}
+
+fn result_name(r: AttemptResult) -> &'static str {
+    match r {
+        AttemptResult::Delivered => "delivered",
+        AttemptResult::Retryable => "retryable",
+        AttemptResult::Throttled => "throttled",
+        AttemptResult::Permanent => "permanent",
+    }
+}
+
+/// Metric label for a stored reason (a fixed set; anything else is "other").
+fn reason_name(reason: &str) -> &'static str {
+    [
+        Reason::Client,
+        Reason::Server,
+        Reason::Auth,
+        Reason::RateLimited,
+        Reason::Timeout,
+        Reason::Network,
+        Reason::Config,
+        Reason::Render,
+    ]
+    .into_iter()
+    .map(Reason::as_str)
+    .find(|r| *r == reason)
+    .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DeliveryState;
+
+    fn rec(attempts: u32, created_ms: u64) -> DeliveryRecord {
+        DeliveryRecord {
+            id: Default::default(),
+            receiver: "s".into(),
+            event_type: "t".into(),
+            origin: "r".into(),
+            channel: "c".into(),
+            template: None,
+            to: Default::default(),
+            message: None,
+            state: DeliveryState::Pending,
+            attempts,
+            tries: attempts,
+            created_ms,
+            updated_ms: created_ms,
+            next_ms: None,
+            last_error: None,
+            receipt: None,
+        }
+    }
+
+    fn run(result: Result<Receipt, DeliveryError>, r: &DeliveryRecord, now: u64) -> Completion {
+        decide(
+            &RetryPolicy::default(),
+            r,
+            result,
+            now,
+            Duration::from_millis(3),
+            now,
+            0.0,
+        )
+    }
+
+    #[test]
+    fn success_is_final() {
+        let c = run(Ok(None), &rec(0, 0), 1000);
+        assert!(matches!(c.next, Next::Delivered));
+        assert!(c.counted);
+        assert_eq!(c.attempt.duration_ms, 3);
+    }
+
+    #[test]
+    fn retryable_follows_the_schedule_until_max_age() {
+        let e = DeliveryError::retryable(Reason::Server, "HTTP 500");
+        let c = run(Err(e.clone()), &rec(0, 0), 1000);
+        assert!(matches!(c.next, Next::RetryAt(6000)), "{:?}", c.next);
+        assert_eq!(c.attempt.error.as_ref().unwrap().reason, "server");
+        let day = 24 * 3600 * 1000;
+        let c = run(Err(e), &rec(7, 0), day - 1000);
+        assert!(matches!(c.next, Next::Dead));
+    }
+
+    #[test]
+    fn throttles_do_not_count() {
+        let e = DeliveryError::Throttled {
+            detail: "130101".into(),
+            wait: Duration::from_secs(600),
+        };
+        let c = run(Err(e), &rec(2, 0), 1000);
+        assert!(!c.counted);
+        assert!(matches!(c.next, Next::RetryAt(601_000)));
+        assert_eq!(c.attempt.result, AttemptResult::Throttled);
+    }
+
+    #[test]
+    fn permanent_errors_are_dead_at_once() {
+        let c = run(
+            Err(DeliveryError::permanent(Reason::Client, "HTTP 400")),
+            &rec(0, 0),
+            1,
+        );
+        assert!(matches!(c.next, Next::Dead));
+        assert_eq!(reason_name("client"), "client");
+        assert_eq!(reason_name("weird"), "other");
+    }
+}

@@ -1,0 +1,110 @@
+//! `POST /hooks/{source}`: authenticate, decode, plan, store durably, then answer.
+
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::error::IngressError;
+use super::{auth, extract};
+use crate::ids::{EventId, now_ms};
+use crate::plan::plan;
+use crate::server::AppState;
+use crate::store::{Enqueued, NewEvent};
+
+/// Receives one hook. Every refusal happens before anything is stored; the 202 is sent only
+/// after the event and all its deliveries are on disk.
+pub async fn receive_hook(
+    req: HttpRequest,
+    source: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let name = source.into_inner();
+    let result = accept(&req, &name, payload, &state).await;
+    let (response, known) = match result {
+        Ok(r) => (r, true),
+        Err(e) => {
+            let known = !matches!(e, IngressError::UnknownSource(_));
+            tracing::debug!(source = %name, error = %e, "hook refused");
+            (actix_web::ResponseError::error_response(&e), known)
+        }
+    };
+    state
+        .metrics
+        .ingress(&name, known, response.status().as_u16());
+    response
+}
+
+async fn accept(
+    req: &HttpRequest,
+    name: &str,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<HttpResponse, IngressError> {
+    let catalog = state.catalog.current();
+    let source = catalog
+        .sources
+        .get(name)
+        .ok_or_else(|| IngressError::UnknownSource(name.to_string()))?;
+    let limit = source
+        .max_body_bytes
+        .unwrap_or(state.settings.max_body_bytes);
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(IngressError::TooLarge { limit });
+    }
+    let body = payload
+        .to_bytes_limited(limit)
+        .await
+        .map_err(|_| IngressError::TooLarge { limit })?
+        .map_err(|e| IngressError::BadRequest(format!("could not read the body: {e}")))?;
+    let now = now_ms();
+    auth::verify(&source.auth, req.headers(), &body, (now / 1000) as i64)
+        .map_err(IngressError::Unauthorized)?;
+    let event = extract::json_event(source, req.headers(), &body)?;
+    let deliveries = plan(&catalog, &event, now);
+    for d in &deliveries {
+        state
+            .metrics
+            .planned
+            .get_or_create(&crate::metrics::ChannelLabels {
+                channel: d.channel.clone(),
+            })
+            .inc();
+    }
+    let ce_id = event.id.clone();
+    let window = source.dedup_window.unwrap_or(state.settings.dedup_window);
+    let new = NewEvent {
+        id: EventId::generate(now),
+        event,
+        received_ms: now,
+        deliveries,
+    };
+    let outcome = state
+        .store
+        .enqueue(new, window.as_millis() as u64)
+        .await
+        .map_err(|e| IngressError::Unavailable(e.to_string()))?;
+    Ok(match outcome {
+        Enqueued::Accepted { id, deliveries } => {
+            if deliveries > 0 {
+                state.wake.notify_one();
+            }
+            HttpResponse::Accepted().json(json!({
+                "status": "accepted", "event": id.to_string(), "id": ce_id, "deliveries": deliveries,
+            }))
+        }
+        Enqueued::Duplicate { id } => HttpResponse::Ok().json(json!({
+            "status": "duplicate", "event": id.to_string(), "id": ce_id,
+        })),
+    })
+}
+
+/// Anything but POST on a hook path.
+pub async fn method_not_allowed() -> Result<HttpResponse, IngressError> {
+    Err(IngressError::MethodNotAllowed)
+}

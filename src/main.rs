@@ -1,0 +1,124 @@
+//! The `hookrelay` command: `serve` (default), `check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hookrelay::catalog::Loader;
+use hookrelay::config::{LogFormat, Settings};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Relays system hooks and CloudEvents to WeCom, DingTalk, Feishu and webhooks"
+)]
+struct Cli {
+    /// Settings file (default: ./hookrelay.toml if present).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the relay (the default).
+    Serve,
+    /// Validate a hooks.d directory; exits non-zero on any error.
+    Check {
+        /// The directory (default: the configured hooks_dir).
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hookrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Check { dir } => check(settings, dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
+    init_logging(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let listener = std::net::TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let relay = hookrelay::Relay::open(settings)?;
+        relay.serve(listener, shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+fn check(settings: Settings, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| settings.hooks_dir.clone());
+    let http = hookrelay::channel::http::client();
+    let catalog = Loader::new(&dir, std::sync::Arc::new(settings), http).load(true);
+    let report = &catalog.report;
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    for e in &report.errors {
+        println!("error: {e}");
+    }
+    let resources: Vec<String> = report
+        .resources
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    println!(
+        "{}: {} files, {}; {} errors, {} warnings",
+        dir.display(),
+        report.files.len(),
+        if resources.is_empty() {
+            "no resources".to_string()
+        } else {
+            resources.join(", ")
+        },
+        report.errors.len(),
+        report.warnings.len()
+    );
+    Ok(if report.is_clean() && !report.files.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

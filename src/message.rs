@@ -1,0 +1,248 @@
+//! The normalized message `{touser, msgtype, text:{content}, title?, url?}`, its recipients,
+//! and cutting content to a byte limit on a UTF-8 boundary.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// How the content is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MsgType {
+    #[default]
+    Text,
+    Markdown,
+}
+
+impl MsgType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MsgType::Text => "text",
+            MsgType::Markdown => "markdown",
+        }
+    }
+}
+
+/// A rendered message, before any vendor shapes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub msgtype: MsgType,
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// Who a delivery is for, in the ids its channel understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Recipients {
+    /// User ids (WeCom userid, DingTalk userId, Feishu open_id, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Mobile numbers (robot @mentions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mobiles: Vec<String>,
+    /// Department ids (WeCom app `toparty`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parties: Vec<String>,
+    /// Tag ids (WeCom app `totag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Everyone (`@all`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all: bool,
+}
+
+impl Recipients {
+    pub fn is_empty(&self) -> bool {
+        !self.all
+            && self.users.is_empty()
+            && self.mobiles.is_empty()
+            && self.parties.is_empty()
+            && self.tags.is_empty()
+    }
+
+    /// Adds `other`'s recipients, keeping the first occurrence of each id.
+    pub fn merge(&mut self, other: &Recipients) {
+        fn add(into: &mut Vec<String>, from: &[String]) {
+            for v in from {
+                if !into.contains(v) {
+                    into.push(v.clone());
+                }
+            }
+        }
+        add(&mut self.users, &other.users);
+        add(&mut self.mobiles, &other.mobiles);
+        add(&mut self.parties, &other.parties);
+        add(&mut self.tags, &other.tags);
+        self.all |= other.all;
+    }
+}
+
+/// A body that already was a message when it arrived (a CNB user notification).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadyMessage {
+    pub message: Message,
+    pub to: Recipients,
+}
+
+impl ReadyMessage {
+    /// Recognizes `{touser: "U1|U2", msgtype: "text"|"markdown", text: {content}}`.
+    pub fn from_body(body: &Value) -> Option<ReadyMessage> {
+        let obj = body.as_object()?;
+        let touser = obj.get("touser")?.as_str()?;
+        let msgtype = match obj.get("msgtype")?.as_str()? {
+            "text" => MsgType::Text,
+            "markdown" => MsgType::Markdown,
+            _ => return None,
+        };
+        let content = obj
+            .get(msgtype.as_str())
+            .or_else(|| obj.get("text"))?
+            .get("content")?
+            .as_str()?;
+        Some(ReadyMessage {
+            message: Message {
+                msgtype,
+                content: content.to_string(),
+                title: None,
+                url: None,
+            },
+            to: Recipients {
+                users: split_ids(touser),
+                ..Recipients::default()
+            },
+        })
+    }
+}
+
+/// Splits a `|`-joined id list, dropping blanks.
+pub fn split_ids(list: &str) -> Vec<String> {
+    list.split('|')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The normalized JSON form a `webhook` channel sends by default.
+pub fn normalized_json(message: &Message, to: &Recipients) -> Value {
+    let mut m = Map::new();
+    let touser = if to.all {
+        "@all".to_string()
+    } else {
+        to.users.join("|")
+    };
+    m.insert("touser".into(), Value::String(touser));
+    if !to.parties.is_empty() {
+        m.insert("toparty".into(), Value::String(to.parties.join("|")));
+    }
+    if !to.tags.is_empty() {
+        m.insert("totag".into(), Value::String(to.tags.join("|")));
+    }
+    if !to.mobiles.is_empty() {
+        m.insert("mobiles".into(), json!(to.mobiles));
+    }
+    m.insert(
+        "msgtype".into(),
+        Value::String(message.msgtype.as_str().into()),
+    );
+    m.insert("text".into(), json!({ "content": message.content }));
+    if let Some(t) = &message.title {
+        m.insert("title".into(), Value::String(t.clone()));
+    }
+    if let Some(u) = &message.url {
+        m.insert("url".into(), Value::String(u.clone()));
+    }
+    Value::Object(m)
+}
+
+/// Appended where content was cut, so the reader knows.
+pub const CUT_MARKER: &str = "\n…(truncated)";
+
+/// Cuts `text` to at most `max_bytes` bytes on a UTF-8 boundary, ending with [`CUT_MARKER`]
+/// when anything was removed. Returns whether it cut.
+pub fn truncate_utf8(text: &mut String, max_bytes: usize) -> bool {
+    if text.len() <= max_bytes {
+        return false;
+    }
+    let marker = if max_bytes >= CUT_MARKER.len() * 2 {
+        CUT_MARKER
+    } else {
+        ""
+    };
+    let mut end = max_bytes - marker.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(marker);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognizes_cnb_user_notify() {
+        let body =
+            json!({"touser":"U1|U2| ","msgtype":"text","text":{"content":"有新的 PR 待处理"}});
+        let r = ReadyMessage::from_body(&body).unwrap();
+        assert_eq!(r.to.users, vec!["U1", "U2"]);
+        assert_eq!(r.message.content, "有新的 PR 待处理");
+        assert!(ReadyMessage::from_body(&json!({"touser":"U1","msgtype":"image"})).is_none());
+        assert!(ReadyMessage::from_body(&json!({"object_kind":"push"})).is_none());
+    }
+
+    #[test]
+    fn truncates_on_char_boundary_with_marker() {
+        let mut s = "审批".repeat(100); // 600 bytes
+        assert!(truncate_utf8(&mut s, 100));
+        assert!(s.len() <= 100);
+        assert!(s.ends_with(CUT_MARKER));
+        let mut short = "ok".to_string();
+        assert!(!truncate_utf8(&mut short, 100));
+        assert_eq!(short, "ok");
+        let mut tiny = "abcdefgh".to_string();
+        assert!(truncate_utf8(&mut tiny, 3));
+        assert_eq!(tiny, "abc");
+    }
+
+    #[test]
+    fn normalized_form_joins_ids() {
+        let m = Message {
+            msgtype: MsgType::Markdown,
+            content: "**hi**".into(),
+            title: Some("t".into()),
+            url: None,
+        };
+        let to = Recipients {
+            users: vec!["a".into(), "b".into()],
+            parties: vec!["2".into()],
+            ..Default::default()
+        };
+        let v = normalized_json(&m, &to);
+        assert_eq!(v["touser"], "a|b");
+        assert_eq!(v["toparty"], "2");
+        assert_eq!(v["msgtype"], "markdown");
+        assert_eq!(v["text"]["content"], "**hi**");
+        assert_eq!(v["title"], "t");
+        assert!(v.get("totag").is_none());
+    }
+
+    #[test]
+    fn merge_keeps_first_occurrence() {
+        let mut a = Recipients {
+            users: vec!["x".into()],
+            ..Default::default()
+        };
+        a.merge(&Recipients {
+            users: vec!["x".into(), "y".into()],
+            all: true,
+            ..Default::default()
+        });
+        assert_eq!(a.users, vec!["x", "y"]);
+        assert!(a.all);
+    }
+}

@@ -1,0 +1,172 @@
+//! Prometheus metrics: what arrived, what was planned, how attempts went, and the health of the
+//! catalog and the store. No label ever carries a secret or an unbounded value.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngressLabels {
+    /// The Source name, or `(unknown)` for paths that name none (bounded cardinality).
+    pub source: String,
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub channel: String,
+    /// delivered, retryable, throttled, permanent.
+    pub result: &'static str,
+    /// ok, client, server, auth, rate-limited, timeout, network, config, render.
+    pub reason: &'static str,
+}
+
+type HistogramFamily = Family<ChannelLabels, Histogram, fn() -> Histogram>;
+
+/// Every metric the relay exports.
+pub struct Metrics {
+    registry: Registry,
+    pub ingress: Family<IngressLabels, Counter>,
+    pub planned: Family<ChannelLabels, Counter>,
+    pub attempts: Family<AttemptLabels, Counter>,
+    pub attempt_seconds: HistogramFamily,
+    pub dead: Family<ChannelLabels, Counter>,
+    pub catalog_errors: Gauge,
+    pub store_fsyncs: Counter,
+    pub store_bytes: Gauge,
+}
+
+fn attempt_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("hookrelay");
+        let ingress = Family::default();
+        registry.register(
+            "ingress_requests",
+            "Requests to /hooks by source and HTTP answer",
+            ingress.clone(),
+        );
+        let planned = Family::default();
+        registry.register(
+            "deliveries_planned",
+            "Deliveries planned, by channel",
+            planned.clone(),
+        );
+        let attempts = Family::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by channel, result and reason",
+            attempts.clone(),
+        );
+        let attempt_seconds: HistogramFamily = Family::new_with_constructor(attempt_histogram);
+        registry.register(
+            "delivery_attempt_seconds",
+            "Duration of delivery attempts",
+            attempt_seconds.clone(),
+        );
+        let dead = Family::default();
+        registry.register(
+            "deliveries_dead",
+            "Deliveries that became dead letters",
+            dead.clone(),
+        );
+        let catalog_errors = Gauge::default();
+        registry.register(
+            "catalog_errors",
+            "Errors in the last hooks.d load",
+            catalog_errors.clone(),
+        );
+        let store_fsyncs = Counter::default();
+        registry.register(
+            "store_fsyncs",
+            "Group-commit flush+fsync rounds of the store",
+            store_fsyncs.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Bytes the store occupies on disk",
+            store_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            ingress,
+            planned,
+            attempts,
+            attempt_seconds,
+            dead,
+            catalog_errors,
+            store_fsyncs,
+            store_bytes,
+        }
+    }
+
+    /// Counts one answer of `/hooks/{source}`.
+    pub fn ingress(&self, source: &str, known: bool, code: u16) {
+        let source = if known { source } else { "(unknown)" };
+        self.ingress
+            .get_or_create(&IngressLabels {
+                source: source.to_string(),
+                code,
+            })
+            .inc();
+    }
+
+    /// Sets the store figures that are read rather than counted.
+    pub fn set_store(&self, fsyncs: u64, bytes: u64) {
+        self.store_fsyncs.inner().store(fsyncs, Ordering::Relaxed);
+        self.store_bytes.set(bytes as i64);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_sources_share_one_label() {
+        let m = Metrics::new();
+        m.ingress("cnb", true, 202);
+        m.ingress("random-1", false, 404);
+        m.ingress("random-2", false, 404);
+        m.set_store(7, 1024);
+        let text = m.encode();
+        assert!(
+            text.contains("hookrelay_ingress_requests_total{source=\"cnb\",code=\"202\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("source=\"(unknown)\",code=\"404\"} 2"),
+            "{text}"
+        );
+        assert!(!text.contains("random-1"));
+        assert!(text.contains("hookrelay_store_fsyncs_total 7"), "{text}");
+    }
+}

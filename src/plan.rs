@@ -1,0 +1,190 @@
+//! Planning: an event's audiences rendered into deliveries — one per outbound request, content
+//! cut to the channel's limit, recipients split at the channel's per-request limits.
+
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, ChannelDef};
+use crate::channel::Limits;
+use crate::event::Event;
+use crate::message::{Message, MsgType, Recipients, truncate_utf8};
+use crate::render::RenderCtx;
+use crate::route::{self, Audience};
+use crate::store::{ErrorInfo, NewDelivery};
+
+/// Plans every delivery for `event`, due at `due_ms`. Render errors become deliveries that are
+/// dead from the start, carrying the error, so they show up as dead letters.
+pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Vec<NewDelivery> {
+    let audiences = route::audiences(catalog, event);
+    if audiences.is_empty() {
+        return Vec::new();
+    }
+    let ce = event.to_json();
+    let ctx = RenderCtx::for_event(&ce, &catalog.vars, event.message.as_ref());
+    let mut out = Vec::new();
+    for a in audiences {
+        let (template, rendered) = render(catalog, event, &ctx, &a);
+        let chunks = split(&a.to, &a.channel.channel.limits());
+        for to in chunks {
+            let (message, failed) = match &rendered {
+                Ok(m) => (Some(m.clone()), None),
+                Err(e) => (
+                    None,
+                    Some(ErrorInfo {
+                        reason: "render".into(),
+                        detail: e.clone(),
+                        status: None,
+                    }),
+                ),
+            };
+            out.push(NewDelivery {
+                origin: a.origin.to_string(),
+                channel: a.channel.name.clone(),
+                template: template.clone(),
+                to,
+                message,
+                failed,
+                due_ms,
+            });
+        }
+    }
+    out
+}
+
+/// Renders the message for one audience; returns the template used (if any) and the message.
+pub fn render(
+    catalog: &Catalog,
+    event: &Event,
+    ctx: &RenderCtx,
+    a: &Audience<'_>,
+) -> (Option<String>, Result<Message, String>) {
+    let template = match a.template {
+        Some(name) => catalog.templates.get(name),
+        // A ready message is sent as it came unless the route asks for a template.
+        None if event.message.is_some() => None,
+        None => catalog.template_for(&event.ty),
+    };
+    let rendered = match template {
+        Some(t) => t.render(ctx, &a.channel.name, a.channel.kind.as_str()),
+        None => Ok(match &event.message {
+            Some(ready) => ready.message.clone(),
+            None => fallback(event),
+        }),
+    };
+    (
+        template.map(|t| t.name.clone()),
+        rendered.map(|m| fit(m, a.channel)),
+    )
+}
+
+/// Re-renders a stored delivery's message from its event (a replay after a template fix).
+pub fn rerender(
+    catalog: &Catalog,
+    event: &Event,
+    template: Option<&str>,
+    channel: &Arc<ChannelDef>,
+) -> Result<Message, String> {
+    let ce = event.to_json();
+    let ctx = RenderCtx::for_event(&ce, &catalog.vars, event.message.as_ref());
+    let a = Audience {
+        origin: "",
+        channel,
+        template,
+        to: Recipients::default(),
+    };
+    render(catalog, event, &ctx, &a).1
+}
+
+/// When no template applies and the event carried no message: say what arrived.
+fn fallback(event: &Event) -> Message {
+    let mut content = format!("{}\nsource: {}\nid: {}", event.ty, event.source, event.id);
+    if let Some(s) = &event.subject {
+        content.push_str(&format!("\nsubject: {s}"));
+    }
+    Message {
+        msgtype: MsgType::Text,
+        content,
+        title: None,
+        url: None,
+    }
+}
+
+/// Cuts content to what the channel accepts.
+fn fit(mut m: Message, channel: &ChannelDef) -> Message {
+    if let Some(limit) = channel.content_limit(m.msgtype) {
+        truncate_utf8(&mut m.content, limit);
+    }
+    m
+}
+
+/// Splits recipients into groups no larger than the channel accepts per request.
+pub fn split(to: &Recipients, limits: &Limits) -> Vec<Recipients> {
+    fn pieces(ids: &[String], per: Option<usize>) -> Vec<Vec<String>> {
+        match per {
+            Some(n) if n > 0 && ids.len() > n => ids.chunks(n).map(<[String]>::to_vec).collect(),
+            _ => vec![ids.to_vec()],
+        }
+    }
+    if to.all {
+        return vec![to.clone()];
+    }
+    let users = pieces(&to.users, limits.users_per_request);
+    let parties = pieces(&to.parties, limits.parties_per_request);
+    let tags = pieces(&to.tags, limits.tags_per_request);
+    let n = users.len().max(parties.len()).max(tags.len());
+    (0..n)
+        .map(|i| Recipients {
+            users: users.get(i).cloned().unwrap_or_default(),
+            mobiles: if i == 0 {
+                to.mobiles.clone()
+            } else {
+                Vec::new()
+            },
+            parties: parties.get(i).cloned().unwrap_or_default(),
+            tags: tags.get(i).cloned().unwrap_or_default(),
+            all: false,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("u{i}")).collect()
+    }
+
+    #[test]
+    fn splits_at_per_request_limits() {
+        let limits = Limits {
+            users_per_request: Some(1000),
+            parties_per_request: Some(100),
+            tags_per_request: Some(100),
+            ..Limits::default()
+        };
+        let to = Recipients {
+            users: ids(2500),
+            parties: ids(150),
+            ..Recipients::default()
+        };
+        let parts = split(&to, &limits);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0].users.len(), 1000);
+        assert_eq!(parts[2].users.len(), 500);
+        assert_eq!(parts[0].parties.len(), 100);
+        assert_eq!(parts[1].parties.len(), 50);
+        assert!(parts[2].parties.is_empty());
+        let total: usize = parts.iter().map(|p| p.users.len()).sum();
+        assert_eq!(total, 2500);
+    }
+
+    #[test]
+    fn no_limits_means_one_request() {
+        let to = Recipients {
+            users: ids(5),
+            ..Recipients::default()
+        };
+        assert_eq!(split(&to, &Limits::default()), vec![to.clone()]);
+        assert_eq!(split(&Recipients::default(), &Limits::default()).len(), 1);
+    }
+}

@@ -1,0 +1,251 @@
+//! Secrets: `{env: NAME}` / `{file: PATH}` references, a value that never prints, and redaction.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A secret value. `Debug` and `Display` never show it; only [`Secret::expose`] does.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value that must not be printed.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The raw value, for signing and for building the outgoing request.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Secret key bytes (e.g. a decoded signing key); never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes(***)")
+    }
+}
+
+/// How a hooks.d document names a secret.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SecretRef {
+    /// `{env: NAME}`: read from the relay's environment.
+    Env { env: String },
+    /// `{file: PATH}`: read from a file (relative paths are relative to the hooks.d file).
+    File { file: String },
+    /// A literal value in the file: accepted, with a warning.
+    Literal(String),
+}
+
+/// A resolved secret, and whether it was written literally (the caller warns).
+#[derive(Debug)]
+pub struct Resolved {
+    pub secret: Secret,
+    pub literal: bool,
+}
+
+impl SecretRef {
+    /// Reads the secret. Errors name the reference, never the value.
+    pub fn resolve(&self, base_dir: &Path) -> Result<Resolved, String> {
+        match self {
+            SecretRef::Env { env } => match std::env::var(env) {
+                Ok(v) if !v.is_empty() => Ok(Resolved {
+                    secret: Secret(v),
+                    literal: false,
+                }),
+                Ok(_) => Err(format!("environment variable {env} is empty")),
+                Err(_) => Err(format!("environment variable {env} is not set")),
+            },
+            SecretRef::File { file } => {
+                let path = base_dir.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+                let value = text.trim_end_matches(['\n', '\r']).to_string();
+                if value.is_empty() {
+                    return Err(format!("secret file {} is empty", path.display()));
+                }
+                Ok(Resolved {
+                    secret: Secret(value),
+                    literal: false,
+                })
+            }
+            SecretRef::Literal(v) => Ok(Resolved {
+                secret: Secret(v.clone()),
+                literal: true,
+            }),
+        }
+    }
+}
+
+/// Query parameters whose values are credentials in the vendor APIs we call.
+const SECRET_QUERY_KEYS: [&str; 8] = [
+    "key",
+    "access_token",
+    "corpsecret",
+    "token",
+    "sign",
+    "secret",
+    "signature",
+    "api_key",
+];
+
+/// Redacts credentials from a URL for display: userinfo, the values of credential-like query
+/// parameters, and any path segment that follows a `hook` segment (Feishu puts its token there).
+pub fn redact_url(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = String::with_capacity(url.len());
+    match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            out.push_str(scheme);
+            out.push_str("://");
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((_, host)) => {
+                    out.push_str("***@");
+                    out.push_str(host);
+                }
+                None => out.push_str(authority),
+            }
+            out.push_str(&redact_path(path));
+        }
+        None => out.push_str(&redact_path(before_query)),
+    }
+    if let Some(q) = query {
+        out.push('?');
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) => {
+                    format!("{k}=***")
+                }
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+fn redact_path(path: &str) -> String {
+    let mut after_hook = false;
+    path.split('/')
+        .map(|seg| {
+            let s = if after_hook && !seg.is_empty() {
+                "***"
+            } else {
+                seg
+            };
+            after_hook = seg == "hook";
+            s
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Replaces every occurrence of any of `secrets` in `text` with `***`.
+pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 4) {
+        if out.contains(*s) {
+            out = out.replace(*s, "***");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s}"), "***");
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn redacts_vendor_urls() {
+        assert_eq!(
+            redact_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=abc-123&debug=1"),
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***&debug=1"
+        );
+        assert_eq!(
+            redact_url("https://oapi.dingtalk.com/robot/send?access_token=t0k&timestamp=1&sign=x"),
+            "https://oapi.dingtalk.com/robot/send?access_token=***&timestamp=1&sign=***"
+        );
+        assert_eq!(
+            redact_url("https://open.feishu.cn/open-apis/bot/v2/hook/0b1c-token"),
+            "https://open.feishu.cn/open-apis/bot/v2/hook/***"
+        );
+        assert_eq!(
+            redact_url("http://user:pw@example.com:8080/x"),
+            "http://***@example.com:8080/x"
+        );
+    }
+
+    #[test]
+    fn scrub_replaces_known_values() {
+        assert_eq!(
+            scrub("bad key abcdef in url", &["abcdef", ""]),
+            "bad key *** in url"
+        );
+    }
+
+    #[test]
+    fn resolves_env_and_file_refs() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tok"), "s3cret\n").unwrap();
+        let r = SecretRef::File { file: "tok".into() }
+            .resolve(dir.path())
+            .unwrap();
+        assert_eq!(r.secret.expose(), "s3cret");
+        assert!(!r.literal);
+        let missing = SecretRef::Env {
+            env: "HOOKRELAY_TEST_SURELY_UNSET".into(),
+        }
+        .resolve(dir.path());
+        assert!(missing.unwrap_err().contains("HOOKRELAY_TEST_SURELY_UNSET"));
+        assert!(
+            SecretRef::Literal("x".into())
+                .resolve(dir.path())
+                .unwrap()
+                .literal
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Key layout of the sled store: one tree, one leading byte per record family, big-endian
+//! numbers so that byte order is time order.
+//!
+//! | prefix | key after the prefix          | value           | query it serves                 |
+//! |--------|-------------------------------|-----------------|---------------------------------|
+//! | `e`    | event id (16)                 | EventRecord     | retention scan in time order    |
+//! | `k`    | dedup key (text)              | event id + ms   | de-duplication at ingress       |
+//! | `d`    | delivery id (20)              | DeliveryRecord  | deliveries of an event (prefix) |
+//! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order    |
+//! | `l`    | until ms (8) + delivery id    | —               | leases (expire → due again)     |
+//! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
+//! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
+
+use crate::ids::{DeliveryId, EventId};
+
+pub const EVENT: u8 = b'e';
+pub const DEDUP: u8 = b'k';
+pub const DELIVERY: u8 = b'd';
+pub const DUE: u8 = b'q';
+pub const LEASE: u8 = b'l';
+pub const DEAD: u8 = b'x';
+pub const ATTEMPT: u8 = b'a';
+
+pub fn event(id: &EventId) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = EVENT;
+    k[1..].copy_from_slice(&id.0);
+    k
+}
+
+pub fn dedup(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(DEDUP);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+pub fn delivery(id: &DeliveryId) -> [u8; 21] {
+    let mut k = [0u8; 21];
+    k[0] = DELIVERY;
+    k[1..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+/// Prefix of every delivery of one event.
+pub fn deliveries_of(id: &EventId) -> [u8; 17] {
+    let mut k = event(id);
+    k[0] = DELIVERY;
+    k
+}
+
+/// A time-index key: `prefix`, ms, delivery id. Used for due, lease and dead indexes.
+pub fn timed(prefix: u8, ms: u64, id: &DeliveryId) -> [u8; 29] {
+    let mut k = [0u8; 29];
+    k[0] = prefix;
+    k[1..9].copy_from_slice(&ms.to_be_bytes());
+    k[9..].copy_from_slice(&id.to_bytes());
+    k
+}
+
+/// The exclusive upper bound of a time index for entries at or before `ms`.
+pub fn timed_upto(prefix: u8, ms: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = prefix;
+    k[1..].copy_from_slice(&ms.saturating_add(1).to_be_bytes());
+    k
+}
+
+/// Splits a time-index key back into its ms and delivery id.
+pub fn parse_timed(key: &[u8]) -> Option<(u64, DeliveryId)> {
+    if key.len() != 29 {
+        return None;
+    }
+    let ms = u64::from_be_bytes(key[1..9].try_into().ok()?);
+    Some((ms, DeliveryId::from_bytes(&key[9..])?))
+}
+
+pub fn attempt(id: &DeliveryId, n: u32) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = ATTEMPT;
+    k[1..21].copy_from_slice(&id.to_bytes());
+    k[21..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// Prefix of every attempt of one delivery.
+pub fn attempts_of(id: &DeliveryId) -> [u8; 21] {
+    let mut k = delivery(id);
+    k[0] = ATTEMPT;
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_by_time_and_round_trip() {
+        let id = DeliveryId {
+            event: EventId::generate(1),
+            index: 3,
+        };
+        let early = timed(DUE, 100, &id);
+        let late = timed(DUE, 101, &id);
+        assert!(early < late);
+        assert!(late.as_slice() < timed_upto(DUE, 101).as_slice());
+        assert!(late.as_slice() >= timed_upto(DUE, 100).as_slice());
+        assert_eq!(parse_timed(&late), Some((101, id)));
+        assert!(delivery(&id).starts_with(&deliveries_of(&id.event)));
+        assert!(attempt(&id, 9).starts_with(&attempts_of(&id)));
+    }
+}

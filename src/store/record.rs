@@ -1,0 +1,142 @@
+//! Stored records and their versioned encoding (a version byte, then the record as JSON).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::event::Event;
+use crate::ids::DeliveryId;
+use crate::message::{Message, Recipients};
+
+use super::StoreError;
+
+/// Version byte written before every record. When a record's shape changes incompatibly, bump
+/// it and teach [`decode`] to read the old version.
+const V1: u8 = 1;
+
+pub(crate) fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.push(V1);
+    serde_json::to_writer(&mut out, record).expect("records serialize to JSON");
+    out
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&V1, body)) => {
+            serde_json::from_slice(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+        }
+        Some((v, _)) => Err(StoreError::Corrupt(format!("unknown record version {v}"))),
+        None => Err(StoreError::Corrupt("empty record".into())),
+    }
+}
+
+/// A received event as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub event: Event,
+    pub received_ms: u64,
+    pub dedup_key: String,
+    pub deliveries: u32,
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryState {
+    /// Due now or at `next_ms` (or leased by a worker).
+    Pending,
+    Delivered,
+    Dead,
+}
+
+/// The last error of a delivery, already classified and redacted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Classification: `client`, `server`, `auth`, `rate-limited`, `timeout`, `network`,
+    /// `config`, `render`.
+    pub reason: String,
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+}
+
+/// One planned outbound request and its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    #[serde(skip, default)]
+    pub id: DeliveryId,
+    pub receiver: String,
+    pub event_type: String,
+    /// The Route or Subscription that produced it.
+    pub origin: String,
+    pub channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub to: Recipients,
+    /// `None` until rendered (a render error leaves it empty and the delivery dead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Message>,
+    pub state: DeliveryState,
+    /// Attempts that count against the retry budget.
+    pub attempts: u32,
+    /// Attempt records written so far (throttle waits included).
+    pub tries: u32,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ErrorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Value>,
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptResult {
+    Delivered,
+    Retryable,
+    Throttled,
+    Permanent,
+}
+
+/// One attempt, as stored under its delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    pub result: AttemptResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_carry_a_version_byte() {
+        let a = AttemptRecord {
+            at_ms: 1,
+            duration_ms: 2,
+            result: AttemptResult::Delivered,
+            error: None,
+            receipt: None,
+        };
+        let bytes = encode(&a);
+        assert_eq!(bytes[0], V1);
+        let back: AttemptRecord = decode(&bytes).unwrap();
+        assert_eq!(back.result, AttemptResult::Delivered);
+        let mut future = bytes.clone();
+        future[0] = 99;
+        assert!(matches!(
+            decode::<AttemptRecord>(&future),
+            Err(StoreError::Corrupt(m)) if m.contains("99")
+        ));
+    }
+}
