@@ -92,22 +92,7 @@ impl Relay {
         let engine_task = tokio::spawn(engine.run(stop_rx.clone()));
         let watcher = tokio::spawn(watch_catalog(state.clone(), stop_rx.clone()));
         let retention = tokio::spawn(retention(state.clone(), stop_rx));
-        let data = state.clone();
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .configure(ingress::configure)
-                .configure(admin::configure)
-                .route("/healthz", web::get().to(healthz))
-                .route("/readyz", web::get().to(readyz))
-                .route("/metrics", web::get().to(metrics))
-        })
-        .disable_signals()
-        .shutdown_timeout(settings.shutdown_grace.as_secs().max(1));
-        if settings.http_workers > 0 {
-            server = server.workers(settings.http_workers);
-        }
-        let server = server.listen(listener).context("listening")?.run();
+        let server = http_server(state.clone(), listener)?;
         let handle = server.handle();
         let mut server_task = tokio::spawn(server);
         tracing::info!(listen = ?settings.listen, "hookrelay serving");
@@ -131,6 +116,29 @@ impl Relay {
             _ => Ok(()),
         }
     }
+}
+
+/// Builds the HTTP server (kept out of `serve`: the builder is not `Send`).
+fn http_server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let settings = state.settings.clone();
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(ingress::configure)
+            .configure(admin::configure)
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_grace.as_secs().max(1));
+    if settings.http_workers > 0 {
+        server = server.workers(settings.http_workers);
+    }
+    Ok(server.listen(listener).context("listening")?.run())
 }
 
 async fn watch_catalog(state: web::Data<AppState>, stop: watch::Receiver<bool>) {

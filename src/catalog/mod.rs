@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::secret::{Secret, SecretRef};
+use crate::secret::{Secret, SecretRef, redact_url};
 
 pub use build::Loader;
 pub use channel::ChannelDef;
@@ -49,6 +49,21 @@ impl DocCtx<'_> {
             self.warnings.push(DocError::new(
                 path,
                 "secret written literally; prefer {env: NAME} or {file: PATH}",
+            ));
+        }
+        Ok(resolved.secret)
+    }
+
+    /// Resolves a URL that may carry credentials: a literal one is fine unless it visibly
+    /// carries a credential (userinfo, `key=`, `access_token=`, a Feishu hook token, …).
+    pub fn url(&mut self, r: &SecretRef, path: &str) -> Result<Secret, DocError> {
+        let resolved = r
+            .resolve(self.base_dir)
+            .map_err(|m| DocError::new(path, m))?;
+        if resolved.literal && redact_url(resolved.secret.expose()) != resolved.secret.expose() {
+            self.warnings.push(DocError::new(
+                path,
+                "URL carries a credential written literally; prefer {env: NAME} or {file: PATH}",
             ));
         }
         Ok(resolved.secret)

@@ -64,6 +64,7 @@ pub(super) async fn deliver(engine: Arc<Engine>, leased: Leased, _slot: OwnedSem
             .get_or_create(&ChannelLabels { channel: label })
             .inc();
     }
+    let retry = matches!(completion.next, Next::RetryAt(_));
     match engine.store.complete(&leased, completion, now) {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
@@ -72,6 +73,10 @@ pub(super) async fn deliver(engine: Arc<Engine>, leased: Leased, _slot: OwnedSem
         Err(e) => tracing::error!(delivery = %id, error = %e, "could not record an attempt"),
     }
     engine.inflight.lock().expect("inflight lock").remove(&id);
+    if retry {
+        // The dispatcher may be asleep until a later time than this retry's.
+        engine.wake.notify_one();
+    }
 }
 
 /// Sends the delivery once.

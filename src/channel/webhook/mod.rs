@@ -46,7 +46,7 @@ impl Webhook {
         let spec: WebhookSpec = serde_json::from_value(spec.clone())
             .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
         let mut errors = Vec::new();
-        let url = match ctx.secret(&spec.url, "/spec/url") {
+        let url = match ctx.url(&spec.url, "/spec/url") {
             Ok(u) => match reqwest::Url::parse(u.expose()) {
                 Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Some(u),
                 _ => {

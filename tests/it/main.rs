@@ -1,0 +1,4 @@
+//! Integration tests: the real relay on port 0 with temp dirs, talking to fake servers over HTTP.
+
+mod foundation;
+mod support;
