@@ -41,6 +41,8 @@ pub struct Metrics {
     pub attempts: Family<AttemptLabels, Counter>,
     pub attempt_seconds: HistogramFamily,
     pub dead: Family<ChannelLabels, Counter>,
+    pub cel_errors: Counter,
+    pub unresolved: Family<ChannelLabels, Counter>,
     pub catalog_errors: Gauge,
     pub store_fsyncs: Counter,
     pub store_bytes: Gauge,
@@ -89,6 +91,18 @@ impl Metrics {
             "Deliveries that became dead letters",
             dead.clone(),
         );
+        let cel_errors = Counter::default();
+        registry.register(
+            "cel_errors",
+            "CEL filters that failed at run time (treated as no match)",
+            cel_errors.clone(),
+        );
+        let unresolved = Family::default();
+        registry.register(
+            "recipients_unresolved",
+            "Recipients the User directory could not address on a channel",
+            unresolved.clone(),
+        );
         let catalog_errors = Gauge::default();
         registry.register(
             "catalog_errors",
@@ -114,6 +128,8 @@ impl Metrics {
             attempts,
             attempt_seconds,
             dead,
+            cel_errors,
+            unresolved,
             catalog_errors,
             store_fsyncs,
             store_bytes,
@@ -129,6 +145,20 @@ impl Metrics {
                 code,
             })
             .inc();
+    }
+
+    /// Counts what planning one event noticed, and logs each unresolved recipient.
+    pub fn record_plan(&self, plan: &crate::plan::Plan) {
+        self.cel_errors.inc_by(plan.cel_errors as u64);
+        for u in &plan.unresolved {
+            tracing::warn!(origin = %u.origin, user = %u.user, channel = %u.channel,
+                "recipient has no id for this channel in the User directory; not notified");
+            self.unresolved
+                .get_or_create(&ChannelLabels {
+                    channel: u.channel.clone(),
+                })
+                .inc();
+        }
     }
 
     /// Sets the store figures that are read rather than counted.

@@ -8,20 +8,35 @@ use crate::channel::Limits;
 use crate::event::Event;
 use crate::message::{Message, MsgType, Recipients, truncate_utf8};
 use crate::render::RenderCtx;
-use crate::route::{self, Audience};
+use crate::route::{self, Audience, Unresolved};
 use crate::store::{ErrorInfo, NewDelivery};
+
+/// The deliveries planned for one event, and what routing noticed on the way.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub deliveries: Vec<NewDelivery>,
+    /// CEL filters that failed at run time (non-matches).
+    pub cel_errors: u32,
+    /// Recipients the User directory could not address.
+    pub unresolved: Vec<Unresolved>,
+}
 
 /// Plans every delivery for `event`, due at `due_ms`. Render errors become deliveries that are
 /// dead from the start, carrying the error, so they show up as dead letters.
-pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Vec<NewDelivery> {
-    let audiences = route::audiences(catalog, event);
-    if audiences.is_empty() {
-        return Vec::new();
-    }
+pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Plan {
     let ce = event.to_json();
+    let routed = route::route(catalog, event, &ce);
+    let mut plan = Plan {
+        deliveries: Vec::new(),
+        cel_errors: routed.cel_errors,
+        unresolved: routed.unresolved,
+    };
+    if routed.audiences.is_empty() {
+        return plan;
+    }
     let ctx = RenderCtx::for_event(&ce, &catalog.vars, event.message.as_ref());
-    let mut out = Vec::new();
-    for a in audiences {
+    let out = &mut plan.deliveries;
+    for a in routed.audiences {
         let (template, rendered) = render(catalog, event, &ctx, &a);
         let chunks = split(&a.to, &a.channel.channel.limits());
         for to in chunks {
@@ -47,7 +62,7 @@ pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Vec<NewDelivery> {
             });
         }
     }
-    out
+    plan
 }
 
 /// Renders the message for one audience; returns the template used (if any) and the message.

@@ -9,11 +9,15 @@ use serde_json::Value;
 
 use super::error::{CatalogError, DocError};
 use super::load::{self, RawDoc};
+use super::subscription::{self, SubscriptionDef};
+use super::user::{self, UserDef};
 use super::{
     Catalog, ChannelDef, DocCtx, FileReport, FileStatus, Report, RouteDef, SourceDef, TemplateDef,
     channel, route, schema, source, template,
 };
 use crate::config::Settings;
+use crate::route::index::SubscriptionIndex;
+use crate::route::{Unresolved, address};
 
 /// One compiled resource.
 #[derive(Debug, Clone)]
@@ -22,6 +26,8 @@ enum Item {
     Channel(Arc<ChannelDef>),
     Template(Arc<TemplateDef>),
     Route(Arc<RouteDef>),
+    Subscription(Arc<SubscriptionDef>),
+    User(Arc<UserDef>),
 }
 
 impl Item {
@@ -31,6 +37,8 @@ impl Item {
             Item::Channel(_) => "Channel",
             Item::Template(_) => "Template",
             Item::Route(_) => "Route",
+            Item::Subscription(_) => "Subscription",
+            Item::User(_) => "User",
         }
     }
 
@@ -40,6 +48,8 @@ impl Item {
             Item::Channel(x) => &x.name,
             Item::Template(x) => &x.name,
             Item::Route(x) => &x.name,
+            Item::Subscription(x) => &x.name,
+            Item::User(x) => &x.name,
         }
     }
 
@@ -58,6 +68,11 @@ impl Item {
                 }
                 refs
             }
+            Item::Subscription(s) => s
+                .channels
+                .iter()
+                .map(|c| ("Channel", c.as_str(), "/spec/channels".to_string()))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -253,6 +268,10 @@ fn compile_doc(doc: &RawDoc, ctx: &mut DocCtx<'_>) -> Result<Item, Vec<DocError>
         "Channel" => Item::Channel(Arc::new(channel::compile(name, spec, ctx)?)),
         "Template" => Item::Template(Arc::new(template::compile(name, spec)?)),
         "Route" => Item::Route(Arc::new(route::compile(name, spec)?)),
+        "Subscription" | "ClusterSubscription" => {
+            Item::Subscription(Arc::new(subscription::compile(name, v, &mut ctx.warnings)?))
+        }
+        "User" => Item::User(Arc::new(user::compile(name, spec)?)),
         other => unreachable!("schema exists for {other} but no compiler"),
     })
 }
@@ -321,6 +340,7 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
         vars: serde_json::to_value(&settings.vars).unwrap_or(Value::Null),
         ..Catalog::default()
     };
+    let mut subscriptions = Vec::new();
     for f in files {
         for (_, item) in f.items {
             *report.resources.entry(item.kind()).or_default() += 1;
@@ -335,10 +355,31 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
                     c.templates.insert(x.name.clone(), x);
                 }
                 Item::Route(x) => c.routes.push(x),
+                Item::Subscription(x) => subscriptions.push(x),
+                Item::User(x) => {
+                    c.users.insert(x.name.clone(), x);
+                }
             }
         }
     }
     c.routes.sort_by(|a, b| a.name.cmp(&b.name));
+    subscriptions.sort_by(|a, b| a.name.cmp(&b.name));
+    // Report every subscriber the directory cannot reach on one of their channels now, rather
+    // than when their first event is silently lost.
+    for s in &subscriptions {
+        for name in &s.channels {
+            if let Some(ch) = c.channels.get(name)
+                && address(c.users.get(&s.subscriber), &s.subscriber, ch).is_none()
+            {
+                report.unresolved.push(Unresolved {
+                    origin: s.name.clone(),
+                    user: s.subscriber.clone(),
+                    channel: name.clone(),
+                });
+            }
+        }
+    }
+    c.subscriptions = SubscriptionIndex::build(subscriptions);
     c.report = report;
     c
 }

@@ -10,7 +10,9 @@ pub mod reload;
 pub mod route;
 mod schema;
 pub mod source;
+pub mod subscription;
 pub mod template;
+pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::Settings;
+use crate::route::Unresolved;
+use crate::route::index::SubscriptionIndex;
 use crate::secret::{Secret, SecretRef, redact_url};
 
 pub use build::Loader;
@@ -28,6 +32,7 @@ pub use error::{CatalogError, DocError};
 pub use route::RouteDef;
 pub use source::SourceDef;
 pub use template::TemplateDef;
+pub use user::UserDef;
 
 /// What compiling one document may use, and where it leaves warnings.
 pub struct DocCtx<'a> {
@@ -96,6 +101,8 @@ pub struct Report {
     pub warnings: Vec<CatalogError>,
     /// Resources serving, by kind.
     pub resources: BTreeMap<&'static str, usize>,
+    /// Subscribers the directory cannot address on one of their channels.
+    pub unresolved: Vec<Unresolved>,
 }
 
 impl Report {
@@ -112,6 +119,9 @@ pub struct Catalog {
     pub channels: HashMap<String, Arc<ChannelDef>>,
     pub templates: HashMap<String, Arc<TemplateDef>>,
     pub routes: Vec<Arc<RouteDef>>,
+    pub subscriptions: SubscriptionIndex,
+    /// The User directory, by platform user name.
+    pub users: HashMap<String, Arc<UserDef>>,
     /// Settings' `vars`, as templates see them.
     pub vars: Value,
     pub report: Report,

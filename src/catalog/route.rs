@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::error::DocError;
 use super::pattern::Patterns;
 use crate::message::Recipients;
+use crate::route::filter::{Filter, FilterSpec};
 
 #[derive(Debug, Deserialize)]
 struct RouteSpec {
@@ -18,6 +19,8 @@ struct RouteSpec {
     template: Option<String>,
     #[serde(default)]
     to: RecipientsSpec,
+    #[serde(default)]
+    filter: FilterSpec,
 }
 
 /// Recipients as written in hooks.d (department and tag ids may be numbers).
@@ -65,7 +68,7 @@ impl RecipientsSpec {
 }
 
 /// A compiled Route.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RouteDef {
     pub name: String,
     /// Receiving Source names; empty = every source.
@@ -77,6 +80,8 @@ pub struct RouteDef {
     pub template: Option<String>,
     /// Static recipients (user names go through the User directory).
     pub to: Recipients,
+    /// Attribute and CEL filters on top of sources and types.
+    pub filter: Filter,
 }
 
 impl RouteDef {
@@ -98,6 +103,10 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
     };
     let sources = patterns(&spec.sources, "/spec/sources");
     let types = patterns(&spec.types, "/spec/types");
+    let filter = Filter::compile(&spec.filter, &[], "/spec/filter").unwrap_or_else(|e| {
+        errors.push(e);
+        Filter::default()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -108,6 +117,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
         channels: spec.channels,
         template: spec.template,
         to: spec.to.into_recipients(),
+        filter,
     })
 }
 

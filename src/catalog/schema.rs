@@ -16,6 +16,15 @@ const KINDS: &[(&str, &str)] = &[
     ("Channel", include_str!("../../schemas/channel.json")),
     ("Template", include_str!("../../schemas/template.json")),
     ("Route", include_str!("../../schemas/route.json")),
+    (
+        "Subscription",
+        include_str!("../../schemas/subscription.json"),
+    ),
+    (
+        "ClusterSubscription",
+        include_str!("../../schemas/subscription.json"),
+    ),
+    ("User", include_str!("../../schemas/user.json")),
 ];
 
 /// Names of the kinds with a schema.

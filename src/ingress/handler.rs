@@ -1,12 +1,14 @@
 //! `POST /hooks/{source}`: authenticate, decode, plan, store durably, then answer.
 
-use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
+use serde_json::{Value, json};
 
+use super::cloudevents::{self, Mode};
 use super::error::IngressError;
 use super::{auth, extract};
 use crate::ids::{EventId, now_ms};
+use crate::metrics::ChannelLabels;
 use crate::plan::plan;
 use crate::server::AppState;
 use crate::store::{Enqueued, NewEvent};
@@ -65,42 +67,79 @@ async fn accept(
     let now = now_ms();
     auth::verify(&source.auth, req.headers(), &body, (now / 1000) as i64)
         .map_err(IngressError::Unauthorized)?;
-    let event = extract::json_event(source, req.headers(), &body)?;
-    let deliveries = plan(&catalog, &event, now);
-    for d in &deliveries {
-        state
-            .metrics
-            .planned
-            .get_or_create(&crate::metrics::ChannelLabels {
-                channel: d.channel.clone(),
-            })
-            .inc();
-    }
-    let ce_id = event.id.clone();
-    let window = source.dedup_window.unwrap_or(state.settings.dedup_window);
-    let new = NewEvent {
-        id: EventId::generate(now),
-        event,
-        received_ms: now,
-        deliveries,
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = cloudevents::detect(content_type, req.headers());
+    let events = match mode {
+        Some(mode) if source.cloudevents => {
+            cloudevents::decode(mode, name, content_type, req.headers(), &body)?
+        }
+        _ if source.json => vec![extract::json_event(source, req.headers(), &body)?],
+        _ => {
+            return Err(IngressError::UnsupportedMediaType(
+                "this source accepts CloudEvents only: binary mode (ce-* headers) or \
+                 application/cloudevents+json / application/cloudevents-batch+json"
+                    .into(),
+            ));
+        }
     };
-    let outcome = state
+    let mut ids = Vec::with_capacity(events.len());
+    let mut batch = Vec::with_capacity(events.len());
+    for event in events {
+        let planned = plan(&catalog, &event, now);
+        state.metrics.record_plan(&planned);
+        let deliveries = planned.deliveries;
+        for d in &deliveries {
+            state
+                .metrics
+                .planned
+                .get_or_create(&ChannelLabels {
+                    channel: d.channel.clone(),
+                })
+                .inc();
+        }
+        ids.push(event.id.clone());
+        batch.push(NewEvent {
+            id: EventId::generate(now),
+            event,
+            received_ms: now,
+            deliveries,
+        });
+    }
+    let window = source.dedup_window.unwrap_or(state.settings.dedup_window);
+    let outcomes = state
         .store
-        .enqueue(new, window.as_millis() as u64)
+        .enqueue(batch, window.as_millis() as u64)
         .await
         .map_err(|e| IngressError::Unavailable(e.to_string()))?;
-    Ok(match outcome {
-        Enqueued::Accepted { id, deliveries } => {
-            if deliveries > 0 {
-                state.wake.notify_one();
-            }
-            HttpResponse::Accepted().json(json!({
+    if outcomes
+        .iter()
+        .any(|o| matches!(o, Enqueued::Accepted { deliveries, .. } if *deliveries > 0))
+    {
+        state.wake.notify_one();
+    }
+    let answers: Vec<Value> = outcomes
+        .iter()
+        .zip(&ids)
+        .map(|(o, ce_id)| match o {
+            Enqueued::Accepted { id, deliveries } => json!({
                 "status": "accepted", "event": id.to_string(), "id": ce_id, "deliveries": deliveries,
-            }))
+            }),
+            Enqueued::Duplicate { id } => json!({
+                "status": "duplicate", "event": id.to_string(), "id": ce_id,
+            }),
+        })
+        .collect();
+    Ok(match (mode, answers.as_slice()) {
+        (Some(Mode::Batch), _) => {
+            HttpResponse::Accepted().json(json!({ "status": "accepted", "events": answers }))
         }
-        Enqueued::Duplicate { id } => HttpResponse::Ok().json(json!({
-            "status": "duplicate", "event": id.to_string(), "id": ce_id,
-        })),
+        (_, [one]) if one["status"] == "duplicate" => HttpResponse::Ok().json(one),
+        (_, [one]) => HttpResponse::Accepted().json(one),
+        _ => unreachable!("one event unless batched"),
     })
 }
 

@@ -2,6 +2,7 @@
 //! planning, and the durable acknowledgement.
 
 mod auth;
+mod cloudevents;
 pub mod error;
 mod extract;
 mod handler;

@@ -111,10 +111,15 @@ pub enum Replay {
 /// The storage contract every backend meets (one shared test suite runs against each).
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Stores the event, its dedup key and all its deliveries in one atomic write unless the
-    /// dedup key was seen within `dedup_window_ms`; resolves only once that write (or the
-    /// original, for a duplicate) is durable.
-    async fn enqueue(&self, new: NewEvent, dedup_window_ms: u64) -> Result<Enqueued, StoreError>;
+    /// Stores the events, their dedup keys and all their deliveries in one atomic write,
+    /// skipping any event whose dedup key was seen within `dedup_window_ms` (earlier in the same
+    /// batch included); resolves only once that write (or the original, for a duplicate) is
+    /// durable. One answer per event, in order.
+    async fn enqueue(
+        &self,
+        events: Vec<NewEvent>,
+        dedup_window_ms: u64,
+    ) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Leases up to `limit` deliveries due at or before `now_ms` until `lease_until_ms`.
     fn lease_due(

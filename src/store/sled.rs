@@ -1,6 +1,7 @@
 //! The embedded sled backend: one tree, prefixed keys (see `keys.rs`), atomic batches and
 //! group commit.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -89,79 +90,97 @@ fn parse_dedup_value(v: &IVec) -> Option<(EventId, u64)> {
     Some((EventId(id), u64::from_be_bytes(v[16..].try_into().ok()?)))
 }
 
+/// Adds an event, its dedup key and its deliveries (due, or dead if planning failed) to `batch`.
+fn add_event(batch: &mut Batch, new: NewEvent, dedup_key: Vec<u8>) {
+    let count = new.deliveries.len();
+    for (i, d) in new.deliveries.into_iter().enumerate() {
+        let id = DeliveryId {
+            event: new.id,
+            index: i as u32,
+        };
+        let dead = d.failed.is_some();
+        let rec = DeliveryRecord {
+            id,
+            receiver: new.event.receiver.clone(),
+            event_type: new.event.ty.clone(),
+            origin: d.origin,
+            channel: d.channel,
+            template: d.template,
+            to: d.to,
+            message: d.message,
+            state: if dead {
+                DeliveryState::Dead
+            } else {
+                DeliveryState::Pending
+            },
+            attempts: 0,
+            tries: 0,
+            created_ms: new.received_ms,
+            updated_ms: new.received_ms,
+            next_ms: (!dead).then_some(d.due_ms),
+            last_error: d.failed,
+            receipt: None,
+        };
+        let index = if dead {
+            keys::timed(keys::DEAD, new.received_ms, &id)
+        } else {
+            keys::timed(keys::DUE, d.due_ms, &id)
+        };
+        batch.insert(&keys::delivery(&id), encode(&rec));
+        batch.insert(&index, &[]);
+    }
+    let record = EventRecord {
+        dedup_key: new.event.dedup_key(),
+        event: new.event,
+        received_ms: new.received_ms,
+        deliveries: count as u32,
+    };
+    batch.insert(&keys::event(&new.id), encode(&record));
+    batch.insert(dedup_key, &dedup_value(&new.id, new.received_ms));
+}
+
 #[async_trait]
 impl Store for SledStore {
-    async fn enqueue(&self, new: NewEvent, dedup_window_ms: u64) -> Result<Enqueued, StoreError> {
-        let dedup_key = keys::dedup(&new.event.dedup_key());
-        let outcome = {
+    async fn enqueue(
+        &self,
+        events: Vec<NewEvent>,
+        dedup_window_ms: u64,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let outcomes = {
             let _claim = self.enqueue_lock.lock().map_err(|_| StoreError::Closed)?;
-            let seen = self
-                .tree
-                .get(&dedup_key)?
-                .as_ref()
-                .and_then(parse_dedup_value)
-                .filter(|(_, at)| at.saturating_add(dedup_window_ms) > new.received_ms);
-            match seen {
-                Some((id, _)) => Enqueued::Duplicate { id },
-                None => {
-                    let mut batch = Batch::default();
-                    let count = new.deliveries.len();
-                    for (i, d) in new.deliveries.into_iter().enumerate() {
-                        let id = DeliveryId {
-                            event: new.id,
-                            index: i as u32,
-                        };
-                        let dead = d.failed.is_some();
-                        let rec = DeliveryRecord {
-                            id,
-                            receiver: new.event.receiver.clone(),
-                            event_type: new.event.ty.clone(),
-                            origin: d.origin,
-                            channel: d.channel,
-                            template: d.template,
-                            to: d.to,
-                            message: d.message,
-                            state: if dead {
-                                DeliveryState::Dead
-                            } else {
-                                DeliveryState::Pending
-                            },
-                            attempts: 0,
-                            tries: 0,
-                            created_ms: new.received_ms,
-                            updated_ms: new.received_ms,
-                            next_ms: (!dead).then_some(d.due_ms),
-                            last_error: d.failed,
-                            receipt: None,
-                        };
-                        let index = if dead {
-                            keys::timed(keys::DEAD, new.received_ms, &id)
-                        } else {
-                            keys::timed(keys::DUE, d.due_ms, &id)
-                        };
-                        batch.insert(&keys::delivery(&id), encode(&rec));
-                        batch.insert(&index, &[]);
-                    }
-                    let record = EventRecord {
-                        dedup_key: new.event.dedup_key(),
-                        event: new.event,
-                        received_ms: new.received_ms,
-                        deliveries: count as u32,
-                    };
-                    batch.insert(&keys::event(&new.id), encode(&record));
-                    batch.insert(dedup_key, &dedup_value(&new.id, new.received_ms));
-                    // One batch: the event, its dedup key and every delivery land together or not at all.
-                    self.tree.apply_batch(batch)?;
-                    Enqueued::Accepted {
-                        id: new.id,
-                        deliveries: count,
-                    }
+            let mut batch = Batch::default();
+            let mut claimed: HashMap<Vec<u8>, EventId> = HashMap::new();
+            let mut outcomes = Vec::with_capacity(events.len());
+            for new in events {
+                let dedup_key = keys::dedup(&new.event.dedup_key());
+                let seen = match claimed.get(&dedup_key) {
+                    Some(id) => Some(*id),
+                    None => self
+                        .tree
+                        .get(&dedup_key)?
+                        .as_ref()
+                        .and_then(parse_dedup_value)
+                        .filter(|(_, at)| at.saturating_add(dedup_window_ms) > new.received_ms)
+                        .map(|(id, _)| id),
+                };
+                if let Some(id) = seen {
+                    outcomes.push(Enqueued::Duplicate { id });
+                    continue;
                 }
+                claimed.insert(dedup_key.clone(), new.id);
+                outcomes.push(Enqueued::Accepted {
+                    id: new.id,
+                    deliveries: new.deliveries.len(),
+                });
+                add_event(&mut batch, new, dedup_key);
             }
+            // One batch: every event, its dedup key and every delivery land together or not at all.
+            self.tree.apply_batch(batch)?;
+            outcomes
         };
-        // A duplicate waits too: the original may have been written but not yet flushed.
+        // Duplicates wait too: the original may have been written but not yet flushed.
         self.committer.durable().await?;
-        Ok(outcome)
+        Ok(outcomes)
     }
 
     fn lease_due(
@@ -513,7 +532,7 @@ mod tests {
                     due_ms: 0,
                 }],
             };
-            s.enqueue(new, 1000).await.unwrap();
+            s.enqueue(vec![new], 1000).await.unwrap();
             // Leased but never completed: the process "crashes" holding it.
             assert_eq!(s.lease_due(0, 10_000, 10).unwrap().len(), 1);
             s.close().unwrap();

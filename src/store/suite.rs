@@ -11,6 +11,17 @@ use crate::message::{Message, MsgType, Recipients};
 
 const DAY: u64 = 86_400_000;
 
+/// Enqueues one event and returns its answer.
+trait EnqueueOne {
+    async fn enqueue_one(&self, e: NewEvent, window: u64) -> Result<Enqueued, StoreError>;
+}
+
+impl EnqueueOne for dyn Store + '_ {
+    async fn enqueue_one(&self, e: NewEvent, window: u64) -> Result<Enqueued, StoreError> {
+        Ok(self.enqueue(vec![e], window).await?.remove(0))
+    }
+}
+
 fn event(id: &str) -> Event {
     Event {
         receiver: "src".into(),
@@ -74,7 +85,7 @@ fn done(next: Next) -> Completion {
 
 pub async fn enqueue_then_lease_in_due_order(s: &dyn Store) {
     let e = new_event("a", 1000, vec![delivery(3000), delivery(2000)]);
-    let r = s.enqueue(e, DAY).await.unwrap();
+    let r = s.enqueue_one(e, DAY).await.unwrap();
     assert!(matches!(r, Enqueued::Accepted { deliveries: 2, .. }));
     assert!(s.lease_due(1999, 99_999, 10).unwrap().is_empty());
     let first = s.lease_due(2500, 99_999, 10).unwrap();
@@ -88,20 +99,20 @@ pub async fn enqueue_then_lease_in_due_order(s: &dyn Store) {
 
 pub async fn duplicates_inside_the_window_plan_nothing(s: &dyn Store) {
     let a = s
-        .enqueue(new_event("dup", 1000, vec![delivery(1000)]), DAY)
+        .enqueue_one(new_event("dup", 1000, vec![delivery(1000)]), DAY)
         .await
         .unwrap();
     let Enqueued::Accepted { id, .. } = a else {
         panic!("{a:?}")
     };
     let b = s
-        .enqueue(new_event("dup", 2000, vec![delivery(2000)]), DAY)
+        .enqueue_one(new_event("dup", 2000, vec![delivery(2000)]), DAY)
         .await
         .unwrap();
     assert_eq!(b, Enqueued::Duplicate { id });
     assert_eq!(s.counts().unwrap().deliveries, 1);
     let c = s
-        .enqueue(new_event("dup", 1000 + DAY, vec![delivery(0)]), DAY)
+        .enqueue_one(new_event("dup", 1000 + DAY, vec![delivery(0)]), DAY)
         .await
         .unwrap();
     assert!(
@@ -111,7 +122,7 @@ pub async fn duplicates_inside_the_window_plan_nothing(s: &dyn Store) {
 }
 
 pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
-    s.enqueue(
+    s.enqueue_one(
         new_event("o", 0, vec![delivery(0), delivery(0), delivery(0)]),
         DAY,
     )
@@ -143,7 +154,7 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
 }
 
 pub async fn throttles_do_not_use_the_budget(s: &dyn Store) {
-    s.enqueue(new_event("t", 0, vec![delivery(0)]), DAY)
+    s.enqueue_one(new_event("t", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
     let l = s.lease_due(0, 100, 1).unwrap();
@@ -157,7 +168,7 @@ pub async fn throttles_do_not_use_the_budget(s: &dyn Store) {
 }
 
 pub async fn dead_letters_replay(s: &dyn Store) {
-    s.enqueue(new_event("r", 0, vec![delivery(0)]), DAY)
+    s.enqueue_one(new_event("r", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
     let l = s.lease_due(0, 100, 1).unwrap();
@@ -187,14 +198,16 @@ pub async fn failed_plans_are_dead_from_the_start(s: &dyn Store) {
         detail: "text: missing".into(),
         status: None,
     });
-    s.enqueue(new_event("f", 0, vec![d]), DAY).await.unwrap();
+    s.enqueue_one(new_event("f", 0, vec![d]), DAY)
+        .await
+        .unwrap();
     assert!(s.lease_due(10, 100, 10).unwrap().is_empty());
     let dead = s.dead_letters(None, 10).unwrap();
     assert_eq!(dead[0].last_error.as_ref().unwrap().reason, "render");
 }
 
 pub async fn expired_leases_come_back_unless_busy(s: &dyn Store) {
-    s.enqueue(new_event("l", 0, vec![delivery(0), delivery(0)]), DAY)
+    s.enqueue_one(new_event("l", 0, vec![delivery(0), delivery(0)]), DAY)
         .await
         .unwrap();
     let l = s.lease_due(0, 100, 10).unwrap();
@@ -211,13 +224,13 @@ pub async fn expired_leases_come_back_unless_busy(s: &dyn Store) {
 }
 
 pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
-    s.enqueue(new_event("old-done", 0, vec![delivery(0)]), DAY)
+    s.enqueue_one(new_event("old-done", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
-    s.enqueue(new_event("old-pending", 1, vec![delivery(10 * DAY)]), DAY)
+    s.enqueue_one(new_event("old-pending", 1, vec![delivery(10 * DAY)]), DAY)
         .await
         .unwrap();
-    s.enqueue(new_event("young", 3 * DAY, vec![]), DAY)
+    s.enqueue_one(new_event("young", 3 * DAY, vec![]), DAY)
         .await
         .unwrap();
     let l = s.lease_due(0, 100, 1).unwrap();
@@ -228,15 +241,38 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
     assert_eq!((c.events, c.deliveries, c.attempts), (2, 1, 0));
     // Its dedup key went with it: the same id is new again.
     let again = s
-        .enqueue(new_event("old-done", 2 * DAY + 20, vec![]), 30 * DAY)
+        .enqueue_one(new_event("old-done", 2 * DAY + 20, vec![]), 30 * DAY)
         .await
         .unwrap();
     assert!(matches!(again, Enqueued::Accepted { .. }));
 }
 
+pub async fn a_batch_is_one_write_and_dedups_within_itself(s: &dyn Store) {
+    let answers = s
+        .enqueue(
+            vec![
+                new_event("b1", 0, vec![delivery(0)]),
+                new_event("b2", 0, vec![delivery(0), delivery(0)]),
+                new_event("b1", 0, vec![delivery(0)]),
+            ],
+            DAY,
+        )
+        .await
+        .unwrap();
+    let Enqueued::Accepted { id, deliveries: 1 } = answers[0] else {
+        panic!("{answers:?}")
+    };
+    assert!(matches!(
+        answers[1],
+        Enqueued::Accepted { deliveries: 2, .. }
+    ));
+    assert_eq!(answers[2], Enqueued::Duplicate { id });
+    assert_eq!(s.counts().unwrap().deliveries, 3);
+}
+
 pub async fn every_acknowledged_write_was_flushed(s: &dyn Store) {
     let before = s.fsyncs();
-    s.enqueue(new_event("x", 0, vec![delivery(0)]), DAY)
+    s.enqueue_one(new_event("x", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
     assert!(s.fsyncs() > before, "enqueue returned before a flush");
@@ -255,6 +291,7 @@ macro_rules! store_suite {
             failed_plans_are_dead_from_the_start,
             expired_leases_come_back_unless_busy,
             purge_keeps_what_is_unfinished,
+            a_batch_is_one_write_and_dedups_within_itself,
             every_acknowledged_write_was_flushed
         );
     };
