@@ -114,6 +114,10 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("shutdown_grace", "10s"),
     ("retry.max_age", "24h"),
     ("retry.max_retry_after", "1h"),
+    // Templates may rely on these two: the shipped ones switch language on `lang` (zh | en)
+    // and link to the platform when `platform_url` is set.
+    ("vars.lang", "zh"),
+    ("vars.platform_url", ""),
 ];
 
 impl Settings {

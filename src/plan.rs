@@ -1,6 +1,7 @@
 //! Planning: an event's audiences rendered into deliveries — one per outbound request, content
 //! cut to the channel's limit, recipients split at the channel's per-request limits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::catalog::{Catalog, ChannelDef};
@@ -34,10 +35,16 @@ pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Plan {
     if routed.audiences.is_empty() {
         return plan;
     }
-    let ctx = RenderCtx::for_event(&ce, &catalog.vars, event.message.as_ref());
+    // Routing is done with `ce`; the template context takes it over instead of copying it.
+    let ctx = RenderCtx::for_event(ce, &catalog.vars, event.message.as_ref());
+    // Audiences that share a template and a channel get the same message: render it once.
+    let mut rendered_for: HashMap<(Option<&str>, &str), Rendered> = HashMap::new();
     let out = &mut plan.deliveries;
     for a in routed.audiences {
-        let (template, rendered) = render(catalog, event, &ctx, &a);
+        let (template, rendered) = rendered_for
+            .entry((a.template, a.channel.name.as_str()))
+            .or_insert_with(|| render(catalog, event, &ctx, &a))
+            .clone();
         let chunks = split(&a.to, &a.channel.channel.limits());
         for to in chunks {
             let (message, failed) = match &rendered {
@@ -65,13 +72,11 @@ pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Plan {
     plan
 }
 
-/// Renders the message for one audience; returns the template used (if any) and the message.
-pub fn render(
-    catalog: &Catalog,
-    event: &Event,
-    ctx: &RenderCtx,
-    a: &Audience<'_>,
-) -> (Option<String>, Result<Message, String>) {
+/// The template used (if any) and the message it gave.
+type Rendered = (Option<String>, Result<Message, String>);
+
+/// Renders the message for one audience.
+pub fn render(catalog: &Catalog, event: &Event, ctx: &RenderCtx, a: &Audience<'_>) -> Rendered {
     let template = match a.template {
         Some(name) => catalog.templates.get(name),
         // A ready message is sent as it came unless the route asks for a template.
@@ -98,8 +103,7 @@ pub fn rerender(
     template: Option<&str>,
     channel: &Arc<ChannelDef>,
 ) -> Result<Message, String> {
-    let ce = event.to_json();
-    let ctx = RenderCtx::for_event(&ce, &catalog.vars, event.message.as_ref());
+    let ctx = RenderCtx::for_event(event.to_json(), &catalog.vars, event.message.as_ref());
     let a = Audience {
         origin: "",
         channel,

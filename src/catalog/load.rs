@@ -51,7 +51,7 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<RawDoc>, CatalogEr
             }
         }
     } else {
-        serde_saphyr::from_multiple(text)
+        serde_saphyr::from_multiple_with_options(text, yaml_options())
             .map_err(|e| CatalogError::file(path.to_path_buf(), format!("not valid YAML: {e}")))?
     };
     Ok(values
@@ -63,6 +63,16 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<RawDoc>, CatalogEr
             value,
         })
         .collect())
+}
+
+/// The parser's resource budget, raised so one file may hold a large company's subscriptions
+/// (10,000 people is ~20,000 documents) while still bounding what a hostile file can cost.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = 200_000;
+    budget.max_nodes = 20_000_000;
+    budget.max_events = 50_000_000;
+    serde_saphyr::options! { budget: Some(budget) }
 }
 
 /// A cheap summary of the directory (names, sizes, modification times) that changes whenever a
@@ -102,6 +112,15 @@ mod tests {
         assert_eq!(many[1].index, 2);
         let err = parse_documents(Path::new("a.json"), "{").unwrap_err();
         assert!(err.message.contains("JSON"));
+    }
+
+    #[test]
+    fn a_file_may_hold_thousands_of_documents() {
+        let text = "kind: A\n---\n".repeat(5000);
+        assert_eq!(
+            parse_documents(Path::new("big.yaml"), &text).unwrap().len(),
+            5000
+        );
     }
 
     #[test]

@@ -66,12 +66,12 @@ impl RenderCtx {
 
     /// The root for an event: the event in CloudEvents JSON (`type`, `source`, `data`, extensions,
     /// …), plus `vars` (settings) and `message` (when the body was a ready message).
-    pub fn for_event(ce: &Value, vars: &Value, ready: Option<&ReadyMessage>) -> RenderCtx {
+    pub fn for_event(ce: Value, vars: &Value, ready: Option<&ReadyMessage>) -> RenderCtx {
         let mut root = match ce {
-            Value::Object(m) => m.clone(),
+            Value::Object(m) => m,
             other => {
                 let mut m = Map::new();
-                m.insert("data".into(), other.clone());
+                m.insert("data".into(), other);
                 m
             }
         };
@@ -127,7 +127,7 @@ mod tests {
             &json!({"touser":"u","msgtype":"text","text":{"content":"hi"}}),
         );
         let ctx = RenderCtx::for_event(
-            &json!({"type": "t", "data": {}}),
+            json!({"type": "t", "data": {}}),
             &json!({"platform_url": "https://p"}),
             ready.as_ref(),
         );

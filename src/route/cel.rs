@@ -2,10 +2,15 @@
 //! quoted-safe literals, compiled once when the catalog loads, evaluated in one shared
 //! environment per thread with the event converted once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
-use cel::objects::{Key, Map};
+use cel::common::ast::{Expr, IdedExpr, LiteralValue, operators};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 
 /// Longest accepted expression, in bytes.
@@ -25,6 +30,9 @@ thread_local! {
 #[derive(Debug)]
 pub struct CelFilter {
     program: Program,
+    /// String literals of which at least one must occur in the event for the filter to be
+    /// true (see [`required_literals`]); `None` when no such set is known.
+    required: Option<Vec<String>>,
 }
 
 /// Replaces `$(name)` placeholders (also written `\$(name)`, as a shell heredoc leaves them)
@@ -137,7 +145,15 @@ impl CelFilter {
         let program = ENV
             .compile(source.trim())
             .map_err(|e| format!("CEL does not compile: {e}"))?;
-        Ok(CelFilter { program })
+        let required = required_literals(program.expression(), &[]);
+        Ok(CelFilter { program, required })
+    }
+
+    /// String literals one of which must occur among the event's strings (values or keys) for
+    /// this filter to be true, if the expression guarantees that. Indexes use it to skip the
+    /// filter for events that cannot match.
+    pub fn required_literals(&self) -> Option<&[String]> {
+        self.required.as_deref()
     }
 
     /// Evaluates against an event; anything but `true` (false, an error, a non-bool) is a
@@ -147,51 +163,168 @@ impl CelFilter {
     }
 }
 
-/// An event prepared for CEL once, evaluated by any number of filters.
-pub struct CelInput {
-    ce: Value,
+/// A sound over-approximation of when `e` can be true: `Some(lits)` means "true only if some
+/// literal in `lits` equals a string read out of `ce`", i.e. occurs among the event's string
+/// values or map keys. `bound` are comprehension variables that range over parts of `ce`.
+///
+/// - `path == "lit"` / `"lit" == path`, where `path` reads from `ce` → {lit}
+/// - `a && b` → whichever side has a set (the smaller)
+/// - `a || b` → the union, if both sides have one
+/// - `path.exists(x, p)` (its macro expansion) → the set of `p`, with `x` bound
+/// - anything else → unknown
+fn required_literals(e: &IdedExpr, bound: &[&str]) -> Option<Vec<String>> {
+    match &e.expr {
+        Expr::Call(call) if call.target.is_none() && call.args.len() == 2 => {
+            let (a, b) = (&call.args[0], &call.args[1]);
+            match call.func_name.as_str() {
+                operators::EQUALS => match (string_literal(a), string_literal(b)) {
+                    (Some(lit), None) if reads_event(b, bound) => Some(vec![lit.to_string()]),
+                    (None, Some(lit)) if reads_event(a, bound) => Some(vec![lit.to_string()]),
+                    _ => None,
+                },
+                operators::LOGICAL_AND => {
+                    match (required_literals(a, bound), required_literals(b, bound)) {
+                        (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+                        (x, y) => x.or(y),
+                    }
+                }
+                operators::LOGICAL_OR => {
+                    let mut x = required_literals(a, bound)?;
+                    x.extend(required_literals(b, bound)?);
+                    Some(x)
+                }
+                _ => None,
+            }
+        }
+        Expr::Comprehension(c) => {
+            // `range.exists(x, pred)`: starts false, ORs the predicate in, returns the accumulator.
+            let is_exists = matches!(&c.accu_init.expr, Expr::Literal(LiteralValue::Boolean(b)) if !*b.inner())
+                && matches!(&c.result.expr, Expr::Ident(r) if *r == c.accu_var)
+                && c.iter_var2.is_none();
+            let Expr::Call(step) = &c.loop_step.expr else {
+                return None;
+            };
+            let pred = match step.args.as_slice() {
+                [acc, pred]
+                    if step.func_name == operators::LOGICAL_OR
+                        && matches!(&acc.expr, Expr::Ident(a) if *a == c.accu_var) =>
+                {
+                    pred
+                }
+                _ => return None,
+            };
+            if !is_exists || !reads_event(&c.iter_range, bound) {
+                return None;
+            }
+            let mut inner: Vec<&str> = bound.to_vec();
+            inner.push(&c.iter_var);
+            required_literals(pred, &inner)
+        }
+        _ => None,
+    }
 }
 
-impl CelInput {
-    pub fn new(ce: &serde_json::Value) -> CelInput {
-        CelInput { ce: to_cel(ce) }
+fn string_literal(e: &IdedExpr) -> Option<&str> {
+    match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => Some(s.inner()),
+        _ => None,
+    }
+}
+
+/// Whether `e` only reads a value out of the event: `ce`, a bound comprehension variable, and
+/// field selections or indexing from those.
+fn reads_event(e: &IdedExpr, bound: &[&str]) -> bool {
+    match &e.expr {
+        Expr::Ident(name) => name == "ce" || bound.contains(&name.as_str()),
+        Expr::Select(s) => !s.test && reads_event(&s.operand, bound),
+        Expr::Call(c)
+            if c.func_name == operators::INDEX && c.target.is_none() && c.args.len() == 2 =>
+        {
+            reads_event(&c.args[0], bound)
+        }
+        _ => false,
+    }
+}
+
+/// Every string in a JSON value, object keys included: what [`required_literals`] sets are
+/// checked against.
+pub fn strings<'a>(v: &'a serde_json::Value, out: &mut HashSet<&'a str>) {
+    use serde_json::Value as J;
+    match v {
+        J::String(s) => {
+            out.insert(s);
+        }
+        J::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        J::Object(o) => {
+            for (k, x) in o {
+                out.insert(k);
+                strings(x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// An event prepared for CEL once — its values borrowed, not copied — and evaluated by any
+/// number of filters.
+pub struct CelInput<'a> {
+    vars: EventVars<'a>,
+}
+
+/// Resolves `ce` to the converted event, by reference: no copy per evaluation.
+struct EventVars<'a> {
+    ce: Box<dyn Val + 'a>,
+}
+
+impl VariableResolver for EventVars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        (variable == "ce").then(|| CowVal::Borrowed(&*self.ce))
+    }
+}
+
+/// A child of the shared root scope that resolves the event's variables.
+fn scope<'r, 'v>(root: &'r Context<'r, 'v>, vars: &'v dyn VariableResolver) -> Context<'r, 'v> {
+    let mut s = root.new_inner_scope();
+    s.set_variable_resolver(vars);
+    s
+}
+
+impl<'a> CelInput<'a> {
+    pub fn new(ce: &'a serde_json::Value) -> CelInput<'a> {
+        CelInput {
+            vars: EventVars { ce: to_val(ce) },
+        }
     }
 
     fn eval(&self, program: &Program) -> Result<bool, String> {
-        ROOT.with(|root| {
-            let mut scope = root.new_inner_scope();
-            scope.add_variable_from_value("ce", self.ce.clone());
-            match program.execute(&scope) {
-                Ok(Value::Bool(b)) => Ok(b),
-                Ok(other) => Err(format!("evaluated to {other:?}, not a bool")),
-                Err(e) => Err(e.to_string()),
-            }
+        ROOT.with(|root| match program.execute(&scope(root, &self.vars)) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("evaluated to {other:?}, not a bool")),
+            Err(e) => Err(e.to_string()),
         })
     }
 }
 
-/// JSON → CEL. Integers that fit in i64 become `int` (so `count + 1` works); larger ones
-/// `uint`; everything else as expected.
-pub fn to_cel(v: &serde_json::Value) -> Value {
+/// JSON → CEL, borrowing strings. Integers that fit in i64 become `int` (so `count + 1` works),
+/// larger ones `uint`, other numbers `double`.
+fn to_val(v: &serde_json::Value) -> Box<dyn Val + '_> {
     use serde_json::Value as J;
     match v {
-        J::Null => Value::Null,
-        J::Bool(b) => Value::Bool(*b),
+        J::Null => Box::new(CelNull),
+        J::Bool(b) => Box::new(CelBool::from(*b)),
         J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => Value::Int(i),
-            (None, Some(u), _) => Value::UInt(u),
-            (_, _, Some(f)) => Value::Float(f),
-            _ => Value::Null,
+            (Some(i), _, _) => Box::new(CelInt::from(i)),
+            (None, Some(u), _) => Box::new(CelUInt::from(u)),
+            (_, _, Some(f)) => Box::new(CelDouble::from(f)),
+            _ => Box::new(CelNull),
         },
-        J::String(s) => Value::String(Arc::new(s.clone())),
-        J::Array(a) => Value::List(Arc::new(a.iter().map(to_cel).collect())),
-        J::Object(o) => {
-            let map: HashMap<Key, Value> = o
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
-                .collect();
-            Value::Map(Map { map: Arc::new(map) })
-        }
+        J::String(s) => Box::new(CelString::from(s.as_str())),
+        J::Array(a) => Box::new(CelList::from(a.iter().map(to_val).collect::<Vec<_>>())),
+        J::Object(o) => Box::new(CelMap::from(
+            o.iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), to_val(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
     }
 }
 
@@ -266,6 +399,72 @@ mod tests {
         let mut later = ce.clone();
         later["data"]["event"]["message"] = json!("step 2");
         assert_eq!(eval(first_running, later), Ok(false));
+    }
+
+    fn required(src: &str) -> Option<Vec<String>> {
+        CelFilter::compile(src)
+            .unwrap()
+            .required_literals()
+            .map(<[String]>::to_vec)
+    }
+
+    #[test]
+    fn required_literals_are_found_only_where_sound() {
+        let seed_approver = r#"ce.data.object.status.artifactPromotionSpec.approvalSpec.users.exists(item, item.name == "carol")"#;
+        assert_eq!(required(seed_approver), Some(vec!["carol".to_string()]));
+        let seed_running = r#"!has(ce.data.event.message) && ce.data.object.status.triggeredBy.user.name == "alice""#;
+        assert_eq!(required(seed_running), Some(vec!["alice".to_string()]));
+        assert_eq!(
+            required(r#""x" == ce.data["k"]"#),
+            Some(vec!["x".to_string()])
+        );
+        assert_eq!(
+            required(r#"ce.data.a == "x" || ce.data.b == "y""#),
+            Some(vec!["x".to_string(), "y".to_string()])
+        );
+        assert_eq!(
+            required(r#"ce.data.tags.exists(t, t == "hot")"#),
+            Some(vec!["hot".to_string()])
+        );
+        for unsound in [
+            r#"ce.data.a != "x""#,
+            r#"ce.data.a == "x" || true"#,
+            r#"!(ce.data.a == "x")"#,
+            r#"ce.data.a + "b" == "xb""#,
+            r#"ce.data.list.all(i, i == "x")"#,
+            r#"size(ce.data.a) == 1"#,
+            r#"ce.data.a.startsWith("x")"#,
+        ] {
+            assert_eq!(required(unsound), None, "{unsound}");
+        }
+    }
+
+    #[test]
+    fn an_indexed_filter_never_matches_an_event_without_its_literal() {
+        // The soundness claim, checked by evaluation: events lacking the literal never match.
+        let cases = [
+            (
+                r#"ce.data.users.exists(u, u.name == "carol")"#,
+                json!({"data": {"users": [{"name": "bob"}]}}),
+            ),
+            (
+                r#"ce.data.owner == "carol" && ce.type == "t""#,
+                json!({"type": "t", "data": {"owner": "dave"}}),
+            ),
+            (
+                r#"ce.data.m.exists(k, k == "carol")"#,
+                json!({"data": {"m": {"carol": 1}}}),
+            ),
+        ];
+        for (src, ce) in cases {
+            let f = CelFilter::compile(src).unwrap();
+            let lits = f.required_literals().unwrap();
+            let mut set = HashSet::new();
+            strings(&ce, &mut set);
+            let present = lits.iter().any(|l| set.contains(l.as_str()));
+            let matched = f.matches(&CelInput::new(&ce)).unwrap_or(false);
+            assert!(present || !matched, "{src} matched without its literal");
+        }
     }
 
     #[test]

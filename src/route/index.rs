@@ -1,9 +1,14 @@
 //! Finds the subscription rules an event may match without trying them all: by event type
-//! first, then by the namespace of the object it concerns. CEL runs only on what is left.
+//! first; then by a string the rule's CEL filter requires (typically the subscriber's name,
+//! which must appear in the event), else by the namespace of the object it concerns. CEL runs
+//! only on what is left.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use serde_json::Value;
+
+use super::cel::strings;
 use crate::catalog::subscription::{Rule, SubscriptionDef};
 
 /// A rule's position: (subscription, rule within it).
@@ -11,6 +16,8 @@ type RuleRef = (u32, u32);
 
 #[derive(Debug, Default)]
 struct Bucket {
+    /// Rules that can only match an event containing one of these strings.
+    by_literal: HashMap<String, Vec<RuleRef>>,
     by_namespace: HashMap<String, Vec<RuleRef>>,
     any_namespace: Vec<RuleRef>,
 }
@@ -35,9 +42,15 @@ impl SubscriptionIndex {
                     continue;
                 }
                 let bucket = index.by_type.entry(rule.ty.clone()).or_default();
-                match &rule.object.namespace {
-                    Some(ns) => bucket.by_namespace.entry(ns.clone()).or_default().push(at),
-                    None => bucket.any_namespace.push(at),
+                let literals = rule.filter.cel.as_ref().and_then(|c| c.required_literals());
+                match (literals, &rule.object.namespace) {
+                    (Some(lits), _) => {
+                        for l in lits {
+                            bucket.by_literal.entry(l.clone()).or_default().push(at);
+                        }
+                    }
+                    (None, Some(ns)) => bucket.by_namespace.entry(ns.clone()).or_default().push(at),
+                    (None, None) => bucket.any_namespace.push(at),
                 }
             }
         }
@@ -57,11 +70,25 @@ impl SubscriptionIndex {
         self.subscriptions.iter()
     }
 
-    /// The rules an event of `event_type` about an object in `namespace` may match, in
-    /// subscription order.
-    pub fn candidates(&self, event_type: &str, namespace: Option<&str>) -> Vec<(u32, &Rule)> {
+    /// The rules an event of `event_type` about an object in `namespace`, whose CloudEvents
+    /// JSON is `ce`, may match, in subscription order.
+    pub fn candidates(
+        &self,
+        event_type: &str,
+        namespace: Option<&str>,
+        ce: &Value,
+    ) -> Vec<(u32, &Rule)> {
         let mut out: Vec<RuleRef> = Vec::new();
         if let Some(bucket) = self.by_type.get(event_type) {
+            if !bucket.by_literal.is_empty() {
+                let mut present = HashSet::new();
+                strings(ce, &mut present);
+                for s in present {
+                    if let Some(rules) = bucket.by_literal.get(s) {
+                        out.extend_from_slice(rules);
+                    }
+                }
+            }
             if let Some(ns) = namespace
                 && let Some(rules) = bucket.by_namespace.get(ns)
             {
@@ -75,6 +102,7 @@ impl SubscriptionIndex {
                 .matches(event_type)
         }));
         out.sort_unstable();
+        out.dedup();
         out.into_iter()
             .map(|(s, r)| (s, &self.subscriptions[s as usize].rules[r as usize]))
             .collect()

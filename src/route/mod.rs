@@ -49,7 +49,7 @@ pub struct Routed<'c> {
 /// Lazily prepared CEL input, shared by every filter that looks at this event.
 struct Cel<'a> {
     ce: &'a Value,
-    input: OnceCell<CelInput>,
+    input: OnceCell<CelInput<'a>>,
     errors: u32,
 }
 
@@ -115,7 +115,7 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
         let mut matched: Vec<u32> = Vec::new();
         for (s, rule) in catalog
             .subscriptions
-            .candidates(&event.ty, facts.namespace.as_deref())
+            .candidates(&event.ty, facts.namespace.as_deref(), ce)
         {
             if matched.last() == Some(&s) {
                 continue; // this subscription already matched through another rule

@@ -1,4 +1,5 @@
 //! Integration tests: the real relay on port 0 with temp dirs, talking to fake servers over HTTP.
 
+mod acp;
 mod foundation;
 mod support;
