@@ -1,6 +1,9 @@
 //! The normalized message `{touser, msgtype, text:{content}, title?, url?}`, its recipients,
 //! and cutting content to a byte limit on a UTF-8 boundary.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -157,6 +160,29 @@ pub fn normalized_json(message: &Message, to: &Recipients) -> Value {
     Value::Object(m)
 }
 
+/// Markdown made readable as plain text, for channels or message types that cannot show it:
+/// emphasis and heading marks dropped, links as `text (url)`, quotes and colour tags unwrapped,
+/// `<@userid>` mentions as `@userid`.
+pub fn markdown_to_text(md: &str) -> String {
+    static RULES: LazyLock<[(Regex, &str); 7]> = LazyLock::new(|| {
+        let r = |p: &str| Regex::new(p).expect("static regex");
+        [
+            (r(r"\[([^\]]+)\]\(([^)\s]+)\)"), "$1 ($2)"),
+            (r(r"(?m)^#{1,6}\s+"), ""),
+            (r(r"(?m)^>\s?"), ""),
+            (r(r"\*\*([^*]+)\*\*|__([^_]+)__"), "$1$2"),
+            (r(r"`([^`]+)`"), "$1"),
+            (r(r#"</?font[^>]*>"#), ""),
+            (r(r"<@([^>]+)>"), "@$1"),
+        ]
+    });
+    let mut text = md.to_string();
+    for (re, with) in RULES.iter() {
+        text = re.replace_all(&text, *with).into_owned();
+    }
+    text
+}
+
 /// Appended where content was cut, so the reader knows.
 pub const CUT_MARKER: &str = "\n…(truncated)";
 
@@ -229,6 +255,15 @@ mod tests {
         assert_eq!(v["text"]["content"], "**hi**");
         assert_eq!(v["title"], "t");
         assert!(v.get("totag").is_none());
+    }
+
+    #[test]
+    fn markdown_degrades_to_readable_text() {
+        let md = "## 构建失败\n> 项目：**demo**\n[查看](https://z.example/x) `main` <font color=\"warning\">red</font> <@zhangsan>";
+        assert_eq!(
+            markdown_to_text(md),
+            "构建失败\n项目：demo\n查看 (https://z.example/x) main red @zhangsan"
+        );
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub attempt_seconds: HistogramFamily,
     pub dead: Family<ChannelLabels, Counter>,
     pub cel_errors: Counter,
+    pub rejected: Family<ChannelLabels, Counter>,
     pub unresolved: Family<ChannelLabels, Counter>,
     pub catalog_errors: Gauge,
     pub store_fsyncs: Counter,
@@ -97,6 +98,12 @@ impl Metrics {
             "CEL filters that failed at run time (treated as no match)",
             cel_errors.clone(),
         );
+        let rejected = Family::default();
+        registry.register(
+            "recipients_rejected",
+            "Recipients a vendor refused while delivering to the others (e.g. WeCom invaliduser)",
+            rejected.clone(),
+        );
         let unresolved = Family::default();
         registry.register(
             "recipients_unresolved",
@@ -129,6 +136,7 @@ impl Metrics {
             attempt_seconds,
             dead,
             cel_errors,
+            rejected,
             unresolved,
             catalog_errors,
             store_fsyncs,

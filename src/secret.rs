@@ -160,6 +160,39 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// The credentials a URL carries (userinfo, credential-like query values, the path segment after
+/// `hook`): what [`redact_url`] hides, for scrubbing error texts that echo them.
+pub fn url_credentials(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let (before_query, query) = url.split_once('?').unwrap_or((url, ""));
+    let rest = before_query
+        .split_once("://")
+        .map_or(before_query, |(_, r)| r);
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        found.extend(userinfo.split(':').map(str::to_string));
+    }
+    let mut after_hook = false;
+    for seg in path.split('/') {
+        if after_hook && !seg.is_empty() {
+            found.push(seg.to_string());
+        }
+        after_hook = seg == "hook";
+    }
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=')
+            && SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str())
+        {
+            found.push(v.to_string());
+            if let Ok(decoded) = percent_encoding::percent_decode_str(v).decode_utf8() {
+                found.push(decoded.into_owned());
+            }
+        }
+    }
+    found.retain(|s| !s.is_empty());
+    found
+}
+
 fn redact_path(path: &str) -> String {
     let mut after_hook = false;
     path.split('/')
@@ -176,16 +209,33 @@ fn redact_path(path: &str) -> String {
         .join("/")
 }
 
-/// Replaces every occurrence of any of `secrets` in `text` with `***`.
+/// Replaces every occurrence of any of `secrets` in `text` — as is, or percent-encoded the ways
+/// a URL may carry it — with `***`.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
     let mut out = text.to_string();
     for s in secrets.iter().filter(|s| s.len() >= 4) {
-        if out.contains(*s) {
-            out = out.replace(*s, "***");
+        let forms = [
+            s.to_string(),
+            utf8_percent_encode(s, NON_ALPHANUMERIC).to_string(),
+            utf8_percent_encode(s, URL_VALUE).to_string(),
+        ];
+        for form in forms {
+            if out.contains(&form) {
+                out = out.replace(&form, "***");
+            }
         }
     }
     out
 }
+
+/// Percent-encodes all but RFC 3986 unreserved characters: one round of encoding for a URL
+/// query value.
+pub const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 #[cfg(test)]
 mod tests {
@@ -217,6 +267,21 @@ mod tests {
             redact_url("http://user:pw@example.com:8080/x"),
             "http://***@example.com:8080/x"
         );
+    }
+
+    #[test]
+    fn finds_the_credentials_a_url_carries() {
+        let found = url_credentials(
+            "https://u:p@x.example/open-apis/bot/v2/hook/tok-1?access_token=a%2Bb&keep=1",
+        );
+        assert_eq!(found, ["u", "p", "tok-1", "a%2Bb", "a+b"]);
+        assert!(url_credentials("https://x.example/a?b=c").is_empty());
+    }
+
+    #[test]
+    fn scrub_finds_encoded_forms_too() {
+        assert_eq!(scrub("key=ab+cd/ef", &["ab+cd/ef"]), "key=***");
+        assert_eq!(scrub("k=ab%2Bcd%2Fef", &["ab+cd/ef"]), "k=***");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::DocCtx;
 use super::error::DocError;
+use crate::channel::ratelimit::{Limit, RateLimiter};
 use crate::channel::{self, Channel, ChannelKind};
 use crate::config::parse_duration;
 use crate::deliver::retry::RetryPolicy;
@@ -22,6 +23,28 @@ struct CommonSpec {
     timeout: Option<String>,
     retry: Option<RetrySpec>,
     max_bytes: Option<usize>,
+    rate_limit: Option<RateLimitSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RateLimitSpec {
+    None(Unlimited),
+    Limits {
+        #[serde(rename = "perSecond")]
+        per_second: Option<u32>,
+        #[serde(rename = "perMinute")]
+        per_minute: Option<u32>,
+        #[serde(rename = "perHour")]
+        per_hour: Option<u32>,
+    },
+}
+
+/// The literal `none`.
+#[derive(Debug, Deserialize)]
+enum Unlimited {
+    #[serde(rename = "none")]
+    None,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +66,8 @@ pub struct ChannelDef {
     pub timeout: Duration,
     /// Operator's cap on content bytes, on top of the vendor's.
     pub max_bytes: Option<usize>,
+    /// Sends per destination, if limited.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 impl ChannelDef {
@@ -113,14 +138,36 @@ pub fn compile(
     }
     let built = channel::build(kind, name, spec, ctx);
     match built {
-        Ok(channel) if errors.is_empty() => Ok(ChannelDef {
-            name: name.to_string(),
-            kind,
-            channel,
-            retry,
-            timeout,
-            max_bytes: common.max_bytes,
-        }),
+        Ok(channel) if errors.is_empty() => {
+            let limits = match common.rate_limit {
+                None => channel.default_limits(),
+                Some(RateLimitSpec::None(_)) => Vec::new(),
+                Some(RateLimitSpec::Limits {
+                    per_second,
+                    per_minute,
+                    per_hour,
+                }) => [
+                    per_second.map(Limit::per_second),
+                    per_minute.map(Limit::per_minute),
+                    per_hour.map(|n| Limit {
+                        count: n,
+                        window: Duration::from_secs(3600),
+                    }),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            };
+            Ok(ChannelDef {
+                name: name.to_string(),
+                kind,
+                channel,
+                retry,
+                timeout,
+                max_bytes: common.max_bytes,
+                limiter: (!limits.is_empty()).then(|| Arc::new(RateLimiter::new(limits))),
+            })
+        }
         Ok(_) => Err(errors),
         Err(mut more) => {
             errors.append(&mut more);

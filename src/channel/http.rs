@@ -40,6 +40,75 @@ pub fn transport_error(e: reqwest::Error) -> DeliveryError {
     DeliveryError::retryable(reason, detail)
 }
 
+/// Largest response body read back; the rest is ignored.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Reads up to 64 KiB of a response body. A body that breaks off only loses detail: the
+/// status has already been received.
+pub async fn read_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut read = Vec::new();
+    while read.len() < MAX_RESPONSE_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    read
+}
+
+/// A vendor API's answer.
+#[derive(Debug)]
+pub struct VendorReply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl VendorReply {
+    /// An integer field of the body (`errcode`, `code`, `StatusCode`).
+    pub fn int(&self, field: &str) -> Option<i64> {
+        self.body.get(field).and_then(serde_json::Value::as_i64)
+    }
+
+    /// A string field of the body.
+    pub fn text(&self, field: &str) -> &str {
+        self.body
+            .get(field)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// Sends a request to a vendor API and reads its JSON answer. Transport failures, 5xx and
+/// non-JSON answers are classified here; any JSON answer is returned whatever its status, for
+/// the channel's own table (vendors report errors as HTTP 200 with a code).
+pub async fn vendor_call(req: reqwest::RequestBuilder) -> Result<VendorReply, DeliveryError> {
+    let resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = read_body(resp).await;
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(v) if v.is_object() => Ok(VendorReply {
+            status,
+            headers,
+            body: v,
+        }),
+        _ => {
+            classify_status(status, &headers, &body)?;
+            Err(DeliveryError::Retryable {
+                reason: Reason::Server,
+                detail: format!(
+                    "HTTP {} with a body that is not JSON{}",
+                    status.as_u16(),
+                    snippet(&body)
+                ),
+                status: Some(status.as_u16()),
+                retry_after: None,
+            })
+        }
+    }
+}
+
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();

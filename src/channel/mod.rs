@@ -5,8 +5,13 @@
 //! `schemas/channel.json`, an arm in [`build`], a classification table with a row-by-row test,
 //! a no-secret-leak test and a fake-server test in `tests/it`, and a line in ARCHITECTURE.md.
 
+pub mod dingtalk;
+pub mod feishu;
 pub mod http;
+pub mod ratelimit;
 pub mod webhook;
+pub mod wecom_app;
+pub mod wecom_robot;
 
 use std::fmt;
 use std::sync::Arc;
@@ -200,9 +205,24 @@ impl DeliveryError {
     }
 }
 
-/// What a successful send returns: the vendor's receipt (e.g. WeCom `msgid`, `invaliduser`),
-/// stored on the delivery.
-pub type Receipt = Option<Value>;
+/// What a successful send returns, stored on the delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Receipt {
+    /// The vendor's receipt (e.g. WeCom `msgid`, `invaliduser`), free of secrets.
+    pub detail: Option<Value>,
+    /// Recipients the vendor refused while delivering to the rest (a partial success: reported
+    /// and counted, never retried).
+    pub rejected: u32,
+}
+
+impl Receipt {
+    pub fn of(detail: Value) -> Receipt {
+        Receipt {
+            detail: Some(detail),
+            rejected: 0,
+        }
+    }
+}
 
 /// A destination type. Implementations map their vendor's answers into [`DeliveryError`]s in
 /// one classification table and never put secrets in errors or receipts.
@@ -212,6 +232,11 @@ pub trait Channel: Send + Sync + fmt::Debug {
 
     fn limits(&self) -> Limits {
         Limits::default()
+    }
+
+    /// Rate limits applied per destination unless the Channel sets its own.
+    fn default_limits(&self) -> Vec<ratelimit::Limit> {
+        Vec::new()
     }
 
     /// Whether [`Outgoing::event`] must be filled in.
@@ -232,14 +257,11 @@ pub fn build(
     spec: &Value,
     ctx: &mut DocCtx<'_>,
 ) -> Result<Arc<dyn Channel>, Vec<DocError>> {
-    match kind {
-        ChannelKind::Webhook => Ok(Arc::new(webhook::Webhook::build(name, spec, ctx)?)),
-        other => Err(vec![DocError::new(
-            "/spec/type",
-            format!(
-                "channel type {} is reserved but not available in this build",
-                other.as_str()
-            ),
-        )]),
-    }
+    Ok(match kind {
+        ChannelKind::Webhook => Arc::new(webhook::Webhook::build(name, spec, ctx)?),
+        ChannelKind::WecomApp => Arc::new(wecom_app::WecomApp::build(spec, ctx)?),
+        ChannelKind::WecomRobot => Arc::new(wecom_robot::WecomRobot::build(spec, ctx)?),
+        ChannelKind::DingtalkRobot => Arc::new(dingtalk::Dingtalk::build(spec, ctx)?),
+        ChannelKind::FeishuRobot => Arc::new(feishu::Feishu::build(spec, ctx)?),
+    })
 }

@@ -128,7 +128,33 @@ async fn attempt(
         event: ce.as_ref(),
         timeout: ch.timeout,
     };
-    ch.channel.send(&out).await
+    if let Some(limiter) = &ch.limiter
+        && let Err(wait) = limiter.acquire(&rec.id, now_ms())
+    {
+        // Not an attempt: the delivery comes back at its reserved slot.
+        return Err(DeliveryError::Throttled {
+            detail: format!("rate limit of channel {}", ch.name),
+            wait,
+        });
+    }
+    let result = ch.channel.send(&out).await;
+    if let (Err(DeliveryError::Throttled { wait, .. }), Some(limiter)) = (&result, &ch.limiter) {
+        // The vendor says this destination is saturated: hold everything bound for it, as long
+        // as this delivery will wait (the policy bounds what a vendor may ask).
+        limiter.pause_until(now_ms() + ch.retry.throttle_wait(*wait).as_millis() as u64);
+    }
+    if let Ok(r) = &result
+        && r.rejected > 0
+    {
+        engine
+            .metrics
+            .rejected
+            .get_or_create(&ChannelLabels {
+                channel: ch.name.clone(),
+            })
+            .inc_by(r.rejected as u64);
+    }
+    result
 }
 
 /// What an attempt's result means for the delivery (pure; `jitter` in [-1, 1]).
@@ -155,7 +181,7 @@ fn decide(
     };
     match result {
         Ok(receipt) => Completion {
-            attempt: record(AttemptResult::Delivered, None, receipt),
+            attempt: record(AttemptResult::Delivered, None, receipt.detail),
             counted: true,
             next: Next::Delivered,
         },
@@ -264,7 +290,7 @@ mod tests {
 
     #[test]
     fn success_is_final() {
-        let c = run(Ok(None), &rec(0, 0), 1000);
+        let c = run(Ok(Receipt::default()), &rec(0, 0), 1000);
         assert!(matches!(c.next, Next::Delivered));
         assert!(c.counted);
         assert_eq!(c.attempt.duration_ms, 3);

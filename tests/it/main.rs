@@ -1,5 +1,7 @@
 //! Integration tests: the real relay on port 0 with temp dirs, talking to fake servers over HTTP.
 
 mod acp;
+mod channels;
 mod foundation;
 mod support;
+mod vendors;

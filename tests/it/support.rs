@@ -72,6 +72,40 @@ pub fn settings(hooks: &Path, data: &Path) -> Settings {
     s
 }
 
+/// Everything the relays of this test binary logged (debug and up).
+static LOGS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct LogSink;
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the relay's logs for [`logs`] (once per test binary).
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("hookrelay=debug")
+            .with_writer(|| LogSink)
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+/// What has been logged so far.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
 /// A relay running in this process.
 pub struct TestRelay {
     pub base: String,
@@ -83,6 +117,7 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(settings: Settings) -> TestRelay {
+        capture_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let relay = hookrelay::Relay::open(settings).expect("relay opens");

@@ -8,16 +8,13 @@ use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use self::config::{BodyMode, WebhookSpec};
-use super::http::{classify_status, transport_error};
+use super::http::{classify_status, read_body, transport_error};
 use super::{Channel, ChannelKind, DeliveryError, Outgoing, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::normalized_json;
 use crate::render::{RenderCtx, Tpl};
-use crate::secret::{Secret, SecretBytes, redact_url};
+use crate::secret::{Secret, SecretBytes, redact_url, url_credentials};
 use crate::signature;
-
-/// Largest response body read back (for error details); the rest is ignored.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 enum Body {
@@ -151,9 +148,10 @@ impl Webhook {
         }
     }
 
-    fn secrets(&self) -> Vec<&str> {
-        let mut s = vec![self.url.expose()];
-        s.extend(self.headers.iter().map(|(_, v)| v.expose()));
+    fn secrets(&self) -> Vec<String> {
+        let mut s = url_credentials(self.url.expose());
+        s.push(self.url.expose().to_string());
+        s.extend(self.headers.iter().map(|(_, v)| v.expose().to_string()));
         s
     }
 }
@@ -188,21 +186,15 @@ impl Channel for Webhook {
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", sig);
         }
-        let mut resp = req.body(body).send().await.map_err(transport_error)?;
+        let resp = req.body(body).send().await.map_err(transport_error)?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let mut read = Vec::new();
-        while read.len() < MAX_RESPONSE_BYTES {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
-                Ok(None) => break,
-                // The status already decides the outcome; a broken body only loses the detail.
-                Err(_) => break,
-            }
-        }
+        let read = read_body(resp).await;
         // Receivers sometimes echo the request (URL, headers) in their error bodies.
-        classify_status(status, &headers, &read).map_err(|e| e.scrubbed(&self.secrets()))?;
-        Ok(Some(json!({ "status": status.as_u16() })))
+        let owned = self.secrets();
+        let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
+        classify_status(status, &headers, &read).map_err(|e| e.scrubbed(&secrets))?;
+        Ok(Receipt::of(json!({ "status": status.as_u16() })))
     }
 
     fn describe(&self) -> Value {

@@ -1,0 +1,314 @@
+//! `dingtalk-robot`: a DingTalk custom robot — optional `SEC…` signing, text / markdown /
+//! actionCard, `at` mentions echoed into the text, keyword guarantee (PROTOCOLS.md §3).
+
+mod signing;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::http::{VendorReply, vendor_call};
+use super::ratelimit::Limit;
+use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Reason, Receipt};
+use crate::catalog::{DocCtx, DocError};
+use crate::ids::now_ms;
+use crate::message::{MsgType, markdown_to_text, truncate_utf8};
+use crate::secret::{Secret, SecretRef, redact_url, url_credentials};
+
+const DEFAULT_URL: &str = "https://oapi.dingtalk.com/robot/send";
+/// DingTalk refuses ~20,000 bytes; stay below, as notification-manager does.
+const CONTENT_BYTES: usize = 19_960;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DingtalkSpec {
+    access_token: Option<SecretRef>,
+    /// Or the whole webhook URL (`…/robot/send?access_token=…`).
+    url: Option<SecretRef>,
+    base_url: Option<String>,
+    /// The robot's signing secret (`SEC…`), when its security setting is 加签.
+    secret: Option<SecretRef>,
+    /// The robot's keyword, when its security setting is 自定义关键词: always present in the text.
+    keyword: Option<String>,
+    /// Messages with a URL go as an actionCard with a button.
+    #[serde(default)]
+    action_card: bool,
+}
+
+/// A configured DingTalk robot.
+#[derive(Debug)]
+pub struct Dingtalk {
+    url: Secret,
+    secret: Option<Secret>,
+    keyword: Option<String>,
+    action_card: bool,
+    http: reqwest::Client,
+}
+
+/// What a DingTalk answer means (PROTOCOLS.md §3).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Class {
+    Sent,
+    Retry,
+    /// The robot is being throttled (DingTalk holds it ~10 minutes).
+    Throttle,
+    /// The timestamp was refused: sign again, once.
+    Resign,
+    Fail(Reason),
+}
+
+fn classify(errcode: i64, errmsg: &str, punished: bool) -> Class {
+    match errcode {
+        0 if !punished => Class::Sent,
+        0 | 130101 => Class::Throttle,
+        -1 => Class::Retry,
+        310000 if errmsg.contains("timestamp") => Class::Resign,
+        310000 | 300001 | 300005 => Class::Fail(Reason::Auth),
+        _ => Class::Fail(Reason::Client),
+    }
+}
+
+impl Dingtalk {
+    pub fn build(spec: &Value, ctx: &mut DocCtx<'_>) -> Result<Dingtalk, Vec<DocError>> {
+        let spec: DingtalkSpec = serde_json::from_value(spec.clone())
+            .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+        let url = match (&spec.access_token, &spec.url) {
+            (Some(t), None) => {
+                let token = ctx.secret(t, "/spec/accessToken").map_err(|e| vec![e])?;
+                let base = spec.base_url.as_deref().unwrap_or(DEFAULT_URL);
+                Secret::new(format!(
+                    "{base}?access_token={}",
+                    signing::encode(token.expose())
+                ))
+            }
+            (None, Some(u)) => ctx.url(u, "/spec/url").map_err(|e| vec![e])?,
+            _ => {
+                return Err(vec![DocError::new(
+                    "/spec",
+                    "give either accessToken or url",
+                )]);
+            }
+        };
+        let secret = match &spec.secret {
+            Some(s) => Some(ctx.secret(s, "/spec/secret").map_err(|e| vec![e])?),
+            None => None,
+        };
+        Ok(Dingtalk {
+            url,
+            secret,
+            keyword: spec.keyword.filter(|k| !k.is_empty()),
+            action_card: spec.action_card,
+            http: ctx.http.clone(),
+        })
+    }
+
+    fn body(&self, out: &Outgoing<'_>) -> Value {
+        let m = out.message;
+        let to = out.to;
+        // A mention only renders when the text also carries `@<mobile>` / `@<userId>`.
+        let mut mentions: String = to
+            .mobiles
+            .iter()
+            .chain(&to.users)
+            .map(|id| format!(" @{id}"))
+            .collect();
+        if let Some(k) = self.keyword.as_deref().filter(|k| !m.content.contains(*k)) {
+            mentions.push_str(&format!("\n{k}"));
+        }
+        let room = CONTENT_BYTES.saturating_sub(mentions.len());
+        let at = json!({"atMobiles": to.mobiles, "atUserIds": to.users, "isAtAll": to.all});
+        let title = m
+            .title
+            .clone()
+            .unwrap_or_else(|| first_line(&markdown_to_text(&m.content)));
+        if let (true, Some(url)) = (self.action_card, &m.url) {
+            let mut text = m.content.clone();
+            truncate_utf8(&mut text, room);
+            text.push_str(&mentions);
+            return json!({
+                "msgtype": "actionCard",
+                "actionCard": {"title": title, "text": text, "singleTitle": "查看详情", "singleURL": url, "btnOrientation": "0"},
+                "at": at,
+            });
+        }
+        match m.msgtype {
+            MsgType::Markdown => {
+                let mut text = m.content.clone();
+                if let Some(url) = m.url.as_deref().filter(|u| !text.contains(*u)) {
+                    text.push_str(&format!("\n\n[{url}]({url})"));
+                }
+                truncate_utf8(&mut text, room);
+                text.push_str(&mentions);
+                json!({"msgtype": "markdown", "markdown": {"title": title, "text": text}, "at": at})
+            }
+            MsgType::Text => {
+                let mut content = m.content.clone();
+                if let Some(url) = m.url.as_deref().filter(|u| !content.contains(*u)) {
+                    content.push('\n');
+                    content.push_str(url);
+                }
+                truncate_utf8(&mut content, room);
+                content.push_str(&mentions);
+                json!({"msgtype": "text", "text": {"content": content}, "at": at})
+            }
+        }
+    }
+
+    /// The send URL, signed with a fresh timestamp when the robot has a secret.
+    fn signed_url(&self) -> String {
+        match &self.secret {
+            Some(secret) => {
+                let ts = now_ms();
+                let sign = signing::sign(secret.expose(), ts);
+                format!(
+                    "{}&timestamp={ts}&sign={}",
+                    self.url.expose(),
+                    signing::encode(&sign)
+                )
+            }
+            None => self.url.expose().to_string(),
+        }
+    }
+
+    fn secrets(&self) -> Vec<String> {
+        let mut s = url_credentials(self.url.expose());
+        s.push(self.url.expose().to_string());
+        s.extend(self.secret.as_ref().map(|k| k.expose().to_string()));
+        s
+    }
+
+    fn punished(reply: &VendorReply) -> bool {
+        ["status", "punish", "wait"].iter().any(|f| {
+            reply
+                .body
+                .get(*f)
+                .is_some_and(|v| v.as_i64().is_some_and(|n| n != 0) || v.as_bool() == Some(true))
+        })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    let mut line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    truncate_utf8(&mut line, 64);
+    line
+}
+
+#[async_trait]
+impl Channel for Dingtalk {
+    fn kind(&self) -> ChannelKind {
+        ChannelKind::DingtalkRobot
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            text_bytes: Some(CONTENT_BYTES),
+            markdown_bytes: Some(CONTENT_BYTES),
+            ..Limits::default()
+        }
+    }
+
+    fn default_limits(&self) -> Vec<Limit> {
+        vec![Limit::per_minute(20)]
+    }
+
+    async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
+        let body = self.body(out);
+        let owned = self.secrets();
+        let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
+        for round in 0..2 {
+            let req = self
+                .http
+                .post(self.signed_url())
+                .timeout(out.timeout)
+                .json(&body);
+            let reply = vendor_call(req).await.map_err(|e| e.scrubbed(&secrets))?;
+            let code = reply.int("errcode").unwrap_or(0);
+            let msg = reply.text("errmsg");
+            let detail = || format!("errcode {code}: {msg}");
+            let failure = match classify(code, msg, Dingtalk::punished(&reply)) {
+                Class::Sent => return Ok(Receipt::default()),
+                // Clocks drift: one more try with a fresh timestamp.
+                Class::Resign if round == 0 => continue,
+                Class::Resign => DeliveryError::permanent(Reason::Auth, detail()),
+                Class::Retry => DeliveryError::retryable(Reason::Server, detail()),
+                Class::Throttle => DeliveryError::Throttled {
+                    detail: detail(),
+                    wait: Duration::from_secs(600),
+                },
+                Class::Fail(reason) => DeliveryError::permanent(reason, detail()),
+            };
+            return Err(failure.scrubbed(&secrets));
+        }
+        unreachable!("the second round always returns")
+    }
+
+    fn describe(&self) -> Value {
+        json!({
+            "type": "dingtalk-robot",
+            "url": redact_url(self.url.expose()),
+            "signed": self.secret.is_some(),
+            "keyword": self.keyword,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answer_table() {
+        let rows = [
+            (0, "ok", false, Class::Sent),
+            (0, "ok", true, Class::Throttle),
+            (130101, "send too fast", false, Class::Throttle),
+            (-1, "busy", false, Class::Retry),
+            (
+                310000,
+                "description:invalid timestamp;solution:…",
+                false,
+                Class::Resign,
+            ),
+            (
+                310000,
+                "description:关键词不匹配;solution:…",
+                false,
+                Class::Fail(Reason::Auth),
+            ),
+            (
+                310000,
+                "description:sign not match;solution:…",
+                false,
+                Class::Fail(Reason::Auth),
+            ),
+            (
+                300001,
+                "token is not exist",
+                false,
+                Class::Fail(Reason::Auth),
+            ),
+            (
+                300005,
+                "token is not exist",
+                false,
+                Class::Fail(Reason::Auth),
+            ),
+            (
+                460101,
+                "message too long",
+                false,
+                Class::Fail(Reason::Client),
+            ),
+        ];
+        for (code, msg, punished, class) in rows {
+            assert_eq!(classify(code, msg, punished), class, "errcode {code} {msg}");
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Fake WeCom, DingTalk and Feishu servers that check what the real APIs check (tokens,
+//! signatures, shapes, byte limits) and answer with their error codes on demand. Every check a
+//! request fails is recorded in `problems`, and answered the way the vendor would.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::support::{FakeServer, Recorded, Reply};
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Query parameters, percent-decoded once.
+pub fn query(r: &Recorded) -> HashMap<String, String> {
+    r.query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .unwrap()
+                    .into_owned()
+            };
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    mac.update(msg);
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// State shared by a fake and its test.
+#[derive(Default)]
+pub struct Vendor {
+    /// Codes to answer the next sends with, in order (0 = the normal answer).
+    pub codes: VecDeque<i64>,
+    /// Requests that broke a rule of the real API.
+    pub problems: Vec<String>,
+    /// Accepted message bodies.
+    pub sent: Vec<Value>,
+    /// WeCom: tokens issued and still valid.
+    pub valid_tokens: HashSet<String>,
+    pub tokens_issued: usize,
+    /// WeCom: user ids that do not exist.
+    pub invalid_users: HashSet<String>,
+    /// DingTalk / Feishu: refuse this many signatures as stale before accepting.
+    pub refuse_timestamps: usize,
+}
+
+pub type Shared = Arc<Mutex<Vendor>>;
+
+fn problem(v: &mut Vendor, what: String, code: i64, msg: &str) -> Reply {
+    v.problems.push(what);
+    Reply::json(200, json!({"errcode": code, "errmsg": msg}))
+}
+
+/// WeCom: `gettoken` and `message/send` (application messages).
+pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, Shared) {
+    let state: Shared = Arc::default();
+    let s = state.clone();
+    let server = FakeServer::with_responder(move |r| {
+        let mut v = s.lock().unwrap();
+        let q = query(r);
+        if r.path == "/cgi-bin/gettoken" {
+            if q.get("corpid").map(String::as_str) != Some(corp_id) || q.get("corpsecret").map(String::as_str) != Some(secret) {
+                return Reply::json(200, json!({"errcode": 40001, "errmsg": "invalid credential"}));
+            }
+            v.tokens_issued += 1;
+            let token = format!("TOKEN-{}-{}", v.tokens_issued, "x".repeat(500));
+            v.valid_tokens.insert(token.clone());
+            return Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}));
+        }
+        if r.path != "/cgi-bin/message/send" || r.method != "POST" {
+            return Reply::status(404);
+        }
+        match q.get("access_token") {
+            None => return Reply::json(200, json!({"errcode": 41001, "errmsg": "access_token missing"})),
+            Some(t) if !v.valid_tokens.contains(t) => {
+                return Reply::json(200, json!({"errcode": 42001, "errmsg": "access_token expired"}));
+            }
+            _ => {}
+        }
+        let Ok(b) = serde_json::from_slice::<Value>(&r.body) else {
+            return problem(&mut v, "body is not JSON".into(), 47001, "data format error");
+        };
+        if !b["agentid"].is_i64() {
+            v.problems.push(format!("agentid is not an integer: {}", b["agentid"]));
+        }
+        let msgtype = b["msgtype"].as_str().unwrap_or("");
+        let content = match msgtype {
+            "text" | "markdown" => b[msgtype]["content"].as_str().unwrap_or("").to_string(),
+            "textcard" => b["textcard"]["description"].as_str().unwrap_or("").to_string(),
+            _ => return problem(&mut v, format!("msgtype {msgtype}"), 40008, "invalid message type"),
+        };
+        if content.is_empty() {
+            return problem(&mut v, "empty content".into(), 44004, "empty content");
+        }
+        if content.len() > 2048 && msgtype == "markdown" {
+            return problem(&mut v, format!("markdown of {} bytes", content.len()), 40058, "markdown.content exceed max length");
+        }
+        let users: Vec<&str> = b["touser"].as_str().map(|s| s.split('|').collect()).unwrap_or_default();
+        let parties: Vec<&str> = b["toparty"].as_str().map(|s| s.split('|').collect()).unwrap_or_default();
+        if users.is_empty() && parties.is_empty() && b["totag"].is_null() {
+            return problem(&mut v, "no recipients".into(), 40031, "invalid user list");
+        }
+        if users.len() > 1000 || parties.len() > 100 {
+            v.problems.push(format!("{} users / {} parties in one call", users.len(), parties.len()));
+        }
+        let code = v.codes.pop_front().unwrap_or(0);
+        if code != 0 {
+            return Reply::json(200, json!({"errcode": code, "errmsg": format!("error {code}, hint: [x], from ip: 1.2.3.4")}));
+        }
+        let invalid: Vec<String> = users
+            .iter()
+            .filter(|u| v.invalid_users.contains(**u))
+            .map(|u| u.to_lowercase())
+            .collect();
+        if !invalid.is_empty() && invalid.len() == users.len() && parties.is_empty() {
+            return Reply::json(200, json!({"errcode": 81013, "errmsg": "user & party & tag all invalid"}));
+        }
+        v.sent.push(b.clone());
+        Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "invaliduser": invalid.join("|"), "msgid": format!("msg-{}", v.sent.len())}))
+    })
+    .await;
+    (server, state)
+}
+
+/// A WeCom group robot: `webhook/send?key=…`.
+pub async fn wecom_robot(key: &'static str) -> (FakeServer, Shared) {
+    let state: Shared = Arc::default();
+    let s = state.clone();
+    let server = FakeServer::with_responder(move |r| {
+        let mut v = s.lock().unwrap();
+        if query(r).get("key").map(String::as_str) != Some(key) {
+            return Reply::json(
+                200,
+                json!({"errcode": 93000, "errmsg": "invalid webhook url"}),
+            );
+        }
+        let b: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let msgtype = b["msgtype"].as_str().unwrap_or("");
+        let (content, limit) = match msgtype {
+            "text" => (b["text"]["content"].as_str().unwrap_or(""), 2048),
+            "markdown" => (b["markdown"]["content"].as_str().unwrap_or(""), 4096),
+            _ => {
+                return problem(
+                    &mut v,
+                    format!("msgtype {msgtype}"),
+                    40008,
+                    "invalid message type",
+                );
+            }
+        };
+        if content.len() > limit {
+            return problem(
+                &mut v,
+                format!("{msgtype} of {} bytes", content.len()),
+                40058,
+                "content exceed max length",
+            );
+        }
+        for list in ["mentioned_list", "mentioned_mobile_list"] {
+            if !b["text"][list].is_null() && !b["text"][list].is_array() {
+                v.problems.push(format!("{list} is not an array"));
+            }
+        }
+        let code = v.codes.pop_front().unwrap_or(0);
+        if code == 0 {
+            v.sent.push(b);
+        }
+        Reply::json(
+            200,
+            json!({"errcode": code, "errmsg": if code == 0 { "ok" } else { "error" }}),
+        )
+    })
+    .await;
+    (server, state)
+}
+
+/// A DingTalk custom robot with 加签 and a keyword.
+pub async fn dingtalk(
+    token: &'static str,
+    secret: &'static str,
+    keyword: &'static str,
+) -> (FakeServer, Shared) {
+    let state: Shared = Arc::default();
+    let s = state.clone();
+    let server = FakeServer::with_responder(move |r| {
+        let mut v = s.lock().unwrap();
+        let q = query(r);
+        if q.get("access_token").map(String::as_str) != Some(token) {
+            return Reply::json(
+                200,
+                json!({"errcode": 300001, "errmsg": "token is not exist"}),
+            );
+        }
+        let ts: i64 = q.get("timestamp").and_then(|t| t.parse().ok()).unwrap_or(0);
+        if (ts / 1000 - now_secs()).abs() > 3600 || v.refuse_timestamps > 0 {
+            v.refuse_timestamps = v.refuse_timestamps.saturating_sub(1);
+            return Reply::json(
+                200,
+                json!({"errcode": 310000, "errmsg": "description:invalid timestamp;solution:…"}),
+            );
+        }
+        let expected = hmac_b64(secret.as_bytes(), format!("{ts}\n{secret}").as_bytes());
+        if q.get("sign") != Some(&expected) {
+            return problem(
+                &mut v,
+                "sign not match".into(),
+                310000,
+                "description:sign not match;solution:…",
+            );
+        }
+        let b: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let text = match b["msgtype"].as_str() {
+            Some("text") => b["text"]["content"].as_str(),
+            Some("markdown") => b["markdown"]["text"].as_str(),
+            Some("actionCard") => b["actionCard"]["text"].as_str(),
+            _ => None,
+        }
+        .unwrap_or("")
+        .to_string();
+        if !text.contains(keyword) {
+            return problem(
+                &mut v,
+                "keyword missing".into(),
+                310000,
+                "description:关键词不匹配;solution:…",
+            );
+        }
+        if text.len() > 20_000 {
+            return problem(
+                &mut v,
+                format!("{} bytes", text.len()),
+                460101,
+                "message too long",
+            );
+        }
+        for m in b["at"]["atMobiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(b["at"]["atUserIds"].as_array().into_iter().flatten())
+        {
+            if !text.contains(&format!("@{}", m.as_str().unwrap_or(""))) {
+                v.problems
+                    .push(format!("mention {m} would not render: no @{m} in the text"));
+            }
+        }
+        let code = v.codes.pop_front().unwrap_or(0);
+        if code == 0 {
+            v.sent.push(b);
+        }
+        Reply::json(
+            200,
+            json!({"errcode": code, "errmsg": if code == 0 { "ok" } else { "send too fast" }}),
+        )
+    })
+    .await;
+    (server, state)
+}
+
+/// A Feishu custom bot with signature verification.
+pub async fn feishu(token: &'static str, secret: &'static str) -> (FakeServer, Shared) {
+    let state: Shared = Arc::default();
+    let s = state.clone();
+    let server = FakeServer::with_responder(move |r| {
+        let mut v = s.lock().unwrap();
+        let code_reply =
+            |code: i64, msg: &str| Reply::json(200, json!({"code": code, "msg": msg, "data": {}}));
+        if r.path != format!("/open-apis/bot/v2/hook/{token}") {
+            return code_reply(
+                19001,
+                "param invalid: incoming webhook access token invalid",
+            );
+        }
+        if r.body.len() > 20 * 1024 {
+            v.problems.push(format!("body of {} bytes", r.body.len()));
+            return Reply::json(400, json!({"code": 9499, "msg": "Bad Request"}));
+        }
+        let b: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        let ts: i64 = b["timestamp"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        if (ts - now_secs()).abs() > 3600 || v.refuse_timestamps > 0 {
+            v.refuse_timestamps = v.refuse_timestamps.saturating_sub(1);
+            return code_reply(
+                19021,
+                "sign match fail or timestamp is not within one hour from current time",
+            );
+        }
+        if b["sign"].as_str() != Some(&hmac_b64(format!("{ts}\n{secret}").as_bytes(), b"")) {
+            v.problems.push("sign mismatch".into());
+            return code_reply(
+                19021,
+                "sign match fail or timestamp is not within one hour from current time",
+            );
+        }
+        match b["msg_type"].as_str() {
+            Some("text") if b["content"]["text"].is_string() => {}
+            Some("post") if b["content"]["post"]["zh_cn"]["content"].is_array() => {}
+            other => v
+                .problems
+                .push(format!("unexpected shape for msg_type {other:?}")),
+        }
+        let code = v.codes.pop_front().unwrap_or(0);
+        if code == 9499 {
+            return Reply::json(400, json!({"code": 9499, "msg": "too many request"}));
+        }
+        if code == 0 {
+            v.sent.push(b);
+        }
+        code_reply(code, if code == 0 { "success" } else { "error" })
+    })
+    .await;
+    (server, state)
+}
