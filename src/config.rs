@@ -30,8 +30,21 @@ struct RawSettings {
     reload_interval: String,
     shutdown_grace: String,
     retry: RawRetry,
+    vendors: Vendors,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+}
+
+/// Where the vendor APIs are, for channels that do not set `baseUrl` (egress gateways, private
+/// deployments, Lark instead of Feishu).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Vendors {
+    /// WeCom API origin (`vendors.wecom`, default `https://qyapi.weixin.qq.com`).
+    pub wecom: String,
+    /// DingTalk API origin (`vendors.dingtalk`, default `https://oapi.dingtalk.com`).
+    pub dingtalk: String,
+    /// Feishu / Lark API origin (`vendors.feishu`, default `https://open.feishu.cn`).
+    pub feishu: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +100,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Default retry policy for channels that do not set their own (`retry.*`).
     pub retry: RetryPolicy,
+    /// Vendor API origins (`vendors.*`).
+    pub vendors: Vendors,
     /// Values templates can read as `{{vars.NAME}}`, e.g. `platform_url` (`vars.*`).
     pub vars: BTreeMap<String, String>,
 }
@@ -116,6 +131,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("retry.max_retry_after", "1h"),
     // Templates may rely on these two: the shipped ones switch language on `lang` (zh | en)
     // and link to the platform when `platform_url` is set.
+    ("vendors.wecom", "https://qyapi.weixin.qq.com"),
+    ("vendors.dingtalk", "https://oapi.dingtalk.com"),
+    ("vendors.feishu", "https://open.feishu.cn"),
     ("vars.lang", "zh"),
     ("vars.platform_url", ""),
 ];
@@ -220,6 +238,11 @@ impl Settings {
                     "retry.max_retry_after",
                     &raw.retry.max_retry_after,
                 )?,
+            },
+            vendors: Vendors {
+                wecom: raw.vendors.wecom.trim_end_matches('/').to_string(),
+                dingtalk: raw.vendors.dingtalk.trim_end_matches('/').to_string(),
+                feishu: raw.vendors.feishu.trim_end_matches('/').to_string(),
             },
             vars: raw.vars,
         })

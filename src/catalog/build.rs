@@ -357,9 +357,19 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
                 Item::Route(x) => c.routes.push(x),
                 Item::Subscription(x) => subscriptions.push(x),
                 Item::User(x) => {
+                    if let Some(mail) = &x.mail {
+                        c.users_by_mail.insert(mail.to_lowercase(), x.name.clone());
+                    }
                     c.users.insert(x.name.clone(), x);
                 }
             }
+        }
+    }
+    // Built-in templates serve unless hooks.d defines one with the same name.
+    for t in template::builtin() {
+        if !c.templates.contains_key(&t.name) {
+            *report.resources.entry("Template (built-in)").or_default() += 1;
+            c.templates.insert(t.name.clone(), t.clone());
         }
     }
     c.routes.sort_by(|a, b| a.name.cmp(&b.name));

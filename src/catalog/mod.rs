@@ -6,6 +6,7 @@ pub mod channel;
 pub mod error;
 mod load;
 pub mod pattern;
+mod preset;
 pub mod reload;
 pub mod route;
 mod schema;
@@ -122,6 +123,8 @@ pub struct Catalog {
     pub subscriptions: SubscriptionIndex,
     /// The User directory, by platform user name.
     pub users: HashMap<String, Arc<UserDef>>,
+    /// User names by mail address.
+    pub users_by_mail: HashMap<String, String>,
     /// Settings' `vars`, as templates see them.
     pub vars: Value,
     pub report: Report,
@@ -129,12 +132,17 @@ pub struct Catalog {
 
 impl Catalog {
     /// The template for an event type when a route names none: the most specific `types`
-    /// match (exact over glob, longer glob over shorter), ties broken by name.
+    /// match (exact over glob, longer glob over shorter); on a tie hooks.d beats the built-ins,
+    /// then names decide.
     pub fn template_for(&self, event_type: &str) -> Option<&Arc<TemplateDef>> {
         self.templates
             .values()
             .filter_map(|t| t.types.specificity(event_type).map(|s| (s, t)))
-            .max_by(|(sa, a), (sb, b)| sa.cmp(sb).then_with(|| b.name.cmp(&a.name)))
+            .max_by(|(sa, a), (sb, b)| {
+                sa.cmp(sb)
+                    .then_with(|| b.builtin.cmp(&a.builtin))
+                    .then_with(|| b.name.cmp(&a.name))
+            })
             .map(|(_, t)| t)
     }
 }

@@ -36,6 +36,37 @@ pub struct RecipientsSpec {
     tags: Vec<IdText>,
     #[serde(default)]
     all: bool,
+    #[serde(default, rename = "fromEvent")]
+    from_event: FromEvent,
+}
+
+/// Recipients read out of each event: JSON pointers into the event in CloudEvents JSON (so
+/// `/data/workflow/task_creator`). A value may be a string (`|` or `,` separated), a number or
+/// a list of those.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FromEvent {
+    /// User names (through the directory) or ids.
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub mobiles: Vec<String>,
+    /// Mail addresses, looked up in the User directory.
+    #[serde(default)]
+    pub mails: Vec<String>,
+    #[serde(default)]
+    pub parties: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl FromEvent {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+            && self.mobiles.is_empty()
+            && self.mails.is_empty()
+            && self.parties.is_empty()
+            && self.tags.is_empty()
+    }
 }
 
 /// An id written as a string or a number.
@@ -56,14 +87,16 @@ impl IdText {
 }
 
 impl RecipientsSpec {
-    pub fn into_recipients(self) -> Recipients {
-        Recipients {
+    /// The static recipients, and the pointers to read more from each event.
+    pub fn split(self) -> (Recipients, FromEvent) {
+        let to = Recipients {
             users: self.users,
             mobiles: self.mobiles,
             parties: self.parties.into_iter().map(IdText::into_string).collect(),
             tags: self.tags.into_iter().map(IdText::into_string).collect(),
             all: self.all,
-        }
+        };
+        (to, self.from_event)
     }
 }
 
@@ -80,6 +113,8 @@ pub struct RouteDef {
     pub template: Option<String>,
     /// Static recipients (user names go through the User directory).
     pub to: Recipients,
+    /// Recipients read from each event.
+    pub from_event: FromEvent,
     /// Attribute and CEL filters on top of sources and types.
     pub filter: Filter,
 }
@@ -103,6 +138,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
     };
     let sources = patterns(&spec.sources, "/spec/sources");
     let types = patterns(&spec.types, "/spec/types");
+    let (to, from_event) = spec.to.split();
     let filter = Filter::compile(&spec.filter, &[], "/spec/filter").unwrap_or_else(|e| {
         errors.push(e);
         Filter::default()
@@ -116,7 +152,8 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
         types,
         channels: spec.channels,
         template: spec.template,
-        to: spec.to.into_recipients(),
+        to,
+        from_event,
         filter,
     })
 }

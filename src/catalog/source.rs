@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::DocCtx;
 use super::error::DocError;
+use super::{DocCtx, preset};
 use crate::config::parse_duration;
 use crate::render::Tpl;
 use crate::secret::{Secret, SecretBytes, SecretRef};
@@ -187,8 +187,10 @@ pub struct SourceDef {
 
 /// Compiles a Source document's `spec`.
 pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceDef, Vec<DocError>> {
-    let spec: SourceSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let mut spec = spec.clone();
+    preset::apply(&mut spec).map_err(|m| vec![DocError::new("/spec/preset", m)])?;
+    let spec: SourceSpec =
+        serde_json::from_value(spec).map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
     let mut errors = Vec::new();
     let auth = match spec.auth {
         AuthSpec::None(_) => Auth::None,

@@ -1,6 +1,7 @@
 //! `kind: Template` — how an event type reads as a message, with per-channel overrides.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,6 +47,8 @@ pub struct TemplateDef {
     base: Variant,
     /// Keyed by channel name or channel type.
     overrides: BTreeMap<String, Variant>,
+    /// Shipped with hookrelay (`templates/`); a hooks.d Template of the same name replaces it.
+    pub builtin: bool,
 }
 
 impl TemplateDef {
@@ -77,6 +80,57 @@ impl TemplateDef {
     }
 }
 
+/// The templates shipped in `templates/`, built into the binary.
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "templates/generic.yaml",
+        include_str!("../../templates/generic.yaml"),
+    ),
+    (
+        "templates/acp-artifactpromotionrun.yaml",
+        include_str!("../../templates/acp-artifactpromotionrun.yaml"),
+    ),
+    (
+        "templates/zadig.yaml",
+        include_str!("../../templates/zadig.yaml"),
+    ),
+    (
+        "templates/gitlab.yaml",
+        include_str!("../../templates/gitlab.yaml"),
+    ),
+    (
+        "templates/github-gitea.yaml",
+        include_str!("../../templates/github-gitea.yaml"),
+    ),
+    (
+        "templates/alertmanager.yaml",
+        include_str!("../../templates/alertmanager.yaml"),
+    ),
+];
+
+/// The built-in templates, compiled once. They are tested to compile; a failure here is a bug
+/// in the shipped files.
+pub fn builtin() -> &'static [Arc<TemplateDef>] {
+    static COMPILED: LazyLock<Vec<Arc<TemplateDef>>> = LazyLock::new(|| {
+        let mut out = Vec::new();
+        for (file, text) in BUILTIN {
+            let docs: Vec<Value> =
+                serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            for doc in docs.into_iter().filter(|d| !d.is_null()) {
+                let name = doc["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: a template without a name"));
+                let mut t =
+                    compile(name, &doc["spec"]).unwrap_or_else(|e| panic!("{file}: {name}: {e:?}"));
+                t.builtin = true;
+                out.push(Arc::new(t));
+            }
+        }
+        out
+    });
+    &COMPILED
+}
+
 /// Compiles a Template document's `spec`.
 pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
     let spec: TemplateSpec = serde_json::from_value(spec.clone())
@@ -102,6 +156,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
             types,
             base,
             overrides,
+            builtin: false,
         }),
         _ => Err(errors),
     }
@@ -184,6 +239,27 @@ mod tests {
             (MsgType::Markdown, "ops 1")
         );
         assert!(t.types.matches("zadig.workflow.passed"));
+    }
+
+    #[test]
+    fn builtin_templates_compile_and_claim_their_types() {
+        let names: Vec<&str> = builtin().iter().map(|t| t.name.as_str()).collect();
+        for expected in [
+            "generic",
+            "zadig.workflow",
+            "gitlab.system",
+            "gitlab.merge_request",
+            "git.push",
+            "git.pull_request",
+            "alertmanager",
+            "kubeevent.artifactpromotionrun.failed",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        assert!(builtin().iter().all(|t| t.builtin));
     }
 
     #[test]

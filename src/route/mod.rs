@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use self::cel::CelInput;
 use self::filter::{Filter, ObjectFacts};
+use crate::catalog::route::FromEvent;
 use crate::catalog::user::UserDef;
 use crate::catalog::{Catalog, ChannelDef};
 use crate::event::Event;
@@ -90,6 +91,16 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
         if let Some(ready) = &event.message {
             named.merge(&ready.to);
         }
+        if !r.from_event.is_empty() {
+            read_recipients(
+                catalog,
+                &r.from_event,
+                ce,
+                &r.name,
+                &mut named,
+                &mut out.unresolved,
+            );
+        }
         for name in &r.channels {
             // References were checked when the catalog loaded, so the channel exists.
             let Some(channel) = catalog.channels.get(name) else {
@@ -152,6 +163,60 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
     }
     out.cel_errors = cel.errors;
     out
+}
+
+/// Adds the recipients `from` points at in the event; mail addresses become user names through
+/// the directory (or are reported).
+fn read_recipients(
+    catalog: &Catalog,
+    from: &FromEvent,
+    ce: &Value,
+    origin: &str,
+    into: &mut Recipients,
+    unresolved: &mut Vec<Unresolved>,
+) {
+    let read = |pointers: &[String]| -> Vec<String> {
+        let mut out = Vec::new();
+        for p in pointers {
+            if let Some(v) = ce.pointer(p) {
+                ids_in(v, &mut out);
+            }
+        }
+        out
+    };
+    let mut users = read(&from.users);
+    for mail in read(&from.mails) {
+        match catalog.users_by_mail.get(&mail.to_lowercase()) {
+            Some(name) => users.push(name.clone()),
+            None => unresolved.push(Unresolved {
+                origin: origin.to_string(),
+                user: mail,
+                channel: "(directory)".into(),
+            }),
+        }
+    }
+    into.merge(&Recipients {
+        users,
+        mobiles: read(&from.mobiles),
+        parties: read(&from.parties),
+        tags: read(&from.tags),
+        all: false,
+    });
+}
+
+/// The ids in a JSON value: strings split on `|` and `,`, numbers, and lists of those.
+fn ids_in(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.extend(
+            s.split(['|', ','])
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string),
+        ),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|i| ids_in(i, out)),
+        _ => {}
+    }
 }
 
 /// How a subscriber is reached on a channel: through the directory; a webhook also takes the

@@ -17,7 +17,6 @@ use crate::ids::now_ms;
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
 use crate::secret::{Secret, SecretRef, redact_url, url_credentials};
 
-const DEFAULT_URL: &str = "https://oapi.dingtalk.com/robot/send";
 /// DingTalk refuses ~20,000 bytes; stay below, as notification-manager does.
 const CONTENT_BYTES: usize = 19_960;
 
@@ -77,7 +76,10 @@ impl Dingtalk {
         let url = match (&spec.access_token, &spec.url) {
             (Some(t), None) => {
                 let token = ctx.secret(t, "/spec/accessToken").map_err(|e| vec![e])?;
-                let base = spec.base_url.as_deref().unwrap_or(DEFAULT_URL);
+                let base = spec
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| format!("{}/robot/send", ctx.settings.vendors.dingtalk));
                 Secret::new(format!(
                     "{base}?access_token={}",
                     signing::encode(token.expose())

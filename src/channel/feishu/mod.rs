@@ -19,7 +19,6 @@ use crate::ids::now_ms;
 use crate::message::{Message, MsgType, Recipients, markdown_to_text, truncate_utf8};
 use crate::secret::{Secret, SecretRef, redact_url, url_credentials};
 
-const DEFAULT_BASE: &str = "https://open.feishu.cn/open-apis/bot/v2/hook/";
 /// The body may not exceed 20 KB; leave room for the JSON around the content.
 const CONTENT_BYTES: usize = 18_000;
 
@@ -76,7 +75,9 @@ impl Feishu {
         let url = match (&spec.token, &spec.url) {
             (Some(t), None) => {
                 let token = ctx.secret(t, "/spec/token").map_err(|e| vec![e])?;
-                let base = spec.base_url.as_deref().unwrap_or(DEFAULT_BASE);
+                let base = spec.base_url.clone().unwrap_or_else(|| {
+                    format!("{}/open-apis/bot/v2/hook/", ctx.settings.vendors.feishu)
+                });
                 Secret::new(format!("{}/{}", base.trim_end_matches('/'), token.expose()))
             }
             (None, Some(u)) => ctx.url(u, "/spec/url").map_err(|e| vec![e])?,

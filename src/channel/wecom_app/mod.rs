@@ -18,7 +18,6 @@ use crate::catalog::{DocCtx, DocError};
 use crate::message::{Message, MsgType, markdown_to_text, split_ids, truncate_utf8};
 use crate::secret::{Secret, redact_url};
 
-const DEFAULT_BASE: &str = "https://qyapi.weixin.qq.com/cgi-bin/";
 /// Content limit of text and markdown messages (WeCom cuts text, and refuses long markdown).
 const CONTENT_BYTES: usize = 2048;
 
@@ -68,7 +67,10 @@ impl WecomApp {
         let secret = ctx
             .secret(&spec.corp_secret, "/spec/corpSecret")
             .map_err(|e| vec![e])?;
-        let base = normalize_base(spec.base_url.as_deref().unwrap_or(DEFAULT_BASE));
+        let base = match spec.base_url.as_deref() {
+            Some(b) => normalize_base(b),
+            None => format!("{}/cgi-bin/", ctx.settings.vendors.wecom),
+        };
         let agent_id = match spec.agent_id {
             AgentId::Number(n) => json!(n),
             AgentId::Text(t) => t

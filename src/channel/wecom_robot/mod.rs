@@ -12,7 +12,6 @@ use crate::catalog::{DocCtx, DocError};
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
 use crate::secret::{Secret, SecretRef, URL_VALUE, redact_url, url_credentials};
 
-const DEFAULT_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send";
 const TEXT_BYTES: usize = 2048;
 const MARKDOWN_BYTES: usize = 4096;
 
@@ -62,7 +61,9 @@ impl WecomRobot {
         match (&spec.key, &spec.url) {
             (Some(k), None) => {
                 let key = ctx.secret(k, "/spec/key").map_err(|e| vec![e])?;
-                let base = spec.base_url.as_deref().unwrap_or(DEFAULT_URL);
+                let base = spec.base_url.clone().unwrap_or_else(|| {
+                    format!("{}/cgi-bin/webhook/send", ctx.settings.vendors.wecom)
+                });
                 let url = format!(
                     "{base}?key={}",
                     percent_encoding::utf8_percent_encode(key.expose(), URL_VALUE)
