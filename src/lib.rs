@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod channel;
 pub mod config;
 pub mod deliver;
+pub mod dryrun;
 pub mod event;
 pub mod ids;
 pub mod ingress;

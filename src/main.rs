@@ -1,4 +1,4 @@
-//! The `hookrelay` command: `serve` (default), `check`.
+//! The `hookrelay` command: `serve` (default), `check`, `render`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +30,25 @@ enum Command {
         /// The directory (default: the configured hooks_dir).
         dir: Option<PathBuf>,
     },
+    /// Run one request through auth, decoding, routing and templates, and print who would be
+    /// notified and the vendor requests — storing and sending nothing. Exits 2 when the relay
+    /// would refuse the request.
+    Render {
+        /// The hooks.d directory (default: the configured hooks_dir).
+        #[arg(long)]
+        hooks: Option<PathBuf>,
+        /// The Source it is sent to (needed when hooks.d has several).
+        #[arg(long)]
+        source: Option<String>,
+        /// A request header, `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H', value_name = "K:V")]
+        headers: Vec<String>,
+        /// Skip the Source's authentication.
+        #[arg(long)]
+        no_auth: bool,
+        /// The request body (`-` for stdin).
+        event_file: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +63,13 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Check { dir } => check(settings, dir),
+        Command::Render {
+            hooks,
+            source,
+            headers,
+            no_auth,
+            event_file,
+        } => render(settings, hooks, source, headers, no_auth, event_file),
     };
     match result {
         Ok(code) => code,
@@ -86,6 +112,44 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
+}
+
+fn render(
+    settings: Settings,
+    hooks: Option<PathBuf>,
+    source: Option<String>,
+    headers: Vec<String>,
+    no_auth: bool,
+    event_file: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    let body = if event_file.as_os_str() == "-" {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).context("reading stdin")?;
+        b
+    } else {
+        std::fs::read(&event_file).with_context(|| format!("reading {}", event_file.display()))?
+    };
+    let headers = headers
+        .iter()
+        .map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .with_context(|| format!("--header {h:?} is not Name: value"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = hookrelay::dryrun::Request {
+        hooks: hooks.unwrap_or_else(|| settings.hooks_dir.clone()),
+        source,
+        headers,
+        body,
+        no_auth,
+    };
+    let accepted = hookrelay::dryrun::run(settings, request, &mut std::io::stdout().lock())?;
+    Ok(if accepted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn check(settings: Settings, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {

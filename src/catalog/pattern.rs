@@ -67,11 +67,6 @@ impl Patterns {
         self.is_empty() || self.matches(s)
     }
 
-    /// The exact values (for indexes).
-    pub fn exact(&self) -> impl Iterator<Item = &String> {
-        self.exact.iter()
-    }
-
     /// Whether there is any glob.
     pub fn has_globs(&self) -> bool {
         self.globs.is_some()

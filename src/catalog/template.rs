@@ -73,7 +73,12 @@ impl TemplateDef {
         };
         Ok(Message {
             msgtype: v.msgtype,
-            content: v.text.render(ctx).map_err(|e| format!("text: {e}"))?,
+            content: v
+                .text
+                .render(ctx)
+                .map_err(|e| format!("text: {e}"))?
+                .trim_end()
+                .to_string(),
             title: opt(&v.title, "title")?,
             url: opt(&v.url, "url")?,
         })

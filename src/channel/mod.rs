@@ -224,6 +224,24 @@ impl Receipt {
     }
 }
 
+/// A vendor request as it would go out, with its credentials redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub method: &'static str,
+    pub url: String,
+    pub body: Value,
+}
+
+impl Preview {
+    pub fn post(url: &str, body: Value) -> Preview {
+        Preview {
+            method: "POST",
+            url: crate::secret::redact_url(url),
+            body,
+        }
+    }
+}
+
 /// A destination type. Implementations map their vendor's answers into [`DeliveryError`]s in
 /// one classification table and never put secrets in errors or receipts.
 #[async_trait]
@@ -245,6 +263,10 @@ pub trait Channel: Send + Sync + fmt::Debug {
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError>;
+
+    /// The request [`Channel::send`] would make, credentials redacted, without sending it
+    /// (`hookrelay render`).
+    fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError>;
 
     /// The channel's settings for display, credentials redacted.
     fn describe(&self) -> Value;

@@ -1,12 +1,11 @@
 //! `POST /hooks/{source}`: authenticate, decode, plan, store durably, then answer.
 
-use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
-use super::cloudevents::{self, Mode};
 use super::error::IngressError;
-use super::{auth, extract};
+use super::{Decoded, decode};
 use crate::ids::{EventId, now_ms};
 use crate::metrics::ChannelLabels;
 use crate::plan::plan;
@@ -65,27 +64,10 @@ async fn accept(
         .map_err(|_| IngressError::TooLarge { limit })?
         .map_err(|e| IngressError::BadRequest(format!("could not read the body: {e}")))?;
     let now = now_ms();
-    auth::verify(&source.auth, req.headers(), &body, (now / 1000) as i64)
-        .map_err(IngressError::Unauthorized)?;
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mode = cloudevents::detect(content_type, req.headers());
-    let events = match mode {
-        Some(mode) if source.cloudevents => {
-            cloudevents::decode(mode, name, content_type, req.headers(), &body)?
-        }
-        _ if source.json => vec![extract::json_event(source, req.headers(), &body)?],
-        _ => {
-            return Err(IngressError::UnsupportedMediaType(
-                "this source accepts CloudEvents only: binary mode (ce-* headers) or \
-                 application/cloudevents+json / application/cloudevents-batch+json"
-                    .into(),
-            ));
-        }
-    };
+    let Decoded {
+        events,
+        batch: batched,
+    } = decode(source, req.headers(), &body, now)?;
     let mut ids = Vec::with_capacity(events.len());
     let mut batch = Vec::with_capacity(events.len());
     for event in events {
@@ -133,8 +115,8 @@ async fn accept(
             }),
         })
         .collect();
-    Ok(match (mode, answers.as_slice()) {
-        (Some(Mode::Batch), _) => {
+    Ok(match (batched, answers.as_slice()) {
+        (true, _) => {
             HttpResponse::Accepted().json(json!({ "status": "accepted", "events": answers }))
         }
         (_, [one]) if one["status"] == "duplicate" => HttpResponse::Ok().json(one),

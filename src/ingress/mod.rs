@@ -7,9 +7,54 @@ pub mod error;
 mod extract;
 mod handler;
 
+use actix_web::http::header::{CONTENT_TYPE, HeaderMap};
 use actix_web::web;
 
+use crate::catalog::SourceDef;
+use crate::event::Event;
+
 pub use error::IngressError;
+
+/// What a request carried, once authenticated and decoded.
+pub struct Decoded {
+    pub events: Vec<Event>,
+    /// Sent as a CloudEvents batch (answered with one status per event).
+    pub batch: bool,
+}
+
+/// Authenticates a request for `source` and decodes its event(s): a CloudEvent in any mode if
+/// the Source takes them, else a JSON system hook. Used by the handler and by `hookrelay render`.
+pub fn decode(
+    source: &SourceDef,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_ms: u64,
+) -> Result<Decoded, IngressError> {
+    auth::verify(&source.auth, headers, body, (now_ms / 1000) as i64)
+        .map_err(IngressError::Unauthorized)?;
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mode = cloudevents::detect(content_type, headers);
+    let events = match mode {
+        Some(mode) if source.cloudevents => {
+            cloudevents::decode(mode, &source.name, content_type, headers, body)?
+        }
+        _ if source.json => vec![extract::json_event(source, headers, body)?],
+        _ => {
+            return Err(IngressError::UnsupportedMediaType(
+                "this source accepts CloudEvents only: binary mode (ce-* headers) or \
+                 application/cloudevents+json / application/cloudevents-batch+json"
+                    .into(),
+            ));
+        }
+    };
+    Ok(Decoded {
+        events,
+        batch: mode == Some(cloudevents::Mode::Batch),
+    })
+}
 
 /// Registers the hook endpoint.
 pub fn configure(cfg: &mut web::ServiceConfig) {

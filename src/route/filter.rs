@@ -21,6 +21,12 @@ pub struct FilterSpec {
     pub cel: Option<String>,
 }
 
+/// How an attribute is compared with the wanted value.
+type Test = fn(&str, &str) -> bool;
+
+/// One kind of attribute condition: its name, the (attribute, wanted) pairs, the comparison.
+type Condition<'a> = (&'static str, &'a Vec<(String, String)>, Test);
+
 /// A compiled filter. All parts must hold.
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -60,16 +66,23 @@ impl Filter {
 
     /// The attribute parts (cheap; no CEL).
     pub fn matches_attributes(&self, e: &Event) -> bool {
-        let has = |k: &str, test: &dyn Fn(&str) -> bool| e.attribute(k).is_some_and(|v| test(&v));
-        self.exact.iter().all(|(k, v)| has(k, &|a| a == v))
-            && self
-                .prefix
+        self.first_failing(e).is_none()
+    }
+
+    /// The first attribute condition `e` fails: (exact | prefix | suffix, attribute, wanted).
+    pub fn first_failing(&self, e: &Event) -> Option<(&'static str, &str, &str)> {
+        let holds = |k: &str, test: &dyn Fn(&str) -> bool| e.attribute(k).is_some_and(|v| test(&v));
+        let conditions: [Condition<'_>; 3] = [
+            ("exact", &self.exact, |a, v| a == v),
+            ("prefix", &self.prefix, |a, v| a.starts_with(v)),
+            ("suffix", &self.suffix, |a, v| a.ends_with(v)),
+        ];
+        conditions.into_iter().find_map(|(kind, pairs, test)| {
+            pairs
                 .iter()
-                .all(|(k, v)| has(k, &|a| a.starts_with(v.as_str())))
-            && self
-                .suffix
-                .iter()
-                .all(|(k, v)| has(k, &|a| a.ends_with(v.as_str())))
+                .find(|(k, v)| !holds(k, &|a| test(a, v)))
+                .map(|(k, v)| (kind, k.as_str(), v.as_str()))
+        })
     }
 
     /// The CEL part; `Err` (a runtime error) is a non-match the caller counts.
@@ -170,6 +183,12 @@ impl ObjectSelector {
     }
 
     pub fn matches(&self, f: &ObjectFacts) -> bool {
+        self.mismatch(f).is_none()
+    }
+
+    /// The first part of the object `f` describes that this selector does not accept:
+    /// (field, wanted).
+    pub fn mismatch(&self, f: &ObjectFacts) -> Option<(&'static str, &str)> {
         let same = |want: &Option<String>, have: &Option<String>| match (want, have) {
             (None, _) => true,
             (Some(w), Some(h)) => w == h,
@@ -184,10 +203,20 @@ impl ObjectSelector {
             }
             (Some(_), None, None) => false,
         };
-        kind_ok
-            && same(&self.group, &f.group)
-            && same(&self.version, &f.version)
-            && same(&self.namespace, &f.namespace)
+        fn wanted(w: &Option<String>) -> &str {
+            w.as_deref().unwrap_or_default()
+        }
+        if !kind_ok {
+            return Some(("kind", wanted(&self.kind)));
+        }
+        [
+            ("group", &self.group, &f.group),
+            ("version", &self.version, &f.version),
+            ("namespace", &self.namespace, &f.namespace),
+        ]
+        .into_iter()
+        .find(|(_, want, have)| !same(want, have))
+        .map(|(field, want, _)| (field, wanted(want)))
     }
 }
 

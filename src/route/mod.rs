@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use self::cel::CelInput;
 use self::filter::{Filter, ObjectFacts};
-use crate::catalog::route::FromEvent;
+use crate::catalog::route::{FromEvent, RouteDef};
+use crate::catalog::subscription::Rule;
 use crate::catalog::user::UserDef;
 use crate::catalog::{Catalog, ChannelDef};
 use crate::event::Event;
@@ -54,21 +55,82 @@ struct Cel<'a> {
     errors: u32,
 }
 
-impl Cel<'_> {
-    fn passes(&mut self, filter: &Filter, origin: &str) -> bool {
+/// Why a Route or a Subscription rule did not match an event.
+#[derive(Debug)]
+pub enum Miss<'a> {
+    Source,
+    Type,
+    /// An object field the rule wants otherwise: (field, wanted).
+    Object(&'static str, &'a str),
+    /// An attribute condition: (exact | prefix | suffix, attribute, wanted).
+    Attribute(&'static str, &'a str, &'a str),
+    CelFalse,
+    CelError(String),
+}
+
+impl std::fmt::Display for Miss<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Source => f.write_str("not from one of its sources"),
+            Miss::Type => f.write_str("type does not match"),
+            Miss::Object(field, want) => write!(f, "object {field} is not {want:?}"),
+            Miss::Attribute(kind, attr, want) => write!(f, "{kind} {attr}: wants {want:?}"),
+            Miss::CelFalse => f.write_str("CEL false"),
+            Miss::CelError(e) => write!(f, "CEL error: {e}"),
+        }
+    }
+}
+
+impl<'a> Cel<'a> {
+    fn check<'f>(&mut self, filter: &'f Filter, origin: &str) -> Result<(), Miss<'f>> {
         if filter.cel.is_none() {
-            return true;
+            return Ok(());
         }
         let input = self.input.get_or_init(|| CelInput::new(self.ce));
         match filter.matches_cel(input) {
-            Ok(m) => m,
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Miss::CelFalse),
             Err(e) => {
                 self.errors += 1;
                 tracing::debug!(origin, error = %e, "CEL error; treated as no match");
-                false
+                Err(Miss::CelError(e))
             }
         }
     }
+}
+
+/// Whether Route `r` takes `event`; the cheap checks first, CEL last.
+fn check_route<'r>(r: &'r RouteDef, event: &Event, cel: &mut Cel<'_>) -> Result<(), Miss<'r>> {
+    if !r.sources.matches_or_empty(&event.receiver) {
+        return Err(Miss::Source);
+    }
+    if !r.types.matches_or_empty(&event.ty) {
+        return Err(Miss::Type);
+    }
+    if let Some((kind, attr, want)) = r.filter.first_failing(event) {
+        return Err(Miss::Attribute(kind, attr, want));
+    }
+    cel.check(&r.filter, &r.name)
+}
+
+/// Whether a subscription rule takes `event` (about the object `facts` describe).
+fn check_rule<'r>(
+    rule: &'r Rule,
+    origin: &str,
+    event: &Event,
+    facts: &ObjectFacts,
+    cel: &mut Cel<'_>,
+) -> Result<(), Miss<'r>> {
+    if !rule.types.matches(&event.ty) {
+        return Err(Miss::Type);
+    }
+    if let Some((field, want)) = rule.object.mismatch(facts) {
+        return Err(Miss::Object(field, want));
+    }
+    if let Some((kind, attr, want)) = rule.filter.first_failing(event) {
+        return Err(Miss::Attribute(kind, attr, want));
+    }
+    cel.check(&rule.filter, origin)
 }
 
 /// Routes `event` (whose CloudEvents JSON is `ce`) through `catalog`.
@@ -80,10 +142,7 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
         errors: 0,
     };
     for r in &catalog.routes {
-        if !(r.matches(&event.receiver, &event.ty)
-            && r.filter.matches_attributes(event)
-            && cel.passes(&r.filter, &r.name))
-        {
+        if check_route(r, event, &mut cel).is_err() {
             continue;
         }
         let mut named = r.to.clone();
@@ -132,10 +191,7 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
                 continue; // this subscription already matched through another rule
             }
             let sub = catalog.subscriptions.get(s);
-            if rule.object.matches(&facts)
-                && rule.filter.matches_attributes(event)
-                && cel.passes(&rule.filter, &sub.name)
-            {
+            if check_rule(rule, &sub.name, event, &facts, &mut cel).is_ok() {
                 matched.push(s);
             }
         }
@@ -162,6 +218,62 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
         }
     }
     out.cel_errors = cel.errors;
+    out
+}
+
+/// Whether each Route and Subscription takes `event`, and if not, why (every one, not only
+/// the index's candidates: this is for people reading it, not for speed).
+#[derive(Debug)]
+pub struct Verdict {
+    /// `Route <name>` or `Subscription <name>`.
+    pub what: String,
+    pub matched: bool,
+    pub why: String,
+}
+
+pub fn explain(catalog: &Catalog, event: &Event, ce: &Value) -> Vec<Verdict> {
+    let mut cel = Cel {
+        ce,
+        input: OnceCell::new(),
+        errors: 0,
+    };
+    let mut out = Vec::new();
+    for r in &catalog.routes {
+        let result = check_route(r, event, &mut cel);
+        out.push(Verdict {
+            what: format!("Route {}", r.name),
+            matched: result.is_ok(),
+            why: match result {
+                Ok(()) => format!("→ {}", r.channels.join(", ")),
+                Err(m) => m.to_string(),
+            },
+        });
+    }
+    let facts = ObjectFacts::of(event);
+    for sub in catalog.subscriptions.iter() {
+        let mut misses = Vec::new();
+        let mut hit = None;
+        for (i, rule) in sub.rules.iter().enumerate() {
+            match check_rule(rule, &sub.name, event, &facts, &mut cel) {
+                Ok(()) => {
+                    hit = Some(i);
+                    break;
+                }
+                // A rule for another event type says nothing worth reading.
+                Err(Miss::Type) => {}
+                Err(m) => misses.push(format!("rule {}: {m}", i + 1)),
+            }
+        }
+        out.push(Verdict {
+            what: format!("Subscription {} ({})", sub.name, sub.subscriber),
+            matched: hit.is_some(),
+            why: match hit {
+                Some(i) => format!("rule {} → {}", i + 1, sub.channels.join(", ")),
+                None if misses.is_empty() => "no rule for this event type".to_string(),
+                None => misses.join("; "),
+            },
+        });
+    }
     out
 }
 

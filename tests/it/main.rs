@@ -3,5 +3,7 @@
 mod acp;
 mod channels;
 mod foundation;
+mod render;
+mod scenarios;
 mod support;
 mod vendors;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::http::{VendorReply, vendor_call};
 use super::ratelimit::Limit;
-use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Reason, Receipt};
+use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
@@ -249,6 +249,10 @@ impl Channel for Dingtalk {
             return Err(failure.scrubbed(&secrets));
         }
         unreachable!("the second round always returns")
+    }
+
+    fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        Ok(Preview::post(&self.signed_url(), self.body(out)))
     }
 
     fn describe(&self) -> Value {

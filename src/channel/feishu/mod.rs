@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::{VendorReply, retry_after, vendor_call};
 use super::ratelimit::Limit;
-use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Reason, Receipt};
+use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
 use crate::message::{Message, MsgType, Recipients, markdown_to_text, truncate_utf8};
@@ -254,6 +254,14 @@ impl Channel for Feishu {
             return Err(failure.scrubbed(&secrets));
         }
         unreachable!("the second round always returns")
+    }
+
+    fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        let mut body = self.body(out);
+        if body.get("sign").is_some() {
+            body["sign"] = json!("***");
+        }
+        Ok(Preview::post(self.url.expose(), body))
     }
 
     fn describe(&self) -> Value {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use self::config::{BodyMode, WebhookSpec};
 use super::http::{classify_status, read_body, transport_error};
-use super::{Channel, ChannelKind, DeliveryError, Outgoing, Reason, Receipt};
+use super::{Channel, ChannelKind, DeliveryError, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::normalized_json;
 use crate::render::{RenderCtx, Tpl};
@@ -195,6 +195,13 @@ impl Channel for Webhook {
         let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
         classify_status(status, &headers, &read).map_err(|e| e.scrubbed(&secrets))?;
         Ok(Receipt::of(json!({ "status": status.as_u16() })))
+    }
+
+    fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        let bytes = self.render_body(out)?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok(Preview::post(self.url.expose(), body))
     }
 
     fn describe(&self) -> Value {

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use self::config::{AgentId, WecomAppSpec};
 use self::token::TokenCache;
 use super::http::{VendorReply, vendor_call};
-use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Reason, Receipt};
+use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::{Message, MsgType, markdown_to_text, split_ids, truncate_utf8};
 use crate::secret::{Secret, redact_url};
@@ -245,6 +245,13 @@ impl Channel for WecomApp {
             return Err(failure.scrubbed(&secrets));
         }
         unreachable!("the second round always returns")
+    }
+
+    fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        Ok(Preview::post(
+            &format!("{}message/send?access_token=***", self.base),
+            self.body(out),
+        ))
     }
 
     fn describe(&self) -> Value {

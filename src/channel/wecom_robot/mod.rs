@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::http::vendor_call;
 use super::ratelimit::Limit;
-use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Reason, Receipt};
+use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
 use crate::secret::{Secret, SecretRef, URL_VALUE, redact_url, url_credentials};
@@ -172,6 +172,10 @@ impl Channel for WecomRobot {
             Class::Fail(reason) => DeliveryError::permanent(reason, detail()),
         };
         Err(result.scrubbed(&secrets))
+    }
+
+    fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        Ok(Preview::post(self.url.expose(), WecomRobot::body(out)))
     }
 
     fn describe(&self) -> Value {
