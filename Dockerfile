@@ -4,6 +4,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY schemas schemas
+COPY templates templates
+# Cargo.toml names the benches, so the manifest needs them to load.
+COPY benches benches
 RUN cargo build --release --locked --bin hookrelay
 
 FROM debian:bookworm-slim

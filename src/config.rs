@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::deliver::retry::RetryPolicy;
 use crate::secret::Secret;
+use crate::store::Engine;
 
 /// Settings as written in the file and environment (durations as text, e.g. `90s`, `24h`).
 #[derive(Debug, Deserialize)]
@@ -25,7 +26,7 @@ struct RawSettings {
     dedup_window: String,
     retention: String,
     dead_retention: String,
-    lease: String,
+    store: String,
     cache_mb: u64,
     reload_interval: String,
     shutdown_grace: String,
@@ -90,8 +91,8 @@ pub struct Settings {
     pub retention: Duration,
     /// How long dead letters are kept (`dead_retention`, default 30d).
     pub dead_retention: Duration,
-    /// How long a worker may hold a delivery before it is due again (`lease`, default 2m).
-    pub lease: Duration,
+    /// The storage engine: `fjall` (default) or `sled` (`store`).
+    pub store: Engine,
     /// Store page cache in MiB (`cache_mb`, default 64).
     pub cache_mb: u64,
     /// How often hooks.d is checked for changes; 0 disables (`reload_interval`, default 2s).
@@ -124,7 +125,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("dedup_window", "24h"),
     ("retention", "7d"),
     ("dead_retention", "30d"),
-    ("lease", "2m"),
+    ("store", "fjall"),
     ("reload_interval", "2s"),
     ("shutdown_grace", "10s"),
     ("retry.max_age", "24h"),
@@ -208,10 +209,12 @@ impl Settings {
                 "cannot be longer than retention (events are the dedup memory)".into(),
             ));
         }
-        let lease = parse_duration("lease", &raw.lease)?;
-        if lease < Duration::from_secs(5) {
-            return Err(invalid("lease", "must be at least 5s".into()));
-        }
+        let store = Engine::parse(&raw.store).ok_or_else(|| {
+            invalid(
+                "store",
+                format!("{:?} is neither \"fjall\" nor \"sled\"", raw.store),
+            )
+        })?;
         Ok(Settings {
             listen,
             data_dir: raw.data_dir,
@@ -225,7 +228,7 @@ impl Settings {
             dedup_window,
             retention,
             dead_retention: parse_duration("dead_retention", &raw.dead_retention)?,
-            lease,
+            store,
             cache_mb: raw.cache_mb.max(4),
             reload_interval: parse_duration("reload_interval", &raw.reload_interval)?,
             shutdown_grace: parse_duration("shutdown_grace", &raw.shutdown_grace)?,
@@ -318,9 +321,12 @@ mod tests {
     fn bad_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
-        std::fs::write(&path, "lease = \"soon\"\n").unwrap();
+        std::fs::write(&path, "dedup_window = \"soon\"\n").unwrap();
         let err = Settings::load(Some(&path)).unwrap_err().to_string();
-        assert!(err.contains("lease"), "{err}");
+        assert!(err.contains("dedup_window"), "{err}");
+        std::fs::write(&path, "store = \"rocks\"\n").unwrap();
+        let err = Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("store"), "{err}");
         std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
         let err = Settings::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("log_format"), "{err}");

@@ -38,6 +38,11 @@ impl EventId {
         u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"))
     }
 
+    /// The id from its 16 key bytes.
+    pub fn parse_key(bytes: &[u8]) -> Option<EventId> {
+        Some(EventId(bytes.try_into().ok()?))
+    }
+
     /// Parses the `evt_` text form.
     pub fn parse(text: &str) -> Option<EventId> {
         let hex = text.strip_prefix("evt_")?;

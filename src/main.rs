@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 use hookrelay::catalog::Loader;
 use hookrelay::config::{LogFormat, Settings};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

@@ -18,8 +18,7 @@ use crate::config::Settings;
 use crate::deliver::Engine;
 use crate::ids::now_ms;
 use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::store::sled::SledStore;
+use crate::store::{self, Store};
 use crate::{admin, ingress};
 
 /// What request handlers share.
@@ -42,8 +41,12 @@ impl Relay {
     /// error; a bad hooks.d file is reported and the rest serves.
     pub fn open(settings: Settings) -> anyhow::Result<Relay> {
         let settings = Arc::new(settings);
-        let store = SledStore::open(&settings.data_dir, settings.cache_mb * 1024 * 1024)
-            .with_context(|| format!("opening the data dir {}", settings.data_dir.display()))?;
+        let store = store::open(
+            settings.store,
+            &settings.data_dir,
+            settings.cache_mb * 1024 * 1024,
+        )
+        .with_context(|| format!("opening the data dir {}", settings.data_dir.display()))?;
         let loader = Loader::new(&settings.hooks_dir, settings.clone(), http::client());
         let catalog = Arc::new(LiveCatalog::start(loader));
         let metrics = Arc::new(Metrics::new());
@@ -54,7 +57,7 @@ impl Relay {
             state: web::Data::new(AppState {
                 settings,
                 catalog,
-                store: Arc::new(store),
+                store,
                 metrics,
                 wake: Arc::new(Notify::new()),
             }),

@@ -126,16 +126,6 @@ pub fn compile(
         retry.max_attempts = r.max_attempts.or(retry.max_attempts);
         retry.jitter = r.jitter.unwrap_or(retry.jitter);
     }
-    let lease = ctx.settings.lease;
-    if timeout + Duration::from_secs(5) > lease {
-        errors.push(DocError::new(
-            "/spec/timeout",
-            format!(
-                "must be at least 5s shorter than the relay's lease ({})",
-                humantime::format_duration(lease)
-            ),
-        ));
-    }
     let built = channel::build(kind, name, spec, ctx);
     match built {
         Ok(channel) if errors.is_empty() => {

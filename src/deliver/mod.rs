@@ -30,7 +30,7 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
     wake: Arc<Notify>,
-    /// Deliveries a worker holds right now; their leases are not expired under them.
+    /// Deliveries a worker holds right now (their due entries stay until the outcome).
     inflight: Mutex<HashSet<DeliveryId>>,
 }
 
@@ -57,20 +57,9 @@ impl Engine {
     }
 
     /// Runs until `shutdown` turns true, then waits up to the grace period for deliveries in
-    /// flight. Anything still leased then is due again at the next start.
+    /// flight. Whatever is still in flight then stays due in the store for the next start.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        // The store belongs to this process alone, so every lease in it was held by a process
-        // that is gone: those deliveries are due now.
-        match self.store.expire_leases(u64::MAX, now_ms(), &|_| false) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                deliveries = n,
-                "resuming deliveries leased before the last stop"
-            ),
-            Err(e) => tracing::error!(error = %e, "could not recover leases"),
-        }
         let slots = Arc::new(Semaphore::new(self.settings.workers));
-        let lease_ms = self.settings.lease.as_millis() as u64;
         let mut tasks = JoinSet::new();
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
@@ -83,13 +72,13 @@ impl Engine {
                 continue;
             }
             let now = now_ms();
-            let leased = match self
+            let leased = self
                 .store
-                .lease_due(now, now + lease_ms, free.min(LEASE_BATCH))
-            {
+                .lease_due(now, free.min(LEASE_BATCH), &|id| self.is_inflight(id));
+            let leased = match leased {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::error!(error = %e, "leasing due deliveries failed");
+                    tracing::error!(error = %e, "reading due deliveries failed");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => {}
@@ -106,6 +95,7 @@ impl Engine {
                     .clone()
                     .try_acquire_owned()
                     .expect("no more leased than free slots");
+                // Marked before the next scan so the dispatcher never hands it out twice.
                 self.inflight
                     .lock()
                     .expect("inflight lock")
@@ -126,20 +116,16 @@ impl Engine {
         }
     }
 
-    /// Nothing is due: expire stuck leases, then sleep until the next due time, a new event, or
+    /// Nothing is due: sleep until the next due time, a new event, a finished attempt, or
     /// shutdown.
     async fn idle(&self, now: u64, shutdown: &mut watch::Receiver<bool>) {
-        if let Err(e) = self
+        let next = self
             .store
-            .expire_leases(now, now, &|id| self.is_inflight(id))
-        {
-            tracing::error!(error = %e, "expiring leases failed");
-        }
-        let next = self.store.next_wakeup_ms().ok().flatten();
+            .next_due_ms(&|id| self.is_inflight(id))
+            .ok()
+            .flatten();
         let wait = match next {
-            // Something is due but in flight past its lease: look again shortly.
-            Some(t) if t <= now => Duration::from_millis(50),
-            Some(t) => Duration::from_millis(t - now).min(MAX_IDLE),
+            Some(t) => Duration::from_millis(t.saturating_sub(now)).min(MAX_IDLE),
             None => MAX_IDLE,
         };
         tokio::select! {

@@ -69,7 +69,7 @@ pub(super) async fn deliver(engine: Arc<Engine>, leased: Leased, _slot: OwnedSem
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
         }
-        // The lease stays; the delivery becomes due again when it expires (at-least-once).
+        // The due entry stays: the delivery is handed out again (at least once).
         Err(e) => tracing::error!(delivery = %id, error = %e, "could not record an attempt"),
     }
     engine.inflight.lock().expect("inflight lock").remove(&id);

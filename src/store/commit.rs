@@ -1,18 +1,26 @@
-//! Group commit: one flush — sled's flush, then a real `fdatasync` of its files — covers every
-//! write made before it, so concurrent requests share the cost of durability.
+//! Group commit: one flush — the engine's flush, then a real `fdatasync` — covers every write
+//! made before it, so concurrent requests share the cost of durability.
+//!
+//! Under load (the last flush covered more than one request) the flusher, once woken, lingers
+//! while more requests keep arriving — one short sleep at a time, never longer than
+//! [`MAX_LINGER`] — so writers that were blocked behind the last flush land in this one instead
+//! of each starting a flush of their own. A lone request is flushed at once.
 
-use std::collections::HashSet;
-use std::ffi::OsString;
-use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use super::StoreError;
+use super::kv::Syncer;
+
+/// How long one step of lingering waits for another request.
+const LINGER_STEP: Duration = Duration::from_micros(250);
+/// The most a flush is put off by lingering.
+const MAX_LINGER: Duration = Duration::from_millis(1);
 
 /// How far durability has come, in write tickets.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,9 +54,8 @@ pub struct Committer {
 }
 
 impl Committer {
-    /// Starts the flusher thread for the sled database in `dir`.
-    pub fn start(db: sled::Db, dir: &Path) -> io::Result<Committer> {
-        let mut syncer = FileSyncer::open(dir)?;
+    /// Starts the flusher thread; `sync` makes every write made before it durable.
+    pub fn start(mut sync: Syncer) -> io::Result<Committer> {
         let (tx, _) = watch::channel(Durable::default());
         let shared = Arc::new(Shared {
             tickets: AtomicU64::new(0),
@@ -61,14 +68,16 @@ impl Committer {
         let thread = std::thread::Builder::new()
             .name("hookrelay-commit".into())
             .spawn(move || {
+                let (mut flushed, mut last_group) = (0, 0);
                 while wait_for_work(&s) {
+                    if last_group > 1 || s.tickets.load(Ordering::Acquire) > flushed + 1 {
+                        linger(&s);
+                    }
                     // Every ticket taken before this load belongs to a write that already
                     // happened, so the flush below covers it.
                     let target = s.tickets.load(Ordering::Acquire);
-                    let result = db
-                        .flush()
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| syncer.sync().map_err(|e| e.to_string()));
+                    (flushed, last_group) = (target, target - flushed);
+                    let result = sync().map_err(|e| e.to_string());
                     s.fsyncs.fetch_add(1, Ordering::Relaxed);
                     s.durable.send_modify(|d| match &result {
                         Ok(()) => d.upto = d.upto.max(target),
@@ -132,6 +141,20 @@ impl Drop for Committer {
     }
 }
 
+/// Puts the flush off while requests keep arriving, up to [`MAX_LINGER`].
+fn linger(s: &Shared) {
+    let deadline = Instant::now() + MAX_LINGER;
+    let mut seen = s.tickets.load(Ordering::Acquire);
+    while Instant::now() < deadline {
+        std::thread::sleep(LINGER_STEP);
+        let now = s.tickets.load(Ordering::Acquire);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+}
+
 /// Blocks until a flush is wanted; false once stopped with nothing left to flush.
 fn wait_for_work(s: &Shared) -> bool {
     let mut w = s.wake.lock().expect("commit lock");
@@ -143,56 +166,5 @@ fn wait_for_work(s: &Shared) -> bool {
         true
     } else {
         false
-    }
-}
-
-/// sled 0.34 flushes with `sync_file_range`, which does not reach the disk's cache nor cover
-/// the blob files it writes without syncing; this finishes the job.
-struct FileSyncer {
-    db_file: File,
-    blobs: PathBuf,
-    synced_blobs: HashSet<OsString>,
-}
-
-impl FileSyncer {
-    fn open(dir: &Path) -> io::Result<FileSyncer> {
-        let db_file = File::open(dir.join("db"))?;
-        // The directory entries of the files sled created must be durable too.
-        File::open(dir)?.sync_all()?;
-        Ok(FileSyncer {
-            db_file,
-            blobs: dir.join("blobs"),
-            synced_blobs: HashSet::new(),
-        })
-    }
-
-    fn sync(&mut self) -> io::Result<()> {
-        self.db_file.sync_data()?;
-        let entries = match std::fs::read_dir(&self.blobs) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let mut present = HashSet::new();
-        let mut new_blob = false;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            if !self.synced_blobs.contains(&name) {
-                match File::open(entry.path()) {
-                    Ok(f) => f.sync_data()?,
-                    // sled removed it meanwhile: nothing to make durable.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                }
-                new_blob = true;
-            }
-            present.insert(name);
-        }
-        self.synced_blobs = present;
-        if new_blob {
-            File::open(&self.blobs)?.sync_all()?;
-        }
-        Ok(())
     }
 }

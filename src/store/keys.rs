@@ -6,8 +6,7 @@
 //! | `e`    | event id (16)                 | EventRecord     | retention scan in time order    |
 //! | `k`    | dedup key (text)              | event id + ms   | de-duplication at ingress       |
 //! | `d`    | delivery id (20)              | DeliveryRecord  | deliveries of an event (prefix) |
-//! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order    |
-//! | `l`    | until ms (8) + delivery id    | —               | leases (expire → due again)     |
+//! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order (in flight too, until their outcome) |
 //! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
 //! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
 
@@ -17,7 +16,6 @@ pub const EVENT: u8 = b'e';
 pub const DEDUP: u8 = b'k';
 pub const DELIVERY: u8 = b'd';
 pub const DUE: u8 = b'q';
-pub const LEASE: u8 = b'l';
 pub const DEAD: u8 = b'x';
 pub const ATTEMPT: u8 = b'a';
 
@@ -58,14 +56,6 @@ pub fn timed(prefix: u8, ms: u64, id: &DeliveryId) -> [u8; 29] {
     k
 }
 
-/// The exclusive upper bound of a time index for entries at or before `ms`.
-pub fn timed_upto(prefix: u8, ms: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = prefix;
-    k[1..].copy_from_slice(&ms.saturating_add(1).to_be_bytes());
-    k
-}
-
 /// Splits a time-index key back into its ms and delivery id.
 pub fn parse_timed(key: &[u8]) -> Option<(u64, DeliveryId)> {
     if key.len() != 29 {
@@ -103,8 +93,6 @@ mod tests {
         let early = timed(DUE, 100, &id);
         let late = timed(DUE, 101, &id);
         assert!(early < late);
-        assert!(late.as_slice() < timed_upto(DUE, 101).as_slice());
-        assert!(late.as_slice() >= timed_upto(DUE, 100).as_slice());
         assert_eq!(parse_timed(&late), Some((101, id)));
         assert!(delivery(&id).starts_with(&deliveries_of(&id.event)));
         assert!(attempt(&id, 9).starts_with(&attempts_of(&id)));

@@ -1,11 +1,18 @@
-//! Durable storage of events and their deliveries behind the [`Store`] trait; sled by default.
+//! Durable storage of events and their deliveries behind the [`Store`] trait; the logic lives
+//! once in `engine.rs`, over fjall (the default) or sled.
 
 mod commit;
+pub mod engine;
+pub mod fjall;
 mod keys;
+mod kv;
 pub mod record;
 pub mod sled;
 #[cfg(test)]
 pub mod suite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -28,10 +35,59 @@ pub enum StoreError {
     Closed,
 }
 
-impl From<::sled::Error> for StoreError {
-    fn from(e: ::sled::Error) -> Self {
-        StoreError::Io(e.to_string())
+/// The storage engines a relay can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Fjall,
+    Sled,
+}
+
+impl Engine {
+    pub fn parse(s: &str) -> Option<Engine> {
+        match s {
+            "fjall" => Some(Engine::Fjall),
+            "sled" => Some(Engine::Sled),
+            _ => None,
+        }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Fjall => "fjall",
+            Engine::Sled => "sled",
+        }
+    }
+
+    /// The engine whose files `dir` already holds, if any (a fjall store has `keyspaces/`,
+    /// a sled store `conf` and `db`).
+    fn found_in(dir: &Path) -> Option<Engine> {
+        if dir.join("keyspaces").is_dir() {
+            Some(Engine::Fjall)
+        } else if dir.join("conf").is_file() && dir.join("db").is_file() {
+            Some(Engine::Sled)
+        } else {
+            None
+        }
+    }
+}
+
+/// Opens the store in `dir` on `engine` with `cache_bytes` of cache.
+/// A data dir written by the other engine is refused: opening it would hide its pending
+/// deliveries.
+pub fn open(engine: Engine, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(found) = Engine::found_in(dir).filter(|&f| f != engine) {
+        return Err(StoreError::Io(format!(
+            "{} holds a {} store but store = \"{}\"; set store = \"{}\" (or use another data_dir)",
+            dir.display(),
+            found.name(),
+            engine.name(),
+            found.name()
+        )));
+    }
+    Ok(match engine {
+        Engine::Fjall => Arc::new(fjall::open(dir, cache_bytes)?),
+        Engine::Sled => Arc::new(sled::open(dir, cache_bytes)?),
+    })
 }
 
 /// An event to store with every delivery planned for it.
@@ -64,10 +120,11 @@ pub enum Enqueued {
     Duplicate { id: EventId },
 }
 
-/// A delivery handed to a worker until `lease_until_ms`.
+/// A delivery handed to a worker; its due entry stays until the outcome is recorded.
 #[derive(Debug, Clone)]
 pub struct Leased {
-    pub lease_until_ms: u64,
+    /// The time it was due at (its entry in the due index).
+    pub due_ms: u64,
     pub record: DeliveryRecord,
 }
 
@@ -94,8 +151,8 @@ pub struct Completion {
 pub struct Counts {
     pub events: u64,
     pub deliveries: u64,
+    /// Due now or later, in flight included.
     pub pending: u64,
-    pub leased: u64,
     pub dead: u64,
     pub attempts: u64,
 }
@@ -121,25 +178,18 @@ pub trait Store: Send + Sync {
         dedup_window_ms: u64,
     ) -> Result<Vec<Enqueued>, StoreError>;
 
-    /// Leases up to `limit` deliveries due at or before `now_ms` until `lease_until_ms`.
+    /// Up to `limit` deliveries due at or before `now_ms`, in due order, skipping those `busy`
+    /// says are in flight already. Nothing is written: the store belongs to one process, which
+    /// tracks what it holds; a crash leaves every held delivery due.
     fn lease_due(
         &self,
         now_ms: u64,
-        lease_until_ms: u64,
         limit: usize,
+        busy: &dyn Fn(&DeliveryId) -> bool,
     ) -> Result<Vec<Leased>, StoreError>;
 
-    /// When the earliest pending delivery or lease falls due.
-    fn next_wakeup_ms(&self) -> Result<Option<u64>, StoreError>;
-
-    /// Makes every lease that expired by `upto_ms` (all of them, at startup) due at `due_ms`,
-    /// except deliveries `busy` says are still in flight. Returns how many.
-    fn expire_leases(
-        &self,
-        upto_ms: u64,
-        due_ms: u64,
-        busy: &dyn Fn(&DeliveryId) -> bool,
-    ) -> Result<usize, StoreError>;
+    /// When the earliest delivery that is not in flight falls due.
+    fn next_due_ms(&self, busy: &dyn Fn(&DeliveryId) -> bool) -> Result<Option<u64>, StoreError>;
 
     /// Records an attempt and moves the delivery on: delivered, due again, or dead.
     fn complete(
@@ -187,4 +237,27 @@ pub trait Store: Send + Sync {
 
     /// Makes everything durable and releases the files.
     fn close(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_of_the_other_engine_is_refused() {
+        for (first, second) in [(Engine::Sled, Engine::Fjall), (Engine::Fjall, Engine::Sled)] {
+            let dir = tempfile::tempdir().unwrap();
+            open(first, dir.path(), 4 << 20).unwrap().close().unwrap();
+            let err = open(second, dir.path(), 4 << 20).err().expect("refused");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!("holds a {} store", first.name())),
+                "{text}"
+            );
+            assert!(
+                open(first, dir.path(), 4 << 20).is_ok(),
+                "its own engine opens it"
+            );
+        }
+    }
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::event::{Data, Event};
-use crate::ids::EventId;
+use crate::ids::{DeliveryId, EventId};
 use crate::message::{Message, MsgType, Recipients};
 
 const DAY: u64 = 86_400_000;
@@ -39,7 +39,7 @@ fn event(id: &str) -> Event {
     }
 }
 
-fn delivery(due_ms: u64) -> NewDelivery {
+pub fn delivery(due_ms: u64) -> NewDelivery {
     NewDelivery {
         origin: "route".into(),
         channel: "ch".into(),
@@ -56,7 +56,7 @@ fn delivery(due_ms: u64) -> NewDelivery {
     }
 }
 
-fn new_event(id: &str, at: u64, deliveries: Vec<NewDelivery>) -> NewEvent {
+pub fn new_event(id: &str, at: u64, deliveries: Vec<NewDelivery>) -> NewEvent {
     NewEvent {
         id: EventId::generate(at),
         event: event(id),
@@ -75,7 +75,7 @@ fn attempt(result: AttemptResult) -> AttemptRecord {
     }
 }
 
-fn done(next: Next) -> Completion {
+pub fn done(next: Next) -> Completion {
     Completion {
         attempt: attempt(AttemptResult::Delivered),
         counted: true,
@@ -83,18 +83,31 @@ fn done(next: Next) -> Completion {
     }
 }
 
+/// Nothing is in flight.
+pub fn idle(_: &DeliveryId) -> bool {
+    false
+}
+
+/// Leases what is due at `now`, as a dispatcher holding nothing would.
+fn lease(s: &dyn Store, now: u64, limit: usize) -> Vec<Leased> {
+    s.lease_due(now, limit, &idle).unwrap()
+}
+
 pub async fn enqueue_then_lease_in_due_order(s: &dyn Store) {
     let e = new_event("a", 1000, vec![delivery(3000), delivery(2000)]);
     let r = s.enqueue_one(e, DAY).await.unwrap();
     assert!(matches!(r, Enqueued::Accepted { deliveries: 2, .. }));
-    assert!(s.lease_due(1999, 99_999, 10).unwrap().is_empty());
-    let first = s.lease_due(2500, 99_999, 10).unwrap();
+    assert!(lease(s, 1999, 10).is_empty());
+    let first = lease(s, 2500, 10);
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].record.id.index, 1);
-    let second = s.lease_due(5000, 99_999, 10).unwrap();
-    assert_eq!(second.len(), 1, "a leased delivery is not leased twice");
+    let held = first[0].record.id;
+    let busy = |id: &DeliveryId| *id == held;
+    let second = s.lease_due(5000, 10, &busy).unwrap();
+    assert_eq!(second.len(), 1, "what is in flight is skipped");
     assert_eq!(second[0].record.id.index, 0);
-    assert_eq!(s.next_wakeup_ms().unwrap(), Some(99_999));
+    assert_eq!(s.next_due_ms(&idle).unwrap(), Some(2000));
+    assert_eq!(s.next_due_ms(&busy).unwrap(), Some(3000));
 }
 
 pub async fn duplicates_inside_the_window_plan_nothing(s: &dyn Store) {
@@ -128,7 +141,7 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
     )
     .await
     .unwrap();
-    let leased = s.lease_due(10, 1000, 10).unwrap();
+    let leased = lease(s, 10, 10);
     assert_eq!(leased.len(), 3);
     let d = s.complete(&leased[0], done(Next::Delivered), 20).unwrap();
     assert_eq!(d.state, DeliveryState::Delivered);
@@ -141,8 +154,10 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
     );
     let x = s.complete(&leased[2], done(Next::Dead), 20).unwrap();
     assert_eq!(x.state, DeliveryState::Dead);
-    assert!(s.lease_due(499, 2000, 10).unwrap().is_empty());
-    let again = s.lease_due(500, 2000, 10).unwrap();
+    let retried = leased[1].record.id;
+    let in_flight = |id: &DeliveryId| *id != retried;
+    assert!(s.lease_due(499, 10, &in_flight).unwrap().is_empty());
+    let again = s.lease_due(500, 10, &in_flight).unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].record.id, leased[1].record.id);
     assert_eq!(s.attempts(&leased[1].record.id).unwrap().len(), 1);
@@ -150,14 +165,14 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, leased[2].record.id);
     let counts = s.counts().unwrap();
-    assert_eq!((counts.dead, counts.leased, counts.pending), (1, 1, 0));
+    assert_eq!((counts.dead, counts.pending), (1, 1));
 }
 
 pub async fn throttles_do_not_use_the_budget(s: &dyn Store) {
     s.enqueue_one(new_event("t", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
-    let l = s.lease_due(0, 100, 1).unwrap();
+    let l = lease(s, 0, 1);
     let c = Completion {
         attempt: attempt(AttemptResult::Throttled),
         counted: false,
@@ -171,13 +186,13 @@ pub async fn dead_letters_replay(s: &dyn Store) {
     s.enqueue_one(new_event("r", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
-    let l = s.lease_due(0, 100, 1).unwrap();
+    let l = lease(s, 0, 1);
     let id = l[0].record.id;
     assert_eq!(s.replay(&id, 5).unwrap(), Replay::NotDead);
     s.complete(&l[0], done(Next::Dead), 10).unwrap();
     assert_eq!(s.replay(&id, 20).unwrap(), Replay::Scheduled);
     assert!(s.dead_letters(None, 10).unwrap().is_empty());
-    let again = s.lease_due(20, 100, 1).unwrap();
+    let again = lease(s, 20, 1);
     assert_eq!(again[0].record.id, id);
     assert_eq!(
         again[0].record.attempts, 0,
@@ -201,26 +216,9 @@ pub async fn failed_plans_are_dead_from_the_start(s: &dyn Store) {
     s.enqueue_one(new_event("f", 0, vec![d]), DAY)
         .await
         .unwrap();
-    assert!(s.lease_due(10, 100, 10).unwrap().is_empty());
+    assert!(lease(s, 10, 10).is_empty());
     let dead = s.dead_letters(None, 10).unwrap();
     assert_eq!(dead[0].last_error.as_ref().unwrap().reason, "render");
-}
-
-pub async fn expired_leases_come_back_unless_busy(s: &dyn Store) {
-    s.enqueue_one(new_event("l", 0, vec![delivery(0), delivery(0)]), DAY)
-        .await
-        .unwrap();
-    let l = s.lease_due(0, 100, 10).unwrap();
-    let busy = l[0].record.id;
-    assert_eq!(
-        s.expire_leases(99, 99, &|_| false).unwrap(),
-        0,
-        "not expired yet"
-    );
-    assert_eq!(s.expire_leases(100, 100, &|id| *id == busy).unwrap(), 1);
-    let back = s.lease_due(100, 200, 10).unwrap();
-    assert_eq!(back.len(), 1);
-    assert_eq!(back[0].record.id, l[1].record.id);
 }
 
 pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
@@ -233,7 +231,7 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
     s.enqueue_one(new_event("young", 3 * DAY, vec![]), DAY)
         .await
         .unwrap();
-    let l = s.lease_due(0, 100, 1).unwrap();
+    let l = lease(s, 0, 1);
     s.complete(&l[0], done(Next::Delivered), 5).unwrap();
     let removed = s.purge(2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
     assert_eq!(removed, 1);
@@ -278,10 +276,41 @@ pub async fn every_acknowledged_write_was_flushed(s: &dyn Store) {
     assert!(s.fsyncs() > before, "enqueue returned before a flush");
 }
 
-/// Runs the whole suite, each case against a fresh store from `open`.
+/// What survives closing a store and opening its directory again.
+pub async fn pending_and_in_flight_deliveries_survive_a_restart(
+    open: &dyn Fn(&std::path::Path) -> Box<dyn Store>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(dir.path());
+        s.enqueue_one(new_event("r1", 0, vec![delivery(0), delivery(0)]), DAY)
+            .await
+            .unwrap();
+        // One is in flight when the process stops; the other was never touched.
+        assert_eq!(lease(&*s, 0, 1).len(), 1);
+        s.close().unwrap();
+    }
+    let s = open(dir.path());
+    assert_eq!(lease(&*s, 1, 10).len(), 2, "both are due again");
+    let again = s
+        .enqueue_one(new_event("r1", 1, vec![delivery(0)]), DAY)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Enqueued::Duplicate { .. }),
+        "the dedup key survived too"
+    );
+}
+
+/// Runs the whole suite, each case against a fresh store from `open`; `reopen` opens a store
+/// on a given directory (for the restart cases).
 #[macro_export]
 macro_rules! store_suite {
-    ($open:expr) => {
+    ($open:expr, $reopen:expr) => {
+        #[tokio::test]
+        async fn pending_and_in_flight_deliveries_survive_a_restart() {
+            $crate::store::suite::pending_and_in_flight_deliveries_survive_a_restart(&$reopen).await;
+        }
         $crate::store_suite!(@cases $open;
             enqueue_then_lease_in_due_order,
             duplicates_inside_the_window_plan_nothing,
@@ -289,7 +318,6 @@ macro_rules! store_suite {
             throttles_do_not_use_the_budget,
             dead_letters_replay,
             failed_plans_are_dead_from_the_start,
-            expired_leases_come_back_unless_busy,
             purge_keeps_what_is_unfinished,
             a_batch_is_one_write_and_dedups_within_itself,
             every_acknowledged_write_was_flushed

@@ -1,0 +1,146 @@
+//! The store's hot paths: enqueue (one event, one delivery) with and without waiting for the
+//! group commit, lease, and completing a delivery, on each engine. `cargo bench --bench store`
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use hookrelay::event::{Data, Event};
+use hookrelay::ids::EventId;
+use hookrelay::message::{Message, MsgType, Recipients};
+use hookrelay::store::{
+    AttemptRecord, AttemptResult, Completion, Engine, NewDelivery, NewEvent, Next, Store,
+};
+use serde_json::json;
+
+const DAY: u64 = 86_400_000;
+
+fn new_event(i: u64) -> NewEvent {
+    NewEvent {
+        id: EventId::generate(i),
+        event: Event {
+            receiver: "bench".into(),
+            id: format!("ev-{i}"),
+            source: "/hooks/bench".into(),
+            ty: "bench.event".into(),
+            specversion: "1.0".into(),
+            subject: None,
+            time: Some("2026-11-23T00:00:00.000Z".into()),
+            datacontenttype: Some("application/json".into()),
+            dataschema: None,
+            extensions: BTreeMap::new(),
+            data: Data::Json(
+                json!({"id": i, "ts": 1_795_000_000_000_000u64, "title": "构建 47 失败"}),
+            ),
+            message: None,
+        },
+        received_ms: i,
+        deliveries: vec![NewDelivery {
+            origin: "bench".into(),
+            channel: "sink".into(),
+            template: Some("bench".into()),
+            to: Recipients {
+                users: vec!["zhangsan".into()],
+                ..Recipients::default()
+            },
+            message: Some(Message {
+                msgtype: MsgType::Text,
+                content: format!("EVID{i} SENTUS1795000000000000 构建 47 失败"),
+                title: None,
+                url: None,
+            }),
+            failed: None,
+            due_ms: 0,
+        }],
+    }
+}
+
+fn completion() -> Completion {
+    Completion {
+        attempt: AttemptRecord {
+            at_ms: 1,
+            duration_ms: 1,
+            result: AttemptResult::Delivered,
+            error: None,
+            receipt: Some(json!({"status": 200})),
+        },
+        counted: true,
+        next: Next::Delivered,
+    }
+}
+
+/// Engines to measure: `STORE_BENCH_ENGINES=fjall,sled` (default both).
+fn engines() -> Vec<(&'static str, Engine)> {
+    let wanted = std::env::var("STORE_BENCH_ENGINES").unwrap_or_else(|_| "fjall,sled".into());
+    [("fjall", Engine::Fjall), ("sled", Engine::Sled)]
+        .into_iter()
+        .filter(|(n, _)| wanted.split(',').any(|w| w.trim() == *n))
+        .collect()
+}
+
+fn store_ops(c: &mut Criterion) {
+    for (name, engine) in engines() {
+        bench_engine(c, name, engine);
+    }
+}
+
+fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = hookrelay::store::open(engine, dir.path(), 64 << 20).unwrap();
+    let mut i = 0u64;
+    let mut g = c.benchmark_group(format!("store/{name}"));
+    g.bench_function("enqueue+flush", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(store.enqueue(vec![new_event(i)], DAY)).unwrap()
+        })
+    });
+    // Thirty-two concurrent requests share flushes, as ingress does under load.
+    g.bench_function("enqueue+flush x32 concurrent", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..32 {
+                    i += 1;
+                    let (s, e) = (store.clone(), new_event(i));
+                    set.spawn(async move { s.enqueue(vec![e], DAY).await.unwrap() });
+                }
+                set.join_all().await
+            })
+        })
+    });
+    g.bench_function("lease+complete", |b| {
+        b.iter_batched(
+            || {
+                i += 1;
+                rt.block_on(store.enqueue(vec![new_event(i)], DAY)).unwrap();
+            },
+            |_| {
+                for l in store.lease_due(u64::MAX - 1, 1, &|_| false).unwrap() {
+                    store.complete(&l, completion(), 2).unwrap();
+                }
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    // What the write itself costs, without waiting for the flush.
+    if engine == Engine::Fjall {
+        let dir = tempfile::tempdir().unwrap();
+        let s = hookrelay::store::fjall::open(dir.path(), 64 << 20).unwrap();
+        c.bench_function("store/fjall/enqueue (write only)", |b| {
+            b.iter(|| {
+                i += 1;
+                s.write(vec![new_event(i)], DAY).unwrap()
+            })
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
+    targets = store_ops
+}
+criterion_main!(benches);

@@ -1,0 +1,577 @@
+//! The store's logic, written once over any [`Kv`] engine: one keyspace of prefixed keys (see
+//! `keys.rs`), atomic writes, group commit.
+//!
+//! In-flight deliveries are not written down: the store belongs to one process, so a delivery
+//! the dispatcher holds keeps its due key until its outcome is recorded. A crash leaves the key
+//! where it was, and the delivery is due again at the next start.
+//!
+//! The due index is also kept in memory, loaded from its keys at open: it is read on every
+//! dispatch, and an LSM engine would otherwise walk the tombstones of every delivery already
+//! made to find the next one. The keys stay the truth; memory mirrors each write that succeeds.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::commit::Committer;
+use super::keys;
+use super::kv::{Kv, Op};
+use super::record::{decode, encode};
+use super::{
+    AttemptRecord, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued, EventRecord,
+    Leased, NewEvent, Next, Replay, Store, StoreError,
+};
+use crate::ids::{DeliveryId, EventId};
+use crate::message::Message;
+
+/// A [`Store`] over the engine `K`.
+pub struct KvStore<K: Kv> {
+    kv: K,
+    committer: Committer,
+    /// Serializes the dedup check with the write that claims the key.
+    enqueue_lock: Mutex<()>,
+    /// The due index: (due ms, delivery), in time order.
+    due: Mutex<BTreeSet<(u64, DeliveryId)>>,
+}
+
+/// The first key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+fn decode_delivery(id: DeliveryId, bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
+    let mut rec: DeliveryRecord = decode(bytes)?;
+    rec.id = id;
+    Ok(rec)
+}
+
+fn dedup_value(id: &EventId, at_ms: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(24);
+    v.extend_from_slice(&id.0);
+    v.extend_from_slice(&at_ms.to_be_bytes());
+    v
+}
+
+fn parse_dedup_value(v: &[u8]) -> Option<(EventId, u64)> {
+    if v.len() != 24 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&v[..16]);
+    Some((EventId(id), u64::from_be_bytes(v[16..].try_into().ok()?)))
+}
+
+/// The writes that store an event, its dedup key and its deliveries (due, or dead if planning
+/// failed); the due entries they add are pushed to `due`.
+fn event_ops(
+    ops: &mut Vec<Op>,
+    due: &mut Vec<(u64, DeliveryId)>,
+    new: NewEvent,
+    dedup_key: Vec<u8>,
+) {
+    let count = new.deliveries.len();
+    for (i, d) in new.deliveries.into_iter().enumerate() {
+        let id = DeliveryId {
+            event: new.id,
+            index: i as u32,
+        };
+        let dead = d.failed.is_some();
+        let rec = DeliveryRecord {
+            id,
+            receiver: new.event.receiver.clone(),
+            event_type: new.event.ty.clone(),
+            origin: d.origin,
+            channel: d.channel,
+            template: d.template,
+            to: d.to,
+            message: d.message,
+            state: if dead {
+                DeliveryState::Dead
+            } else {
+                DeliveryState::Pending
+            },
+            attempts: 0,
+            tries: 0,
+            created_ms: new.received_ms,
+            updated_ms: new.received_ms,
+            next_ms: (!dead).then_some(d.due_ms),
+            last_error: d.failed,
+            receipt: None,
+        };
+        let index = if dead {
+            keys::timed(keys::DEAD, new.received_ms, &id)
+        } else {
+            due.push((d.due_ms, id));
+            keys::timed(keys::DUE, d.due_ms, &id)
+        };
+        ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
+        ops.push(Op::Put(index.to_vec(), Vec::new()));
+    }
+    let record = EventRecord {
+        dedup_key: new.event.dedup_key(),
+        event: new.event,
+        received_ms: new.received_ms,
+        deliveries: count as u32,
+    };
+    ops.push(Op::Put(keys::event(&new.id).to_vec(), encode(&record)));
+    ops.push(Op::Put(dedup_key, dedup_value(&new.id, new.received_ms)));
+}
+
+impl<K: Kv> KvStore<K> {
+    pub fn new(kv: K) -> Result<KvStore<K>, StoreError> {
+        let committer = Committer::start(kv.syncer()?)
+            .map_err(|e| StoreError::Io(format!("cannot start the flusher: {e}")))?;
+        let mut due = BTreeSet::new();
+        kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, _| {
+            if let Some(entry) = keys::parse_timed(k) {
+                due.insert(entry);
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(KvStore {
+            kv,
+            committer,
+            enqueue_lock: Mutex::new(()),
+            due: Mutex::new(due),
+        })
+    }
+
+    fn due(&self) -> Result<std::sync::MutexGuard<'_, BTreeSet<(u64, DeliveryId)>>, StoreError> {
+        self.due.lock().map_err(|_| StoreError::Closed)
+    }
+
+    /// The atomic write of [`Store::enqueue`], without waiting for it to be durable. Ingest
+    /// always goes through `enqueue`; this is public for the store benchmarks.
+    pub fn write(
+        &self,
+        events: Vec<NewEvent>,
+        dedup_window_ms: u64,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let _claim = self.enqueue_lock.lock().map_err(|_| StoreError::Closed)?;
+        let mut ops = Vec::with_capacity(events.len() * 4);
+        let mut due = Vec::with_capacity(events.len());
+        let mut claimed: HashMap<Vec<u8>, EventId> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for new in events {
+            let dedup_key = keys::dedup(&new.event.dedup_key());
+            let seen = match claimed.get(&dedup_key) {
+                Some(id) => Some(*id),
+                None => self
+                    .kv
+                    .get(&dedup_key)?
+                    .as_deref()
+                    .and_then(parse_dedup_value)
+                    .filter(|(_, at)| at.saturating_add(dedup_window_ms) > new.received_ms)
+                    .map(|(id, _)| id),
+            };
+            if let Some(id) = seen {
+                outcomes.push(Enqueued::Duplicate { id });
+                continue;
+            }
+            claimed.insert(dedup_key.clone(), new.id);
+            outcomes.push(Enqueued::Accepted {
+                id: new.id,
+                deliveries: new.deliveries.len(),
+            });
+            event_ops(&mut ops, &mut due, new, dedup_key);
+        }
+        // One write: every event, its dedup key and every delivery land together or not at all.
+        self.kv.write(ops)?;
+        self.due()?.extend(due);
+        Ok(outcomes)
+    }
+
+    fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.kv
+            .get(&keys::delivery(id))?
+            .map(|v| decode_delivery(*id, &v))
+            .transpose()
+    }
+
+    fn count_prefix(&self, prefix: u8) -> Result<u64, StoreError> {
+        let mut n = 0;
+        self.kv
+            .scan(&[prefix], &prefix_end(&[prefix]), &mut |_, _| {
+                n += 1;
+                ControlFlow::Continue(())
+            })?;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl<K: Kv> Store for KvStore<K> {
+    async fn enqueue(
+        &self,
+        events: Vec<NewEvent>,
+        dedup_window_ms: u64,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        let outcomes = self.write(events, dedup_window_ms)?;
+        // Duplicates wait too: the original may have been written but not yet flushed.
+        self.committer.durable().await?;
+        Ok(outcomes)
+    }
+
+    fn lease_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        busy: &dyn Fn(&DeliveryId) -> bool,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let due: Vec<(u64, DeliveryId)> = self
+            .due()?
+            .range(..(now_ms.saturating_add(1), DeliveryId::default()))
+            .filter(|(_, id)| !busy(id))
+            .take(limit)
+            .copied()
+            .collect();
+        let mut out = Vec::with_capacity(due.len());
+        let mut stale = Vec::new();
+        for (due_ms, id) in due {
+            match self.get_delivery(&id)? {
+                // The record must agree with the entry: a scan may see an entry that a worker
+                // replaced (rescheduled) just before it released the delivery.
+                Some(record)
+                    if record.state == DeliveryState::Pending && record.next_ms == Some(due_ms) =>
+                {
+                    out.push(Leased { due_ms, record })
+                }
+                // An entry whose record is gone, final or due elsewhere: drop it.
+                _ => stale.push((due_ms, id)),
+            }
+        }
+        if !stale.is_empty() {
+            self.kv.write(
+                stale
+                    .iter()
+                    .map(|(ms, id)| Op::Delete(keys::timed(keys::DUE, *ms, id).to_vec()))
+                    .collect(),
+            )?;
+            let mut due = self.due()?;
+            for entry in &stale {
+                due.remove(entry);
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_due_ms(&self, busy: &dyn Fn(&DeliveryId) -> bool) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .due()?
+            .iter()
+            .find(|(_, id)| !busy(id))
+            .map(|(ms, _)| *ms))
+    }
+
+    fn complete(
+        &self,
+        leased: &Leased,
+        completion: Completion,
+        now_ms: u64,
+    ) -> Result<DeliveryRecord, StoreError> {
+        // While leased, only this worker changes the delivery: the leased copy is current.
+        let mut rec = leased.record.clone();
+        let id = rec.id;
+        let mut ops = vec![
+            Op::Delete(keys::timed(keys::DUE, leased.due_ms, &id).to_vec()),
+            Op::Put(
+                keys::attempt(&id, rec.tries).to_vec(),
+                encode(&completion.attempt),
+            ),
+        ];
+        rec.tries += 1;
+        if completion.counted {
+            rec.attempts += 1;
+        }
+        rec.updated_ms = now_ms;
+        if completion.attempt.error.is_some() {
+            rec.last_error = completion.attempt.error.clone();
+        }
+        if completion.attempt.receipt.is_some() {
+            rec.receipt = completion.attempt.receipt.clone();
+        }
+        match completion.next {
+            Next::Delivered => {
+                rec.state = DeliveryState::Delivered;
+                rec.next_ms = None;
+            }
+            Next::RetryAt(at) => {
+                rec.state = DeliveryState::Pending;
+                rec.next_ms = Some(at);
+                ops.push(Op::Put(
+                    keys::timed(keys::DUE, at, &id).to_vec(),
+                    Vec::new(),
+                ));
+            }
+            Next::Dead => {
+                rec.state = DeliveryState::Dead;
+                rec.next_ms = None;
+                ops.push(Op::Put(
+                    keys::timed(keys::DEAD, now_ms, &id).to_vec(),
+                    Vec::new(),
+                ));
+            }
+        }
+        ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
+        self.kv.write(ops)?;
+        let mut due = self.due()?;
+        due.remove(&(leased.due_ms, id));
+        if let Some(at) = rec.next_ms {
+            due.insert((at, id));
+        }
+        Ok(rec)
+    }
+
+    fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
+        if let Some(mut rec) = self.get_delivery(id)? {
+            rec.message = Some(message);
+            self.kv
+                .write(vec![Op::Put(keys::delivery(id).to_vec(), encode(&rec))])?;
+        }
+        Ok(())
+    }
+
+    fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        self.kv
+            .get(&keys::event(id))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        self.get_delivery(id)
+    }
+
+    fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let prefix = keys::deliveries_of(id);
+        let mut out = Vec::new();
+        let mut failure = None;
+        self.kv.scan(&prefix, &prefix_end(&prefix), &mut |k, v| {
+            let decoded = DeliveryId::from_bytes(&k[1..])
+                .ok_or_else(|| StoreError::Corrupt("bad delivery key".into()))
+                .and_then(|id| decode_delivery(id, v));
+            match decoded {
+                Ok(rec) => {
+                    out.push(rec);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        failure.map_or(Ok(out), Err)
+    }
+
+    fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let prefix = keys::attempts_of(id);
+        let mut raw = Vec::new();
+        self.kv.scan(&prefix, &prefix_end(&prefix), &mut |_, v| {
+            raw.push(v.to_vec());
+            ControlFlow::Continue(())
+        })?;
+        raw.iter().map(|v| decode(v)).collect()
+    }
+
+    fn dead_letters(
+        &self,
+        after: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let start = match after.map(|id| (id, self.get_delivery(id))) {
+            Some((id, Ok(Some(rec)))) => {
+                let mut k = keys::timed(keys::DEAD, rec.updated_ms, id).to_vec();
+                k.push(0);
+                k
+            }
+            Some((_, Err(e))) => return Err(e),
+            _ => vec![keys::DEAD],
+        };
+        let mut ids = Vec::new();
+        self.kv.scan(&start, &[keys::DEAD + 1], &mut |k, _| {
+            if let Some((_, id)) = keys::parse_timed(k) {
+                ids.push(id);
+            }
+            if ids.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(rec) = self.get_delivery(&id)? {
+                out.push(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError> {
+        let Some(mut rec) = self.get_delivery(id)? else {
+            return Ok(Replay::NotFound);
+        };
+        if rec.state != DeliveryState::Dead {
+            return Ok(Replay::NotDead);
+        }
+        let dead_key = keys::timed(keys::DEAD, rec.updated_ms, id);
+        rec.state = DeliveryState::Pending;
+        // A replay starts a fresh retry budget: attempts and age count from now.
+        rec.attempts = 0;
+        rec.created_ms = now_ms;
+        rec.updated_ms = now_ms;
+        rec.next_ms = Some(now_ms);
+        self.kv.write(vec![
+            Op::Delete(dead_key.to_vec()),
+            Op::Put(keys::timed(keys::DUE, now_ms, id).to_vec(), Vec::new()),
+            Op::Put(keys::delivery(id).to_vec(), encode(&rec)),
+        ])?;
+        self.due()?.insert((now_ms, *id));
+        Ok(Replay::Scheduled)
+    }
+
+    fn purge(
+        &self,
+        now_ms: u64,
+        retention_ms: u64,
+        dead_retention_ms: u64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        let dead_cutoff = now_ms.saturating_sub(dead_retention_ms);
+        let mut end = vec![keys::EVENT];
+        end.extend_from_slice(&cutoff.to_be_bytes());
+        // Candidates first (the scan cannot write), then each finished one removed atomically.
+        let mut old = Vec::new();
+        let mut failure = None;
+        self.kv.scan(&[keys::EVENT], &end, &mut |k, v| {
+            match (EventId::parse_key(&k[1..]), decode::<EventRecord>(v)) {
+                (Some(id), Ok(rec)) => old.push((id, rec.dedup_key)),
+                (_, Err(e)) => failure = Some(e),
+                (None, _) => failure = Some(StoreError::Corrupt("bad event key".into())),
+            }
+            ControlFlow::Continue(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let mut removed = 0;
+        for (event_id, dedup) in old {
+            if removed >= limit {
+                break;
+            }
+            let deliveries = self.deliveries_of(&event_id)?;
+            let finished = deliveries.iter().all(|d| match d.state {
+                DeliveryState::Delivered => true,
+                DeliveryState::Dead => d.updated_ms < dead_cutoff,
+                DeliveryState::Pending => false,
+            });
+            if !finished {
+                continue;
+            }
+            let mut ops = Vec::new();
+            for d in &deliveries {
+                ops.push(Op::Delete(keys::delivery(&d.id).to_vec()));
+                if d.state == DeliveryState::Dead {
+                    ops.push(Op::Delete(
+                        keys::timed(keys::DEAD, d.updated_ms, &d.id).to_vec(),
+                    ));
+                }
+                let prefix = keys::attempts_of(&d.id);
+                self.kv.scan(&prefix, &prefix_end(&prefix), &mut |k, _| {
+                    ops.push(Op::Delete(k.to_vec()));
+                    ControlFlow::Continue(())
+                })?;
+            }
+            let dedup_key = keys::dedup(&dedup);
+            // Only drop the dedup key if it still points at this event.
+            if self
+                .kv
+                .get(&dedup_key)?
+                .as_deref()
+                .and_then(parse_dedup_value)
+                .is_some_and(|(id, _)| id == event_id)
+            {
+                ops.push(Op::Delete(dedup_key));
+            }
+            ops.push(Op::Delete(keys::event(&event_id).to_vec()));
+            self.kv.write(ops)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    fn counts(&self) -> Result<Counts, StoreError> {
+        Ok(Counts {
+            events: self.count_prefix(keys::EVENT)?,
+            deliveries: self.count_prefix(keys::DELIVERY)?,
+            pending: self.due()?.len() as u64,
+            dead: self.count_prefix(keys::DEAD)?,
+            attempts: self.count_prefix(keys::ATTEMPT)?,
+        })
+    }
+
+    fn fsyncs(&self) -> u64 {
+        self.committer.fsyncs()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.kv.size_on_disk()
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        // The committer's last round makes everything written so far durable.
+        self.committer.stop();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::suite::{delivery, done, idle, new_event};
+
+    #[tokio::test]
+    async fn a_stale_due_entry_is_never_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        s.enqueue(vec![new_event("st", 0, vec![delivery(0)])], 1000)
+            .await
+            .unwrap();
+        let l = s.lease_due(0, 1, &idle).unwrap();
+        let id = l[0].record.id;
+        s.complete(&l[0], done(Next::RetryAt(100)), 1).unwrap();
+        // What a scan running alongside that completion may still see: the old entry.
+        s.kv.write(vec![Op::Put(
+            keys::timed(keys::DUE, 0, &id).to_vec(),
+            Vec::new(),
+        )])
+        .unwrap();
+        s.due().unwrap().insert((0, id));
+        assert!(
+            s.lease_due(50, 10, &idle).unwrap().is_empty(),
+            "the old entry is not handed out"
+        );
+        assert_eq!(s.lease_due(100, 10, &idle).unwrap().len(), 1);
+        assert_eq!(s.counts().unwrap().pending, 1, "and it was dropped");
+        drop(s);
+        let reopened = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(reopened.counts().unwrap().pending, 1, "from disk too");
+    }
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"q"), b"r");
+        assert_eq!(prefix_end(&[b'a', 0xff]), vec![b'b']);
+    }
+}
