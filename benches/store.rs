@@ -1,58 +1,19 @@
 //! The store's hot paths: enqueue (one event, one delivery) with and without waiting for the
 //! group commit, lease, and completing a delivery, on each engine. `cargo bench --bench store`
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use hookrelay::event::{Data, Event};
-use hookrelay::ids::EventId;
-use hookrelay::message::{Message, MsgType, Recipients};
-use hookrelay::store::{
-    AttemptRecord, AttemptResult, Completion, Engine, NewDelivery, NewEvent, Next, Store,
-};
+use hookrelay::store::{AttemptRecord, AttemptResult, Completion, Engine, NewEvent, Next, Store};
 use serde_json::json;
+
+#[path = "common/sample.rs"]
+mod sample;
 
 const DAY: u64 = 86_400_000;
 
 fn new_event(i: u64) -> NewEvent {
-    NewEvent {
-        id: EventId::generate(i),
-        event: Event {
-            receiver: "bench".into(),
-            id: format!("ev-{i}"),
-            source: "/hooks/bench".into(),
-            ty: "bench.event".into(),
-            specversion: "1.0".into(),
-            subject: None,
-            time: Some("2026-11-23T00:00:00.000Z".into()),
-            datacontenttype: Some("application/json".into()),
-            dataschema: None,
-            extensions: BTreeMap::new(),
-            data: Data::Json(
-                json!({"id": i, "ts": 1_795_000_000_000_000u64, "title": "构建 47 失败"}),
-            ),
-            message: None,
-        },
-        received_ms: i,
-        deliveries: vec![NewDelivery {
-            origin: "bench".into(),
-            channel: "sink".into(),
-            template: Some("bench".into()),
-            to: Recipients {
-                users: vec!["zhangsan".into()],
-                ..Recipients::default()
-            },
-            message: Some(Message {
-                msgtype: MsgType::Text,
-                content: format!("EVID{i} SENTUS1795000000000000 构建 47 失败"),
-                title: None,
-                url: None,
-            }),
-            failed: None,
-            due_ms: 0,
-        }],
-    }
+    sample::new_event(i, "bench", "sink", i)
 }
 
 fn completion() -> Completion {

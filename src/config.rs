@@ -93,7 +93,7 @@ pub struct Settings {
     pub dead_retention: Duration,
     /// The storage engine: `fjall` (default) or `sled` (`store`).
     pub store: Engine,
-    /// Store page cache in MiB (`cache_mb`, default 64).
+    /// Store block cache in MiB (`cache_mb`, default 16).
     pub cache_mb: u64,
     /// How often hooks.d is checked for changes; 0 disables (`reload_interval`, default 2s).
     pub reload_interval: Duration,
@@ -266,7 +266,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
     Ok(b.set_default("max_body_bytes", 1024 * 1024)?
         .set_default("workers", 64)?
         .set_default("http_workers", 0)?
-        .set_default("cache_mb", 64)?
+        .set_default("cache_mb", 16)?
         .set_default("retry.jitter", retry.jitter)?
         .set_default("retry.schedule", schedule)?)
 }

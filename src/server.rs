@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::deliver::Engine;
 use crate::ids::now_ms;
 use crate::metrics::Metrics;
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreError};
 use crate::{admin, ingress};
 
 /// What request handlers share.
@@ -153,30 +153,39 @@ async fn watch_catalog(state: web::Data<AppState>, stop: watch::Receiver<bool>) 
 /// Removes finished events past retention, in bounded batches, once a minute.
 async fn retention(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
     const BATCH: usize = 1000;
+    /// A pass that removes this many events also compacts, so the data dir shrinks.
+    const COMPACT_AFTER: usize = 10_000;
+    // Once a minute, or as often as the retention itself when that is shorter.
+    let every = state
+        .settings
+        .retention
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         let s = state.clone();
         let purged = tokio::task::spawn_blocking(move || {
-            let mut total = 0;
+            let (mut total, mut after) = (0, None);
             loop {
-                match s.store.purge(
+                let step = s.store.purge(
+                    after.as_ref(),
                     now_ms(),
                     s.settings.retention.as_millis() as u64,
                     s.settings.dead_retention.as_millis() as u64,
                     BATCH,
-                ) {
-                    Ok(n) => {
-                        total += n;
-                        if n < BATCH {
-                            return Ok(total);
-                        }
-                    }
-                    Err(e) => return Err(e),
+                )?;
+                total += step.removed;
+                match step.next {
+                    Some(next) => after = Some(next),
+                    None => break,
                 }
             }
+            if total >= COMPACT_AFTER {
+                s.store.compact()?;
+            }
+            Ok::<_, StoreError>(total)
         })
         .await;
         match purged {

@@ -21,7 +21,7 @@ use super::kv::{Kv, Op};
 use super::record::{decode, encode};
 use super::{
     AttemptRecord, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued, EventRecord,
-    Leased, NewEvent, Next, Replay, Store, StoreError,
+    Leased, NewEvent, Next, Purged, Replay, Store, StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -442,34 +442,48 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn purge(
         &self,
+        after: Option<&EventId>,
         now_ms: u64,
         retention_ms: u64,
         dead_retention_ms: u64,
         limit: usize,
-    ) -> Result<usize, StoreError> {
-        let cutoff = now_ms.saturating_sub(retention_ms);
+    ) -> Result<Purged, StoreError> {
         let dead_cutoff = now_ms.saturating_sub(dead_retention_ms);
+        // Event keys sort by receive time: the old ones come first.
         let mut end = vec![keys::EVENT];
-        end.extend_from_slice(&cutoff.to_be_bytes());
-        // Candidates first (the scan cannot write), then each finished one removed atomically.
-        let mut old = Vec::new();
+        end.extend_from_slice(&now_ms.saturating_sub(retention_ms).to_be_bytes());
+        let start = match after {
+            Some(id) => {
+                let mut k = keys::event(id).to_vec();
+                k.push(0);
+                k
+            }
+            None => vec![keys::EVENT],
+        };
+        // Candidates first (the scan cannot write), then every finished one in one write.
+        let mut old = Vec::with_capacity(limit);
         let mut failure = None;
-        self.kv.scan(&[keys::EVENT], &end, &mut |k, v| {
+        self.kv.scan(&start, &end, &mut |k, v| {
             match (EventId::parse_key(&k[1..]), decode::<EventRecord>(v)) {
                 (Some(id), Ok(rec)) => old.push((id, rec.dedup_key)),
                 (_, Err(e)) => failure = Some(e),
                 (None, _) => failure = Some(StoreError::Corrupt("bad event key".into())),
             }
-            ControlFlow::Continue(())
+            if failure.is_some() || old.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         if let Some(e) = failure {
             return Err(e);
         }
+        let next = (old.len() >= limit)
+            .then(|| old.last().map(|(id, _)| *id))
+            .flatten();
+        let mut ops = Vec::new();
         let mut removed = 0;
         for (event_id, dedup) in old {
-            if removed >= limit {
-                break;
-            }
             let deliveries = self.deliveries_of(&event_id)?;
             let finished = deliveries.iter().all(|d| match d.state {
                 DeliveryState::Delivered => true,
@@ -479,7 +493,6 @@ impl<K: Kv> Store for KvStore<K> {
             if !finished {
                 continue;
             }
-            let mut ops = Vec::new();
             for d in &deliveries {
                 ops.push(Op::Delete(keys::delivery(&d.id).to_vec()));
                 if d.state == DeliveryState::Dead {
@@ -505,10 +518,12 @@ impl<K: Kv> Store for KvStore<K> {
                 ops.push(Op::Delete(dedup_key));
             }
             ops.push(Op::Delete(keys::event(&event_id).to_vec()));
-            self.kv.write(ops)?;
             removed += 1;
         }
-        Ok(removed)
+        if !ops.is_empty() {
+            self.kv.write(ops)?;
+        }
+        Ok(Purged { removed, next })
     }
 
     fn counts(&self) -> Result<Counts, StoreError> {
@@ -527,6 +542,10 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.kv.size_on_disk()
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        self.kv.compact()
     }
 
     fn close(&self) -> Result<(), StoreError> {

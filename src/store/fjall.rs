@@ -9,7 +9,6 @@ use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::StoreError;
 use super::engine::KvStore;
 use super::kv::{Kv, Op, Syncer, Visitor};
-use super::sled::dir_size;
 
 impl From<::fjall::Error> for StoreError {
     fn from(e: ::fjall::Error) -> Self {
@@ -19,6 +18,9 @@ impl From<::fjall::Error> for StoreError {
 
 /// Memtables are flushed to tables at this size (bounds memory; fjall's default is 64 MiB).
 const MEMTABLE_BYTES: u64 = 16 << 20;
+/// Journals past this size force their memtables to be flushed (bounds the data dir; fjall's
+/// default is 512 MiB, its minimum 64 MiB).
+const JOURNALS_BYTES: u64 = 64 << 20;
 
 /// fjall as a [`Kv`].
 pub struct FjallKv {
@@ -35,6 +37,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> Result<KvStore<FjallKv>, StoreError
         .cache_size(cache_bytes)
         // Durability is the group commit's job: batches only reach the journal's buffer.
         .manual_journal_persist(true)
+        .max_journaling_size(JOURNALS_BYTES)
         .open()
         .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", dir.display())))?;
     let keyspace = db.keyspace("hookrelay", || {
@@ -82,7 +85,13 @@ impl Kv for FjallKv {
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        dir_size(&self.dir).map_err(|e| StoreError::Io(e.to_string()))
+        super::dir_size(&self.dir).map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    /// Tombstones only go when a compaction reaches the last level, which a quiet store may
+    /// not see for a long time: merge every table now.
+    fn compact(&self) -> Result<(), StoreError> {
+        Ok(self.keyspace.major_compact()?)
     }
 }
 

@@ -32,4 +32,7 @@ pub trait Kv: Send + Sync + 'static {
 
     /// Bytes on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Reclaims the space of deleted keys now; an engine that does so on its own does nothing.
+    fn compact(&self) -> Result<(), StoreError>;
 }

@@ -90,6 +90,22 @@ pub fn open(engine: Engine, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Stor
     })
 }
 
+/// Bytes a directory tree takes on disk (allocated blocks, as `du` counts them).
+pub fn dir_size(p: &Path) -> std::io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(p)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_size(&entry.path())?
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    Ok(total)
+}
+
 /// An event to store with every delivery planned for it.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -109,6 +125,14 @@ pub struct NewDelivery {
     pub message: Option<Message>,
     pub failed: Option<ErrorInfo>,
     pub due_ms: u64,
+}
+
+/// What one [`Store::purge`] step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purged {
+    pub removed: usize,
+    /// Where the next step starts; `None` when the pass is over.
+    pub next: Option<EventId>,
 }
 
 /// What [`Store::enqueue`] did.
@@ -217,15 +241,18 @@ pub trait Store: Send + Sync {
     /// Makes a dead delivery due now again, with a fresh retry budget.
     fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError>;
 
-    /// Removes finished events older than `retention_ms` (dead ones after `dead_retention_ms`),
-    /// at most `limit` events per call. Returns how many events were removed.
+    /// One step of a retention pass: looks at up to `limit` events received more than
+    /// `retention_ms` ago, in id order after `after`, and removes those whose deliveries are all
+    /// finished (dead ones only after `dead_retention_ms`). Each event goes with its deliveries,
+    /// attempts and dedup key.
     fn purge(
         &self,
+        after: Option<&EventId>,
         now_ms: u64,
         retention_ms: u64,
         dead_retention_ms: u64,
         limit: usize,
-    ) -> Result<usize, StoreError>;
+    ) -> Result<Purged, StoreError>;
 
     fn counts(&self) -> Result<Counts, StoreError>;
 
@@ -234,6 +261,9 @@ pub trait Store: Send + Sync {
 
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
+    /// Reclaims the space of what was removed (after a large purge). May take a while.
+    fn compact(&self) -> Result<(), StoreError>;
 
     /// Makes everything durable and releases the files.
     fn close(&self) -> Result<(), StoreError>;

@@ -233,8 +233,14 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
         .unwrap();
     let l = lease(s, 0, 1);
     s.complete(&l[0], done(Next::Delivered), 5).unwrap();
-    let removed = s.purge(2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
-    assert_eq!(removed, 1);
+    let step = s.purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
+    assert_eq!(
+        step,
+        Purged {
+            removed: 1,
+            next: None
+        }
+    );
     let c = s.counts().unwrap();
     assert_eq!((c.events, c.deliveries, c.attempts), (2, 1, 0));
     // Its dedup key went with it: the same id is new again.
@@ -243,6 +249,31 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
         .await
         .unwrap();
     assert!(matches!(again, Enqueued::Accepted { .. }));
+}
+
+pub async fn a_purge_pass_steps_past_what_it_keeps(s: &dyn Store) {
+    for (name, at) in [("p1", 0), ("p2", 1), ("p3", 2)] {
+        s.enqueue_one(new_event(name, at, vec![]), DAY)
+            .await
+            .unwrap();
+    }
+    // Unfinished, between the finished ones: a step that keeps it must not end the pass.
+    s.enqueue_one(new_event("kept", 1, vec![delivery(10 * DAY)]), DAY)
+        .await
+        .unwrap();
+    let (mut removed, mut after, mut steps) = (0, None, 0);
+    loop {
+        let step = s.purge(after.as_ref(), 2 * DAY, DAY, 30 * DAY, 1).unwrap();
+        removed += step.removed;
+        steps += 1;
+        match step.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(removed, 3);
+    assert!(steps >= 4, "one event per step: {steps}");
+    assert_eq!(s.counts().unwrap().events, 1);
 }
 
 pub async fn a_batch_is_one_write_and_dedups_within_itself(s: &dyn Store) {
@@ -319,6 +350,7 @@ macro_rules! store_suite {
             dead_letters_replay,
             failed_plans_are_dead_from_the_start,
             purge_keeps_what_is_unfinished,
+            a_purge_pass_steps_past_what_it_keeps,
             a_batch_is_one_write_and_dedups_within_itself,
             every_acknowledged_write_was_flushed
         );

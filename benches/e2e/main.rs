@@ -1,0 +1,376 @@
+//! End-to-end benchmark: the release relay, a fast receiver and a load driver on loopback.
+//! `cargo bench --bench e2e`; knobs (environment): E2E_SCENARIOS=webhook,open,fanout,backlog,
+//! E2E_RUNS=3, E2E_N=100000, E2E_C=32, E2E_RATE=1000, E2E_OPEN_SECS=10, E2E_FAN_EVENTS=2000,
+//! E2E_FAN_WIDTH=100, E2E_BACKLOG=1000000, E2E_STORE=fjall|sled; for profiling, E2E_RELAY_BIN
+//! (another build) and E2E_WRAP (a command put before it, e.g. `heaptrack -o /tmp/relay`).
+//! Prints a table of medians and one `E2E_RESULT {json}` line with every run.
+
+mod backlog;
+mod driver;
+mod receiver;
+mod relay;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hookrelay::store::{Engine, dir_size};
+use serde_json::{Value, json};
+
+use driver::{Drive, Target};
+use receiver::{Receiver, Stats};
+use relay::{Relay, Scratch};
+
+/// Waiting for deliveries never takes longer than this.
+const DRAIN_LIMIT: Duration = Duration::from_secs(900);
+
+struct Knobs {
+    runs: usize,
+    n: u64,
+    c: usize,
+    rate: u64,
+    open_secs: u64,
+    fan_events: u64,
+    fan_width: usize,
+    backlog: u64,
+    store: String,
+}
+
+fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// One run's figures, by name.
+type Figures = BTreeMap<&'static str, f64>;
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i] as f64
+}
+
+fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Ingest and delivery figures of a drive and what the receiver saw.
+fn traffic(f: &mut Figures, drive: &mut Drive, got: &mut Stats) {
+    let start = drive.first_send.expect("something was sent");
+    let secs = |t: Option<std::time::Instant>| t.map_or(f64::NAN, |t| (t - start).as_secs_f64());
+    drive.lat_us.sort_unstable();
+    got.lat_us.sort_unstable();
+    f.insert("events", (drive.accepted + drive.refused) as f64);
+    f.insert("refused", drive.refused as f64);
+    f.insert(
+        "accepted/s",
+        drive.accepted as f64 / secs(drive.last_answer),
+    );
+    f.insert("deliveries", got.count as f64);
+    f.insert("delivered/s", got.count as f64 / secs(got.last));
+    f.insert("ingest p50 ms", percentile(&drive.lat_us, 0.50) / 1000.0);
+    f.insert("ingest p99 ms", percentile(&drive.lat_us, 0.99) / 1000.0);
+    f.insert("e2e p50 ms", percentile(&got.lat_us, 0.50) / 1000.0);
+    f.insert("e2e p99 ms", percentile(&got.lat_us, 0.99) / 1000.0);
+    f.insert("e2e max ms", percentile(&got.lat_us, 1.0) / 1000.0);
+    f.insert("duplicates", got.dups as f64);
+}
+
+/// Drives events of type `ty` (closed loop, or open at `rate`), waits for `per_event` deliveries
+/// of each, and reports.
+async fn run_traffic(
+    k: &Knobs,
+    receiver: &Receiver,
+    base: Instant,
+    ty: &'static str,
+    n: u64,
+    rate: Option<u64>,
+    per_event: u64,
+) -> Result<Figures, String> {
+    let scratch = Scratch::new();
+    let data = scratch.path("data");
+    relay::write_hooks(&scratch.path("hooks.d"), &receiver.url, k.fan_width)
+        .map_err(|e| e.to_string())?;
+    let mut f = Figures::new();
+    f.insert("load avg", loadavg());
+    receiver.reset();
+    let relay = Relay::start(
+        &scratch.path("hooks.d"),
+        &data,
+        &scratch.path("relay.log"),
+        &[("HOOKRELAY_STORE", &k.store)],
+    )
+    .await?;
+    f.insert("idle RSS MB", relay.memory_mb("VmRSS"));
+    let fsyncs_before = relay.fsyncs().await;
+    let target = Target::new(&relay.url, ty, base, k.c);
+    let mut drive = match rate {
+        None => driver::closed(&target, n, k.c).await,
+        Some(rate) => driver::open(&target, n, rate, 4096).await,
+    };
+    let complete = receiver
+        .wait_for(drive.accepted * per_event, DRAIN_LIMIT)
+        .await;
+    let mut got = receiver.take();
+    traffic(&mut f, &mut drive, &mut got);
+    f.insert("complete", if complete { 1.0 } else { 0.0 });
+    let fsyncs = relay.fsyncs().await.saturating_sub(fsyncs_before);
+    f.insert(
+        "fsyncs/1k events",
+        fsyncs as f64 * 1000.0 / drive.accepted.max(1) as f64,
+    );
+    f.insert("peak RSS MB", relay.memory_mb("VmHWM"));
+    f.insert("data dir MB", mb(dir_size(&data).unwrap_or(0)));
+    Ok(f)
+}
+
+/// Polls `probe` every 200 ms until it holds or `limit` passes; the time it took.
+async fn until(limit: Duration, mut probe: impl AsyncFnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if probe().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    None
+}
+
+/// A relay restarted into `k.backlog` pending deliveries while the receiver is up: restart to
+/// first delivery, memory and bytes per pending delivery, drain rate, and the data dir after the
+/// backlog drains and retention removes it.
+async fn run_backlog(k: &Knobs, receiver: &Receiver) -> Result<Figures, String> {
+    let engine = Engine::parse(&k.store).ok_or("E2E_STORE is fjall or sled")?;
+    let scratch = Scratch::new();
+    let data = scratch.path("data");
+    relay::write_hooks(&scratch.path("hooks.d"), &receiver.url, 0).map_err(|e| e.to_string())?;
+    let mut f = Figures::new();
+    f.insert("load avg", loadavg());
+    let loading = Instant::now();
+    backlog::preload(engine, &data, k.backlog, "sink").await?;
+    f.insert("preload s", loading.elapsed().as_secs_f64());
+    let pending_bytes = dir_size(&data).unwrap_or(0);
+    f.insert("events", k.backlog as f64);
+    f.insert("data dir MB", mb(pending_bytes));
+    f.insert("bytes/pending", pending_bytes as f64 / k.backlog as f64);
+    receiver.reset();
+    let restart = Instant::now();
+    let env = [("HOOKRELAY_STORE", k.store.as_str())];
+    let relay = Relay::start(
+        &scratch.path("hooks.d"),
+        &data,
+        &scratch.path("relay.log"),
+        &env,
+    )
+    .await?;
+    if !receiver.wait_for(1, Duration::from_secs(60)).await {
+        return Err("no delivery within 60 s of the restart".into());
+    }
+    f.insert("restart→first ms", restart.elapsed().as_secs_f64() * 1000.0);
+    f.insert("pending RSS MB", relay.memory_mb("VmRSS"));
+    let complete = receiver.wait_for(k.backlog, DRAIN_LIMIT).await;
+    let got = receiver.take();
+    let span = match (got.first, got.last) {
+        (Some(a), Some(b)) => (b - a).as_secs_f64(),
+        _ => f64::NAN,
+    };
+    f.insert("complete", if complete { 1.0 } else { 0.0 });
+    f.insert("deliveries", got.count as f64);
+    f.insert("delivered/s", got.count as f64 / span);
+    f.insert("duplicates", got.dups as f64);
+    f.insert("peak RSS MB", relay.memory_mb("VmHWM"));
+    drop(relay);
+    f.insert("dir drained MB", mb(dir_size(&data).unwrap_or(0)));
+    // Retention passes: the relay restarts with a short one and removes everything delivered.
+    let purging = Instant::now();
+    let relay = Relay::start(
+        &scratch.path("hooks.d"),
+        &data,
+        &scratch.path("relay.log2"),
+        &[
+            env[0],
+            ("HOOKRELAY_RETENTION", "1s"),
+            ("HOOKRELAY_DEDUP_WINDOW", "1s"),
+        ],
+    )
+    .await?;
+    let purged = until(DRAIN_LIMIT, async || {
+        let stats = relay.stats().await.unwrap_or_default();
+        stats["counts"]["events"].as_u64() == Some(0)
+    })
+    .await;
+    f.insert(
+        "purge s",
+        purged.map_or(f64::NAN, |_| purging.elapsed().as_secs_f64()),
+    );
+    // Compaction reclaims space after the purge: wait until the size has not fallen for 10 s.
+    let (mut last, mut since) = (u64::MAX, Instant::now());
+    let _ = until(Duration::from_secs(180), async || {
+        let now = dir_size(&data).unwrap_or(0);
+        if now < last {
+            (last, since) = (now, Instant::now());
+        }
+        since.elapsed() >= Duration::from_secs(10)
+    })
+    .await;
+    f.insert("dir purged MB", mb(last));
+    Ok(f)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The metrics shown, in order.
+const ROWS: &[&str] = &[
+    "events",
+    "deliveries",
+    "accepted/s",
+    "delivered/s",
+    "ingest p50 ms",
+    "ingest p99 ms",
+    "e2e p50 ms",
+    "e2e p99 ms",
+    "e2e max ms",
+    "duplicates",
+    "refused",
+    "complete",
+    "fsyncs/1k events",
+    "idle RSS MB",
+    "peak RSS MB",
+    "data dir MB",
+    "preload s",
+    "bytes/pending",
+    "restart→first ms",
+    "pending RSS MB",
+    "dir drained MB",
+    "purge s",
+    "dir purged MB",
+    "load avg",
+];
+
+fn print_table(results: &[(&str, Vec<Figures>)]) {
+    let medians: Vec<Figures> = results
+        .iter()
+        .map(|(_, runs)| {
+            let mut m = Figures::new();
+            for key in ROWS {
+                let mut vals: Vec<f64> = runs.iter().filter_map(|r| r.get(key).copied()).collect();
+                if !vals.is_empty() {
+                    m.insert(key, median(&mut vals));
+                }
+            }
+            m
+        })
+        .collect();
+    print!("{:<18}", "median of runs");
+    for (name, runs) in results {
+        print!("{:>16}", format!("{name} (×{})", runs.len()));
+    }
+    println!();
+    for key in ROWS {
+        if medians.iter().all(|m| !m.contains_key(key)) {
+            continue;
+        }
+        print!("{key:<18}");
+        for m in &medians {
+            match m.get(key) {
+                Some(v) if v.abs() >= 100.0 => print!("{v:>16.0}"),
+                Some(v) => print!("{v:>16.2}"),
+                None => print!("{:>16}", "-"),
+            }
+        }
+        println!();
+    }
+}
+
+fn main() {
+    let k = Knobs {
+        runs: knob("E2E_RUNS", 3),
+        n: knob("E2E_N", 100_000),
+        c: knob("E2E_C", 32),
+        rate: knob("E2E_RATE", 1_000),
+        open_secs: knob("E2E_OPEN_SECS", 10),
+        fan_events: knob("E2E_FAN_EVENTS", 2_000),
+        fan_width: knob("E2E_FAN_WIDTH", 100),
+        backlog: knob("E2E_BACKLOG", 1_000_000),
+        store: knob("E2E_STORE", "fjall".to_string()),
+    };
+    let scenarios: String = knob("E2E_SCENARIOS", "webhook,open,fanout,backlog".to_string());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let base = Instant::now();
+    let receiver = Receiver::start(base);
+    let mut results: Vec<(&str, Vec<Figures>)> = Vec::new();
+    for name in scenarios.split(',').map(str::trim) {
+        let name: &'static str = match name {
+            "webhook" => "webhook",
+            "open" => "open-loop",
+            "fanout" => "fan-out",
+            "backlog" => "backlog",
+            other => {
+                eprintln!("unknown scenario {other:?}");
+                std::process::exit(2);
+            }
+        };
+        let mut runs = Vec::new();
+        for run in 1..=k.runs {
+            let result = runtime.block_on(async {
+                match name {
+                    "webhook" => {
+                        run_traffic(&k, &receiver, base, "bench.event", k.n, None, 1).await
+                    }
+                    "open-loop" => {
+                        let n = k.rate * k.open_secs;
+                        run_traffic(&k, &receiver, base, "bench.event", n, Some(k.rate), 1).await
+                    }
+                    "fan-out" => {
+                        let (n, w) = (k.fan_events, k.fan_width as u64);
+                        run_traffic(&k, &receiver, base, "bench.fan", n, None, w).await
+                    }
+                    _ => run_backlog(&k, &receiver).await,
+                }
+            });
+            match result {
+                Ok(f) => {
+                    eprintln!("{name} run {run}: {}", json!(f));
+                    runs.push(f);
+                }
+                Err(e) => {
+                    eprintln!("{name} run {run} failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        results.push((name, runs));
+    }
+    print_table(&results);
+    let machine = json!({
+        "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "load_avg_end": loadavg(),
+        "store": k.store,
+    });
+    let scenarios: Value = results
+        .iter()
+        .map(|(name, runs)| (name.to_string(), json!(runs)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    println!(
+        "E2E_RESULT {}",
+        json!({"machine": machine, "scenarios": scenarios})
+    );
+}
