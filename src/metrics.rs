@@ -47,6 +47,7 @@ pub struct Metrics {
     pub catalog_errors: Gauge,
     pub store_fsyncs: Counter,
     pub store_bytes: Gauge,
+    pub events_purged: Counter,
 }
 
 fn attempt_histogram() -> Histogram {
@@ -128,6 +129,12 @@ impl Metrics {
             "Bytes the store occupies on disk",
             store_bytes.clone(),
         );
+        let events_purged = Counter::default();
+        registry.register(
+            "events_purged",
+            "Finished events (with their deliveries and attempts) removed by retention",
+            events_purged.clone(),
+        );
         Metrics {
             registry,
             ingress,
@@ -141,6 +148,7 @@ impl Metrics {
             catalog_errors,
             store_fsyncs,
             store_bytes,
+            events_purged,
         }
     }
 

@@ -40,20 +40,25 @@ impl Relay {
     /// Opens the store in the data dir and loads hooks.d. A store that cannot be opened is an
     /// error; a bad hooks.d file is reported and the rest serves.
     pub fn open(settings: Settings) -> anyhow::Result<Relay> {
-        let settings = Arc::new(settings);
         let store = store::open(
             settings.store,
             &settings.data_dir,
             settings.cache_mb * 1024 * 1024,
         )
         .with_context(|| format!("opening the data dir {}", settings.data_dir.display()))?;
+        Ok(Relay::with_store(settings, store))
+    }
+
+    /// A relay over a store opened by the caller (tests wrap the engine to watch it).
+    pub fn with_store(settings: Settings, store: Arc<dyn Store>) -> Relay {
+        let settings = Arc::new(settings);
         let loader = Loader::new(&settings.hooks_dir, settings.clone(), http::client());
         let catalog = Arc::new(LiveCatalog::start(loader));
         let metrics = Arc::new(Metrics::new());
         metrics
             .catalog_errors
             .set(catalog.current().report.errors.len() as i64);
-        Ok(Relay {
+        Relay {
             state: web::Data::new(AppState {
                 settings,
                 catalog,
@@ -61,7 +66,7 @@ impl Relay {
                 metrics,
                 wake: Arc::new(Notify::new()),
             }),
-        })
+        }
     }
 
     /// The store (tests inspect it).
@@ -165,10 +170,11 @@ async fn retention(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) 
             _ = tokio::time::sleep(every) => {}
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
-        let s = state.clone();
+        let (s, stopping) = (state.clone(), stop.clone());
         let purged = tokio::task::spawn_blocking(move || {
             let (mut total, mut after) = (0, None);
-            loop {
+            // A long pass yields to shutdown between steps; the next start picks it up.
+            while !*stopping.borrow() {
                 let step = s.store.purge(
                     after.as_ref(),
                     now_ms(),
@@ -177,12 +183,13 @@ async fn retention(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) 
                     BATCH,
                 )?;
                 total += step.removed;
+                s.metrics.events_purged.inc_by(step.removed as u64);
                 match step.next {
                     Some(next) => after = Some(next),
                     None => break,
                 }
             }
-            if total >= COMPACT_AFTER {
+            if total >= COMPACT_AFTER && !*stopping.borrow() {
                 s.store.compact()?;
             }
             Ok::<_, StoreError>(total)

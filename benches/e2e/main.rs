@@ -112,7 +112,7 @@ async fn run_traffic(
     )
     .await?;
     f.insert("idle RSS MB", relay.memory_mb("VmRSS"));
-    let fsyncs_before = relay.fsyncs().await;
+    let fsyncs_before = relay.metric("hookrelay_store_fsyncs_total").await;
     let target = Target::new(&relay.url, ty, base, k.c);
     let mut drive = match rate {
         None => driver::closed(&target, n, k.c).await,
@@ -124,7 +124,10 @@ async fn run_traffic(
     let mut got = receiver.take();
     traffic(&mut f, &mut drive, &mut got);
     f.insert("complete", if complete { 1.0 } else { 0.0 });
-    let fsyncs = relay.fsyncs().await.saturating_sub(fsyncs_before);
+    let fsyncs = relay
+        .metric("hookrelay_store_fsyncs_total")
+        .await
+        .saturating_sub(fsyncs_before);
     f.insert(
         "fsyncs/1k events",
         fsyncs as f64 * 1000.0 / drive.accepted.max(1) as f64,
@@ -205,8 +208,7 @@ async fn run_backlog(k: &Knobs, receiver: &Receiver) -> Result<Figures, String> 
     )
     .await?;
     let purged = until(DRAIN_LIMIT, async || {
-        let stats = relay.stats().await.unwrap_or_default();
-        stats["counts"]["events"].as_u64() == Some(0)
+        relay.metric("hookrelay_events_purged_total").await >= k.backlog
     })
     .await;
     f.insert(

@@ -1,14 +1,10 @@
 //! The relay under test: the release `hookrelay serve` as a child process on loopback, with the
-//! bench's own hooks.d and data dir, and what can be read off it (stats, RSS).
+//! bench's own hooks.d and data dir, and what can be read off it (metrics, RSS).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
-
-const ADMIN_TOKEN: &str = "bench-admin-token";
 
 /// Writes the bench's hooks.d: Source `bench` (type and id from the body), a template carrying
 /// the receiver's tokens, channel `sink` → `/r/0` routed for `bench.event`, and `fan` channels
@@ -90,7 +86,6 @@ impl Relay {
             .env("HOOKRELAY_LISTEN", format!("127.0.0.1:{port}"))
             .env("HOOKRELAY_DATA_DIR", data)
             .env("HOOKRELAY_HOOKS_DIR", hooks)
-            .env("HOOKRELAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("HOOKRELAY_LOG_LEVEL", "warn")
             .env("HOOKRELAY_RELOAD_INTERVAL", "0s")
             .envs(env.iter().copied())
@@ -120,24 +115,16 @@ impl Relay {
         self.child.id()
     }
 
-    /// `GET /admin/stats`: store counts, fsyncs, bytes.
-    pub async fn stats(&self) -> Result<Value, String> {
-        let resp = self
-            .http
-            .get(format!("{}/admin/stats", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        resp.json().await.map_err(|e| e.to_string())
-    }
-
-    pub async fn fsyncs(&self) -> u64 {
-        self.stats()
-            .await
-            .ok()
-            .and_then(|s| s["fsyncs"].as_u64())
-            .unwrap_or(0)
+    /// A counter or gauge from `GET /metrics` (0 when absent): cheap to poll, unlike the store
+    /// counts of `/admin/stats`, which walk the store.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let Ok(resp) = self.http.get(format!("{}/metrics", self.url)).send().await else {
+            return 0;
+        };
+        let text = resp.text().await.unwrap_or_default();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
     }
 
     /// A `/proc/<pid>/status` figure in MiB (`VmRSS`, `VmHWM`).

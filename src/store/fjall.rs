@@ -3,12 +3,15 @@
 //! new journal files and their directory itself).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use ::fjall::compaction::Leveled;
+use ::fjall::config::PinningPolicy;
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::StoreError;
 use super::engine::KvStore;
 use super::kv::{Kv, Op, Syncer, Visitor};
+use super::{StoreError, keys};
 
 impl From<::fjall::Error> for StoreError {
     fn from(e: ::fjall::Error) -> Self {
@@ -18,6 +21,10 @@ impl From<::fjall::Error> for StoreError {
 
 /// Memtables are flushed to tables at this size (bounds memory; fjall's default is 64 MiB).
 const MEMTABLE_BYTES: u64 = 16 << 20;
+/// Compactions write tables of this size. A compaction holds about one table's worth of the
+/// blocks it reads (its index keeps the last key of each block it wrote, a view into the block
+/// read), so this bounds the memory a compaction takes (fjall's default is 64 MiB).
+const TABLE_BYTES: u64 = 16 << 20;
 /// Journals past this size force their memtables to be flushed (bounds the data dir; fjall's
 /// default is 512 MiB, its minimum 64 MiB).
 const JOURNALS_BYTES: u64 = 64 << 20;
@@ -31,6 +38,11 @@ pub struct FjallKv {
 
 /// Opens (or creates) a fjall store in `dir` with a block cache of `cache_bytes`.
 pub fn open(dir: &Path, cache_bytes: u64) -> Result<KvStore<FjallKv>, StoreError> {
+    KvStore::new(open_kv(dir, cache_bytes)?)
+}
+
+/// Opens (or creates) the fjall engine alone, for a [`KvStore`] over a wrapper of it.
+pub fn open_kv(dir: &Path, cache_bytes: u64) -> Result<FjallKv, StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
     let db = Database::builder(dir)
@@ -40,10 +52,19 @@ pub fn open(dir: &Path, cache_bytes: u64) -> Result<KvStore<FjallKv>, StoreError
         .max_journaling_size(JOURNALS_BYTES)
         .open()
         .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", dir.display())))?;
+    // Index and filter blocks stay in memory on every level (fjall pins only the upper ones):
+    // they are small (~7 MB at a million pending deliveries), and without them each scan of a
+    // cold table re-reads and re-checksums its whole index block from disk.
     let keyspace = db.keyspace("hookrelay", || {
-        KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+        KeyspaceCreateOptions::default()
+            .max_memtable_size(MEMTABLE_BYTES)
+            .compaction_strategy(Arc::new(
+                Leveled::default().with_table_target_size(TABLE_BYTES),
+            ))
+            .index_block_pinning_policy(PinningPolicy::all(true))
+            .filter_block_pinning_policy(PinningPolicy::all(true))
     })?;
-    KvStore::new(FjallKv {
+    Ok(FjallKv {
         db,
         keyspace,
         dir: dir.to_path_buf(),
@@ -89,9 +110,18 @@ impl Kv for FjallKv {
     }
 
     /// Tombstones only go when a compaction reaches the last level, which a quiet store may
-    /// not see for a long time: merge every table now.
+    /// not see for a long time: flush the memtable (where the newest deletions are), then merge
+    /// every table. The files of the tables merged away are deleted when the version listing
+    /// them is released, at a later flush; a quiet store would keep them until its next write,
+    /// so one small write (when this compaction ran) is flushed at once.
     fn compact(&self) -> Result<(), StoreError> {
-        Ok(self.keyspace.major_compact()?)
+        self.keyspace.rotate_memtable_and_wait()?;
+        self.keyspace.major_compact()?;
+        let mut key = vec![keys::META];
+        key.extend_from_slice(b"compacted");
+        self.keyspace
+            .insert(key, crate::ids::now_ms().to_be_bytes())?;
+        Ok(self.keyspace.rotate_memtable_and_wait()?)
     }
 }
 
@@ -103,6 +133,39 @@ mod tests {
     fn store() -> (Box<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (Box::new(open(dir.path(), 8 << 20).unwrap()), dir)
+    }
+
+    #[test]
+    fn compaction_gives_back_the_space_of_deleted_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let tables = || crate::store::dir_size(&dir.path().join("keyspaces")).unwrap();
+        let kv = open_kv(dir.path(), 8 << 20).unwrap();
+        let key = |i: u32| format!("k{i:06}").into_bytes();
+        // Values that do not compress: the tables hold about what was written.
+        let value = |i: u32| -> Vec<u8> {
+            (0..8u8)
+                .flat_map(|j| crate::signature::hmac_sha256(&i.to_be_bytes(), &[&[j]]))
+                .collect()
+        };
+        let ids: Vec<u32> = (0..20_000).collect();
+        for chunk in ids.chunks(1000) {
+            kv.write(chunk.iter().map(|&i| Op::Put(key(i), value(i))).collect())
+                .unwrap();
+        }
+        kv.compact().unwrap();
+        let full = tables();
+        assert!(full > 20_000 * 256, "{full} bytes in tables");
+        // The deletions are still in the memtable when the compaction starts.
+        for chunk in ids.chunks(1000) {
+            kv.write(chunk.iter().map(|&i| Op::Delete(key(i))).collect())
+                .unwrap();
+        }
+        kv.compact().unwrap();
+        let left = tables();
+        assert!(
+            left < full / 10,
+            "{full} bytes in tables before, {left} after"
+        );
     }
 
     crate::store_suite!(store(), |dir: &Path| Box::new(open(dir, 8 << 20).unwrap())

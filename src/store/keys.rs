@@ -1,4 +1,4 @@
-//! Key layout of the sled store: one tree, one leading byte per record family, big-endian
+//! Key layout of the store: one keyspace, one leading byte per record family, big-endian
 //! numbers so that byte order is time order.
 //!
 //! | prefix | key after the prefix          | value           | query it serves                 |
@@ -9,6 +9,7 @@
 //! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order (in flight too, until their outcome) |
 //! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
 //! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
+//! | `m`    | name (text)                   | engine-defined  | the engine's own bookkeeping    |
 
 use crate::ids::{DeliveryId, EventId};
 
@@ -18,6 +19,7 @@ pub const DELIVERY: u8 = b'd';
 pub const DUE: u8 = b'q';
 pub const DEAD: u8 = b'x';
 pub const ATTEMPT: u8 = b'a';
+pub const META: u8 = b'm';
 
 pub fn event(id: &EventId) -> [u8; 17] {
     let mut k = [0u8; 17];

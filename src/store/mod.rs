@@ -5,7 +5,7 @@ mod commit;
 pub mod engine;
 pub mod fjall;
 mod keys;
-mod kv;
+pub mod kv;
 pub mod record;
 pub mod sled;
 #[cfg(test)]
@@ -284,10 +284,9 @@ mod tests {
                 text.contains(&format!("holds a {} store", first.name())),
                 "{text}"
             );
-            assert!(
-                open(first, dir.path(), 4 << 20).is_ok(),
-                "its own engine opens it"
-            );
+            if let Err(e) = open(first, dir.path(), 4 << 20) {
+                panic!("its own engine opens it: {e}");
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::support::*;
 const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// A Source `app` (token auth), a signed webhook Channel to `receiver`, a Route, a Template.
-fn hooks(receiver: &str) -> Hooks {
+pub fn hooks(receiver: &str) -> Hooks {
     Hooks::new(&[
         ("secrets/token", "s3cret-token\n"),
         ("secrets/whsec", WHSEC),
@@ -60,7 +60,7 @@ spec:
     ])
 }
 
-const TOKEN: (&str, &str) = ("X-App-Token", "s3cret-token");
+pub const TOKEN: (&str, &str) = ("X-App-Token", "s3cret-token");
 
 async fn setup() -> (FakeServer, Hooks, tempfile::TempDir, TestRelay) {
     let receiver = FakeServer::start().await;

@@ -2,6 +2,7 @@
 
 mod acp;
 mod channels;
+mod fence;
 mod foundation;
 mod render;
 mod scenarios;

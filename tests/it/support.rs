@@ -117,10 +117,14 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(settings: Settings) -> TestRelay {
+        TestRelay::serve(hookrelay::Relay::open(settings).expect("relay opens")).await
+    }
+
+    /// Serves an opened relay.
+    pub async fn serve(relay: hookrelay::Relay) -> TestRelay {
         capture_logs();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let relay = hookrelay::Relay::open(settings).expect("relay opens");
         let store = relay.store();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(relay.serve(listener, async {
