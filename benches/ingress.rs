@@ -51,14 +51,15 @@ fn load(dir: &Path) -> Catalog {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.insert(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    h
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            (
+                HeaderName::try_from(*k).unwrap(),
+                HeaderValue::try_from(*v).unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// A request to one Source: its name, headers and body.
