@@ -1,6 +1,6 @@
 //! The fjall engine (`store = "fjall"`, the default): an LSM tree whose write batches go to a
 //! journal; the syncer flushes the journal and `fdatasync`s it (fjall preallocates and fsyncs
-//! new journal files and their directory itself).
+//! new journal files and their directory itself, and syncs a journal before it rotates).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use ::fjall::config::PinningPolicy;
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use super::engine::KvStore;
+use super::journal::ActiveJournal;
 use super::kv::{Kv, Op, Syncer, Visitor};
 use super::{StoreError, keys};
 
@@ -97,11 +98,23 @@ impl Kv for FjallKv {
         Ok(batch.commit()?)
     }
 
+    /// Only the move of fjall's buffer to the OS happens under its journal lock; the
+    /// `fdatasync` runs outside it, so writes are not stalled behind the disk meanwhile. After a
+    /// failed `fdatasync` the kernel may have dropped the unsynced pages: every later sync fails.
     fn syncer(&self) -> Result<Syncer, StoreError> {
         let db = self.db.clone();
+        let mut journal = ActiveJournal::open(&self.dir)
+            .map_err(|e| StoreError::Io(format!("cannot open the journal: {e}")))?;
+        let mut failed = false;
         Ok(Box::new(move || {
-            db.persist(PersistMode::SyncData)
-                .map_err(std::io::Error::other)
+            if failed {
+                return Err(std::io::Error::other("an earlier fdatasync failed"));
+            }
+            db.persist(PersistMode::Buffer)
+                .map_err(std::io::Error::other)?;
+            let synced = journal.current().and_then(|file| file.sync_data());
+            failed = synced.is_err();
+            synced
         }))
     }
 

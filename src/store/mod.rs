@@ -4,6 +4,7 @@
 mod commit;
 pub mod engine;
 pub mod fjall;
+mod journal;
 mod keys;
 pub mod kv;
 pub mod record;
