@@ -134,11 +134,26 @@ impl Relay {
 }
 
 impl Drop for Relay {
+    /// SIGTERM first, so the relay shuts down as in production and a profiler wrapped around it
+    /// (E2E_WRAP) writes its data; SIGKILL if it has not exited within [`STOP_LIMIT`].
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_LIMIT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
+
+/// How long a stopping relay (and a profiler around it) may take before it is killed.
+const STOP_LIMIT: Duration = Duration::from_secs(15);
 
 fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
