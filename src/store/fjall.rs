@@ -150,6 +150,46 @@ mod tests {
     }
 
     #[test]
+    fn the_syncer_follows_fjall_to_its_next_journal() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let kv = open_kv(dir.path(), 8 << 20).unwrap();
+        let mut journal = ActiveJournal::open(dir.path()).unwrap();
+        // Past fjall's 64 MB journal, in values that do not compress (xorshift).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n / 8)
+                .flat_map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x.to_le_bytes()
+                })
+                .collect()
+        };
+        for i in 0..72u32 {
+            kv.write(vec![Op::Put(i.to_be_bytes().to_vec(), noise(1 << 20))])
+                .unwrap();
+        }
+        // A flush past 64 MB of journal rotates it.
+        kv.keyspace.rotate_memtable_and_wait().unwrap();
+        let newest = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".jnl")?.parse::<u64>().ok()
+            })
+            .max()
+            .unwrap();
+        assert!(newest > 0, "fjall rotated its journal");
+        let inode = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(
+            journal.current().unwrap().metadata().unwrap().ino(),
+            inode(dir.path().join(format!("{newest}.jnl")))
+        );
+    }
+
+    #[test]
     fn compaction_gives_back_the_space_of_deleted_keys() {
         let dir = tempfile::tempdir().unwrap();
         let tables = || crate::store::dir_size(&dir.path().join("keyspaces")).unwrap();
