@@ -3,8 +3,8 @@
 //!
 //! Under load (the last flush covered more than one request) the flusher, once woken, lingers
 //! while more requests keep arriving — one short sleep at a time, never longer than
-//! [`MAX_LINGER`] — so writers that were blocked behind the last flush land in this one instead
-//! of each starting a flush of their own. A lone request is flushed at once.
+//! [`MAX_LINGER`] — so writers that arrived during the last flush land in this one instead of
+//! each starting a flush of their own. A lone request is flushed at once.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -190,13 +190,6 @@ impl<K: Kv> KvStore<K> {
         Ok(outcomes)
     }
 
-    fn get_delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.kv
-            .get(&keys::delivery(id))?
-            .map(|v| decode_delivery(*id, &v))
-            .transpose()
-    }
-
     fn count_prefix(&self, prefix: u8) -> Result<u64, StoreError> {
         let mut n = 0;
         self.kv
@@ -237,7 +230,7 @@ impl<K: Kv> Store for KvStore<K> {
         let mut out = Vec::with_capacity(due.len());
         let mut stale = Vec::new();
         for (due_ms, id) in due {
-            match self.get_delivery(&id)? {
+            match self.delivery(&id)? {
                 // The record must agree with the entry: a scan may see an entry that a worker
                 // replaced (rescheduled) just before it released the delivery.
                 Some(record)
@@ -332,7 +325,7 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
-        if let Some(mut rec) = self.get_delivery(id)? {
+        if let Some(mut rec) = self.delivery(id)? {
             rec.message = Some(message);
             self.kv
                 .write(vec![Op::Put(keys::delivery(id).to_vec(), encode(&rec))])?;
@@ -348,7 +341,10 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.get_delivery(id)
+        self.kv
+            .get(&keys::delivery(id))?
+            .map(|v| decode_delivery(*id, &v))
+            .transpose()
     }
 
     fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
@@ -388,7 +384,7 @@ impl<K: Kv> Store for KvStore<K> {
         after: Option<&DeliveryId>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let start = match after.map(|id| (id, self.get_delivery(id))) {
+        let start = match after.map(|id| (id, self.delivery(id))) {
             Some((id, Ok(Some(rec)))) => {
                 let mut k = keys::timed(keys::DEAD, rec.updated_ms, id).to_vec();
                 k.push(0);
@@ -410,7 +406,7 @@ impl<K: Kv> Store for KvStore<K> {
         })?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(rec) = self.get_delivery(&id)? {
+            if let Some(rec) = self.delivery(&id)? {
                 out.push(rec);
             }
         }
@@ -418,7 +414,7 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError> {
-        let Some(mut rec) = self.get_delivery(id)? else {
+        let Some(mut rec) = self.delivery(id)? else {
             return Ok(Replay::NotFound);
         };
         if rec.state != DeliveryState::Dead {
@@ -481,8 +477,7 @@ impl<K: Kv> Store for KvStore<K> {
         let next = (old.len() >= limit)
             .then(|| old.last().map(|(id, _)| *id))
             .flatten();
-        let mut ops = Vec::new();
-        let mut removed = 0;
+        let (mut ops, mut dedups) = (Vec::new(), Vec::new());
         for (event_id, dedup) in old {
             let deliveries = self.deliveries_of(&event_id)?;
             let finished = deliveries.iter().all(|d| match d.state {
@@ -506,21 +501,25 @@ impl<K: Kv> Store for KvStore<K> {
                     ControlFlow::Continue(())
                 })?;
             }
-            let dedup_key = keys::dedup(&dedup);
-            // Only drop the dedup key if it still points at this event.
-            if self
-                .kv
-                .get(&dedup_key)?
-                .as_deref()
-                .and_then(parse_dedup_value)
-                .is_some_and(|(id, _)| id == event_id)
-            {
-                ops.push(Op::Delete(dedup_key));
-            }
+            dedups.push((keys::dedup(&dedup), event_id));
             ops.push(Op::Delete(keys::event(&event_id).to_vec()));
-            removed += 1;
         }
-        if !ops.is_empty() {
+        let removed = dedups.len();
+        if removed > 0 {
+            // A dedup key goes only while it still points at its event: ingest may have claimed
+            // it for a new one since the window passed, so check and write under its lock.
+            let _claim = self.enqueue_lock.lock().map_err(|_| StoreError::Closed)?;
+            for (key, event_id) in dedups {
+                let current = self.kv.get(&key)?;
+                if current
+                    .as_deref()
+                    .and_then(parse_dedup_value)
+                    .map(|(id, _)| id)
+                    == Some(event_id)
+                {
+                    ops.push(Op::Delete(key));
+                }
+            }
             self.kv.write(ops)?;
         }
         Ok(Purged { removed, next })

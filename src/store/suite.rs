@@ -251,6 +251,29 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
     assert!(matches!(again, Enqueued::Accepted { .. }));
 }
 
+pub async fn purge_leaves_a_dedup_key_a_newer_event_claimed(s: &dyn Store) {
+    s.enqueue_one(new_event("x", 0, vec![]), DAY).await.unwrap();
+    // The window has passed: the same id is a new event, and the dedup key now points at it.
+    let newer = s
+        .enqueue_one(new_event("x", 2 * DAY, vec![]), DAY)
+        .await
+        .unwrap();
+    let Enqueued::Accepted { id, .. } = newer else {
+        panic!("{newer:?}")
+    };
+    let step = s.purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
+    assert_eq!(step.removed, 1);
+    let again = s
+        .enqueue_one(new_event("x", 2 * DAY + 20, vec![]), DAY)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Enqueued::Duplicate { id },
+        "the newer event's key survived"
+    );
+}
+
 pub async fn a_purge_pass_steps_past_what_it_keeps(s: &dyn Store) {
     for (name, at) in [("p1", 0), ("p2", 1), ("p3", 2)] {
         s.enqueue_one(new_event(name, at, vec![]), DAY)
@@ -351,6 +374,7 @@ macro_rules! store_suite {
             failed_plans_are_dead_from_the_start,
             purge_keeps_what_is_unfinished,
             a_purge_pass_steps_past_what_it_keeps,
+            purge_leaves_a_dedup_key_a_newer_event_claimed,
             a_batch_is_one_write_and_dedups_within_itself,
             every_acknowledged_write_was_flushed
         );
