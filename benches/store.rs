@@ -10,8 +10,6 @@ use serde_json::json;
 #[path = "common/sample.rs"]
 mod sample;
 
-const DAY: u64 = 86_400_000;
-
 fn new_event(i: u64) -> NewEvent {
     sample::new_event(i, "bench", "sink", i)
 }
@@ -54,7 +52,7 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
     g.bench_function("enqueue+flush", |b| {
         b.iter(|| {
             i += 1;
-            rt.block_on(store.enqueue(vec![new_event(i)], DAY)).unwrap()
+            rt.block_on(store.enqueue(vec![new_event(i)])).unwrap()
         })
     });
     // Thirty-two concurrent requests share flushes, as ingress does under load.
@@ -65,7 +63,7 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
                 for _ in 0..32 {
                     i += 1;
                     let (s, e) = (store.clone(), new_event(i));
-                    set.spawn(async move { s.enqueue(vec![e], DAY).await.unwrap() });
+                    set.spawn(async move { s.enqueue(vec![e]).await.unwrap() });
                 }
                 set.join_all().await
             })
@@ -75,7 +73,7 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
         b.iter_batched(
             || {
                 i += 1;
-                rt.block_on(store.enqueue(vec![new_event(i)], DAY)).unwrap();
+                rt.block_on(store.enqueue(vec![new_event(i)])).unwrap();
             },
             |_| {
                 for l in store.lease_due(u64::MAX - 1, 1, &|_| false).unwrap() {
@@ -93,7 +91,7 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
         c.bench_function("store/fjall/enqueue (write only)", |b| {
             b.iter(|| {
                 i += 1;
-                s.write(vec![new_event(i)], DAY).unwrap()
+                s.write(vec![new_event(i)]).unwrap()
             })
         });
     }

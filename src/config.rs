@@ -24,6 +24,7 @@ struct RawSettings {
     log_format: String,
     log_level: String,
     dedup_window: String,
+    content_dedup_window: String,
     retention: String,
     dead_retention: String,
     store: String,
@@ -87,6 +88,9 @@ pub struct Settings {
     pub log_level: String,
     /// How long an event id is remembered for de-duplication (`dedup_window`, default 24h).
     pub dedup_window: Duration,
+    /// How long an id made from an event's content is remembered (`content_dedup_window`,
+    /// default 10m): it absorbs a sender's retries without swallowing later notifications.
+    pub content_dedup_window: Duration,
     /// How long finished events and deliveries are kept (`retention`, default 7d).
     pub retention: Duration,
     /// How long dead letters are kept (`dead_retention`, default 30d).
@@ -123,6 +127,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("log_format", "pretty"),
     ("log_level", "info"),
     ("dedup_window", "24h"),
+    ("content_dedup_window", "10m"),
     ("retention", "7d"),
     ("dead_retention", "30d"),
     ("store", "fjall"),
@@ -203,11 +208,18 @@ impl Settings {
         }
         let dedup_window = parse_duration("dedup_window", &raw.dedup_window)?;
         let retention = parse_duration("retention", &raw.retention)?;
-        if dedup_window > retention {
-            return Err(invalid(
-                "dedup_window",
-                "cannot be longer than retention (events are the dedup memory)".into(),
-            ));
+        let content_dedup_window =
+            parse_duration("content_dedup_window", &raw.content_dedup_window)?;
+        for (key, window) in [
+            ("dedup_window", dedup_window),
+            ("content_dedup_window", content_dedup_window),
+        ] {
+            if window > retention {
+                return Err(invalid(
+                    key,
+                    "cannot be longer than retention (events are the dedup memory)".into(),
+                ));
+            }
         }
         let store = Engine::parse(&raw.store).ok_or_else(|| {
             invalid(
@@ -226,6 +238,7 @@ impl Settings {
             log_format,
             log_level: raw.log_level,
             dedup_window,
+            content_dedup_window,
             retention,
             dead_retention: parse_duration("dead_retention", &raw.dead_retention)?,
             store,

@@ -30,7 +30,8 @@ pub struct Request {
     pub no_auth: bool,
 }
 
-/// Renders `req` to `out`. `Ok(false)`: the relay would refuse the request.
+/// Renders `req` to `out`. `Ok(false)`: the relay would refuse the request, or a delivery it
+/// plans would be a dead letter from the start (its template cannot render the event).
 pub fn run(settings: Settings, req: Request, out: &mut dyn Write) -> anyhow::Result<bool> {
     let settings = Arc::new(settings);
     let catalog =
@@ -91,10 +92,11 @@ pub fn run(settings: Settings, req: Request, out: &mut dyn Write) -> anyhow::Res
             return Ok(false);
         }
     };
+    let mut all_rendered = true;
     for event in &decoded.events {
-        render_event(&catalog, event, now, out)?;
+        all_rendered &= render_event(&catalog, event, now, out)?;
     }
-    Ok(true)
+    Ok(all_rendered)
 }
 
 /// The Source named, or the only one; otherwise says which exist.
@@ -151,12 +153,13 @@ fn header_map(pairs: &[(String, String)], body: &[u8]) -> anyhow::Result<HeaderM
     Ok(map)
 }
 
+/// Prints what `event` becomes; `Ok(false)` when a planned delivery could not be rendered.
 fn render_event(
     catalog: &Catalog,
     event: &Event,
     now: u64,
     out: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     writeln!(out, "\nevent {}", event.ty)?;
     writeln!(out, "  id: {}   source: {}", event.id, event.source)?;
     if let Some(s) = &event.subject {
@@ -192,6 +195,11 @@ fn render_event(
         )?;
     }
     writeln!(out, "\n{} deliveries", planned.deliveries.len())?;
+    let dead = planned
+        .deliveries
+        .iter()
+        .filter(|d| d.failed.is_some())
+        .count();
     let event_id = EventId::generate(now);
     for (i, d) in planned.deliveries.iter().enumerate() {
         let Some(ch) = catalog.channels.get(&d.channel) else {
@@ -259,5 +267,12 @@ fn render_event(
             Err(e) => writeln!(out, "   ✘ {e}")?,
         }
     }
-    Ok(())
+    if dead > 0 {
+        writeln!(
+            out,
+            "\n✘ {dead} of {} deliveries would be dead letters (render errors)",
+            planned.deliveries.len()
+        )?;
+    }
+    Ok(dead == 0)
 }

@@ -1,6 +1,8 @@
 //! Prometheus metrics: what arrived, what was planned, how attempts went, and the health of the
 //! catalog and the store. No label ever carries a secret or an unbounded value.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,6 +17,12 @@ pub struct IngressLabels {
     /// The Source name, or `(unknown)` for paths that name none (bounded cardinality).
     pub source: String,
     pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// A configured Source name (requests to unknown ones are never counted here).
+    pub source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +45,7 @@ type HistogramFamily = Family<ChannelLabels, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     registry: Registry,
     pub ingress: Family<IngressLabels, Counter>,
+    pub duplicates: Family<SourceLabels, Counter>,
     pub planned: Family<ChannelLabels, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
     pub attempt_seconds: HistogramFamily,
@@ -48,7 +57,12 @@ pub struct Metrics {
     pub store_fsyncs: Counter,
     pub store_bytes: Gauge,
     pub events_purged: Counter,
+    /// Conditions already logged once (unresolved recipients).
+    seen: Mutex<HashSet<String>>,
 }
+
+/// Most conditions remembered as logged; then the memory starts over.
+const SEEN_LIMIT: usize = 10_000;
 
 fn attempt_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
@@ -68,6 +82,12 @@ impl Metrics {
             "ingress_requests",
             "Requests to /hooks by source and HTTP answer",
             ingress.clone(),
+        );
+        let duplicates = Family::default();
+        registry.register(
+            "ingress_duplicates",
+            "Events answered as duplicates (received before inside the dedup window), by source",
+            duplicates.clone(),
         );
         let planned = Family::default();
         registry.register(
@@ -138,6 +158,7 @@ impl Metrics {
         Metrics {
             registry,
             ingress,
+            duplicates,
             planned,
             attempts,
             attempt_seconds,
@@ -149,6 +170,7 @@ impl Metrics {
             store_fsyncs,
             store_bytes,
             events_purged,
+            seen: Mutex::default(),
         }
     }
 
@@ -163,18 +185,34 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts what planning one event noticed, and logs each unresolved recipient.
+    /// Counts what planning one event noticed, and logs each unresolved recipient the first
+    /// time it is seen (every later one is counted only).
     pub fn record_plan(&self, plan: &crate::plan::Plan) {
         self.cel_errors.inc_by(plan.cel_errors as u64);
         for u in &plan.unresolved {
-            tracing::warn!(origin = %u.origin, user = %u.user, channel = %u.channel,
-                "recipient has no id for this channel in the User directory; not notified");
+            if self.first_sight(format!("{}\n{}\n{}", u.origin, u.user, u.channel)) {
+                tracing::warn!(origin = %u.origin, user = %u.user, channel = %u.channel,
+                    "recipient has no id for this channel in the User directory; not notified \
+                     (logged once, counted in hookrelay_recipients_unresolved)");
+            }
             self.unresolved
                 .get_or_create(&ChannelLabels {
                     channel: u.channel.clone(),
                 })
                 .inc();
         }
+    }
+
+    /// Whether `key` is new to this process (a bounded memory: past its size, everything is).
+    fn first_sight(&self, key: String) -> bool {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= SEEN_LIMIT {
+            seen.clear();
+        }
+        seen.insert(key)
     }
 
     /// Sets the store figures that are read rather than counted.

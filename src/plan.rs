@@ -22,9 +22,10 @@ pub struct Plan {
     pub unresolved: Vec<Unresolved>,
 }
 
-/// Plans every delivery for `event`, due at `due_ms`. Render errors become deliveries that are
-/// dead from the start, carrying the error, so they show up as dead letters.
-pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Plan {
+/// Plans every delivery for `event` received at `now_ms`; each is due after its channel's
+/// `retry.schedule[0]`. Render errors become deliveries that are dead from the start, carrying
+/// the error, so they show up as dead letters.
+pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
     let ce = event.to_json();
     let routed = route::route(catalog, event, &ce);
     let mut plan = Plan {
@@ -46,9 +47,12 @@ pub fn plan(catalog: &Catalog, event: &Event, due_ms: u64) -> Plan {
             .or_insert_with(|| render(catalog, event, &ctx, &a))
             .clone();
         let chunks = split(&a.to, &a.channel.channel.limits());
+        let due_ms = now_ms + a.channel.retry.initial_delay().as_millis() as u64;
         for to in chunks {
             let (message, failed) = match &rendered {
                 Ok(m) => (Some(m.clone()), None),
+                // A channel that sends the event itself does not need the message.
+                Err(_) if !a.channel.channel.needs_message() => (Some(fallback(event)), None),
                 Err(e) => (
                     None,
                     Some(ErrorInfo {

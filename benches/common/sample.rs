@@ -28,6 +28,7 @@ pub fn new_event(n: u64, source: &str, channel: &str, received_ms: u64) -> NewEv
             message: None,
         },
         received_ms,
+        dedup_window_ms: 86_400_000,
         deliveries: vec![NewDelivery {
             origin: source.into(),
             channel: channel.into(),

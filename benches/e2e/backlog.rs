@@ -9,7 +9,6 @@ use hookrelay::store::{self, Engine};
 #[path = "../common/sample.rs"]
 mod sample;
 
-const DAY_MS: u64 = 86_400_000;
 /// Events per atomic write (and per flush).
 const BATCH: u64 = 2_000;
 
@@ -23,10 +22,7 @@ pub async fn preload(engine: Engine, dir: &Path, n: u64, channel: &str) -> Resul
         let batch = (next..end)
             .map(|i| sample::new_event(i, "bench", channel, at))
             .collect();
-        store
-            .enqueue(batch, DAY_MS)
-            .await
-            .map_err(|e| e.to_string())?;
+        store.enqueue(batch).await.map_err(|e| e.to_string())?;
         next = end;
     }
     store.close().map_err(|e| e.to_string())

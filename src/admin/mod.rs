@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::ids::{DeliveryId, EventId, now_ms};
 use crate::server::AppState;
 use crate::signature::secrets_equal;
-use crate::store::{DeliveryRecord, Replay};
+use crate::store::{DeliveryRecord, DeliveryState, Replay};
 
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -80,6 +80,10 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), Value::String(d.id.to_string()));
         m.insert("event".into(), Value::String(d.id.event.to_string()));
+        // A delivery held back by a rate limit is waiting, not failing.
+        if d.state == DeliveryState::Pending && d.waiting.is_some() {
+            m.insert("state".into(), Value::String("waiting".into()));
+        }
     }
     v
 }

@@ -23,6 +23,7 @@ struct CommonSpec {
     timeout: Option<String>,
     retry: Option<RetrySpec>,
     max_bytes: Option<usize>,
+    max_in_flight: Option<usize>,
     rate_limit: Option<RateLimitSpec>,
 }
 
@@ -68,6 +69,8 @@ pub struct ChannelDef {
     pub max_bytes: Option<usize>,
     /// Sends per destination, if limited.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Deliveries sent to it at once, at most.
+    pub max_in_flight: usize,
 }
 
 impl ChannelDef {
@@ -83,6 +86,9 @@ impl ChannelDef {
 
 /// Default per-attempt timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default cap on deliveries in flight to one channel: enough to keep a healthy vendor busy,
+/// small enough that a hung one cannot hold the worker pool.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 8;
 
 /// Compiles a Channel document's `spec`.
 pub fn compile(
@@ -156,6 +162,7 @@ pub fn compile(
                 timeout,
                 max_bytes: common.max_bytes,
                 limiter: (!limits.is_empty()).then(|| Arc::new(RateLimiter::new(limits))),
+                max_in_flight: common.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT).max(1),
             })
         }
         Ok(_) => Err(errors),

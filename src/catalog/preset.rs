@@ -4,15 +4,15 @@
 //!
 //! Event types (stable; Templates and Routes match on them):
 //!
-//! | preset | type | id (dedup key) |
-//! |---|---|---|
-//! | cnb | `cnb.notify` | content hash (CNB sends no id) |
-//! | zadig | `zadig.workflow.<status>`, `zadig.release_plan.<status>` | workflow name + task id + status (Zadig's UUID headers are new on every send) |
-//! | gitlab | `gitlab.system.<event_name>` for system hooks, else `gitlab.<object_kind>` | `Idempotency-Key`, else `X-Gitlab-Event-UUID` |
-//! | github | `github.<X-GitHub-Event>[.<action>]` | `X-GitHub-Delivery` |
-//! | gitea | `gitea.<X-Gitea-Event>[.<action>]` | `X-Gitea-Delivery` |
-//! | alertmanager | `alertmanager.<status>` (firing, resolved) | groupKey + status + first alert's startsAt |
-//! | cloudevents | the CloudEvent's own `type` | (`source`, `id`) |
+//! | preset | type | id (dedup key) | dedup window |
+//! |---|---|---|---|
+//! | cnb | `cnb.notify` | content hash (CNB sends no id) | content (10m) |
+//! | zadig | `zadig.workflow.<status>`, `zadig.release_plan.<status>` | workflow name + task id + status (Zadig's UUID headers are new on every send) | content (10m) |
+//! | gitlab | `gitlab.system.<event_name>` for system hooks, else `gitlab.<object_kind>` | `Idempotency-Key`, else `X-Gitlab-Event-UUID` | explicit (24h) |
+//! | github | `github.<X-GitHub-Event>[.<action>]` | `X-GitHub-Delivery` | explicit (24h) |
+//! | gitea | `gitea.<X-Gitea-Event>[.<action>]` | `X-Gitea-Delivery` | explicit (24h) |
+//! | alertmanager | `alertmanager.<status>` (firing, resolved) | groupKey + status + every alert's fingerprint (or labels), status and startsAt | content (10m) |
+//! | cloudevents | the CloudEvent's own `type` | (`source`, `id`) | explicit (24h) |
 
 use serde_json::{Value, json};
 
@@ -83,7 +83,10 @@ fn defaults(preset: &str) -> Option<Value> {
             "auth": {"token": {"header": "Authorization"}},
             "event": {
                 "type": {"pointer": "/status", "prefix": "alertmanager."},
-                "id": {"template": "{{body.groupKey}}:{{body.status}}:{{#each body.alerts}}{{#if @first}}{{startsAt}}{{/if}}{{/each}}"},
+                // Every alert's identity, status and start: a group that gains, loses or
+                // resolves an alert is a new event; a repeat_interval reminder is a new event
+                // once the short content window has passed.
+                "id": {"template": "{{body.groupKey}}:{{body.status}}:{{#each body.alerts}}{{#if fingerprint}}{{fingerprint}}{{else}}{{json labels}}{{/if}}/{{status}}/{{startsAt}};{{/each}}"},
                 "subject": {"pointer": "/groupLabels/alertname"}
             }
         }),

@@ -109,8 +109,10 @@ struct ExtractorSpec {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct DedupSpec {
     window: Option<String>,
+    content_window: Option<String>,
 }
 
 /// How an HMAC signature header is written.
@@ -164,6 +166,29 @@ pub struct Extractor {
     pub lowercase: bool,
 }
 
+/// Where an event's id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    /// The sender named it (CloudEvents `source` + `id`, a delivery-id header, an id field):
+    /// a repeat is the same event, kept out for the whole dedup window.
+    Explicit,
+    /// Made from the content (a hash, a template over the body): it only absorbs a sender's
+    /// retries, kept out for the short content window, so a later identical notification is
+    /// still sent.
+    Content,
+}
+
+impl Extractor {
+    /// What an id taken this way is: a header or a field is the sender's own id for the event;
+    /// a literal or a template over the body is made from the content.
+    pub fn id_kind(&self) -> IdKind {
+        match self.from {
+            Extract::Header(_) | Extract::Pointer(_) => IdKind::Explicit,
+            Extract::Value(_) | Extract::Template(_) => IdKind::Content,
+        }
+    }
+}
+
 /// Where an event's attributes come from; each list is tried in order.
 #[derive(Debug, Clone, Default)]
 pub struct EventRules {
@@ -181,7 +206,10 @@ pub struct SourceDef {
     pub cloudevents: bool,
     pub auth: Auth,
     pub event: EventRules,
+    /// How long an explicit event id is remembered (else the relay's `dedup_window`).
     pub dedup_window: Option<Duration>,
+    /// How long a content-made id is remembered (else the relay's `content_dedup_window`).
+    pub content_dedup_window: Option<Duration>,
     pub max_body_bytes: Option<usize>,
 }
 
@@ -286,23 +314,28 @@ pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceD
             })
             .collect(),
     };
-    let dedup_window = match spec.dedup.and_then(|d| d.window) {
-        None => None,
-        Some(w) => match parse_duration("window", &w) {
+    let mut window = |w: Option<String>, field: &'static str| -> Option<Duration> {
+        let path = format!("/spec/dedup/{field}");
+        match parse_duration(field, &w?) {
             Ok(d) if d <= ctx.settings.retention => Some(d),
             Ok(_) => {
                 errors.push(DocError::new(
-                    "/spec/dedup/window",
+                    path,
                     "cannot be longer than the relay's retention setting",
                 ));
                 None
             }
             Err(e) => {
-                errors.push(DocError::new("/spec/dedup/window", e.to_string()));
+                errors.push(DocError::new(path, e.to_string()));
                 None
             }
-        },
+        }
     };
+    let (window_spec, content_spec) = spec
+        .dedup
+        .map_or((None, None), |d| (d.window, d.content_window));
+    let dedup_window = window(window_spec, "window");
+    let content_dedup_window = window(content_spec, "contentWindow");
     let formats = if spec.formats.is_empty() {
         vec!["json".to_string()]
     } else {
@@ -318,6 +351,7 @@ pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceD
         auth,
         event,
         dedup_window,
+        content_dedup_window,
         max_body_bytes: spec.max_body_bytes,
     })
 }

@@ -1,9 +1,8 @@
-//! Shared outbound HTTP: the client every channel uses, and turning transport failures, status
-//! codes and `Retry-After` into classified errors.
+//! Shared outbound HTTP: the client every channel uses, transport failures as classified errors,
+//! bounded body reads and `Retry-After`.
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::{DeliveryError, Reason};
@@ -56,59 +55,6 @@ pub async fn read_body(mut resp: reqwest::Response) -> Vec<u8> {
     read
 }
 
-/// A vendor API's answer.
-#[derive(Debug)]
-pub struct VendorReply {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: serde_json::Value,
-}
-
-impl VendorReply {
-    /// An integer field of the body (`errcode`, `code`, `StatusCode`).
-    pub fn int(&self, field: &str) -> Option<i64> {
-        self.body.get(field).and_then(serde_json::Value::as_i64)
-    }
-
-    /// A string field of the body.
-    pub fn text(&self, field: &str) -> &str {
-        self.body
-            .get(field)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-    }
-}
-
-/// Sends a request to a vendor API and reads its JSON answer. Transport failures, 5xx and
-/// non-JSON answers are classified here; any JSON answer is returned whatever its status, for
-/// the channel's own table (vendors report errors as HTTP 200 with a code).
-pub async fn vendor_call(req: reqwest::RequestBuilder) -> Result<VendorReply, DeliveryError> {
-    let resp = req.send().await.map_err(transport_error)?;
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = read_body(resp).await;
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) if v.is_object() => Ok(VendorReply {
-            status,
-            headers,
-            body: v,
-        }),
-        _ => {
-            classify_status(status, &headers, &body)?;
-            Err(DeliveryError::Retryable {
-                reason: Reason::Server,
-                detail: format!(
-                    "HTTP {} with a body that is not JSON{}",
-                    status.as_u16(),
-                    snippet(&body)
-                ),
-                status: Some(status.as_u16()),
-                retry_after: None,
-            })
-        }
-    }
-}
-
 /// `Retry-After` as seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
@@ -117,47 +63,6 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(SystemTime::now()).unwrap_or_default())
-}
-
-/// Classifies a plain HTTP answer: 2xx delivered; 408, 429 and 5xx retryable (honouring
-/// `Retry-After`); 3xx and other 4xx permanent.
-pub fn classify_status(
-    status: StatusCode,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), DeliveryError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let code = status.as_u16();
-    let detail = format!("HTTP {code}{}", snippet(body));
-    if matches!(code, 408 | 429) || status.is_server_error() {
-        let reason = match code {
-            429 => Reason::RateLimited,
-            408 => Reason::Timeout,
-            _ => Reason::Server,
-        };
-        return Err(DeliveryError::Retryable {
-            reason,
-            detail,
-            status: Some(code),
-            retry_after: retry_after(headers),
-        });
-    }
-    let reason = match code {
-        401 | 403 => Reason::Auth,
-        _ => Reason::Client,
-    };
-    let detail = if status.is_redirection() {
-        format!("{detail} (redirects are not followed)")
-    } else {
-        detail
-    };
-    Err(DeliveryError::Permanent {
-        reason,
-        detail,
-        status: Some(code),
-    })
 }
 
 /// The start of a response body for an error message.
@@ -178,61 +83,22 @@ pub fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn classify(code: u16, retry_after_header: Option<&str>) -> Result<(), DeliveryError> {
-        let mut h = HeaderMap::new();
-        if let Some(v) = retry_after_header {
-            h.insert(RETRY_AFTER, v.parse().unwrap());
-        }
-        classify_status(StatusCode::from_u16(code).unwrap(), &h, b"nope")
-    }
-
-    #[test]
-    fn status_classification_table() {
-        let retryable = |code| matches!(classify(code, None), Err(DeliveryError::Retryable { .. }));
-        let permanent = |code| matches!(classify(code, None), Err(DeliveryError::Permanent { .. }));
-        for code in [200, 201, 202, 204] {
-            assert!(classify(code, None).is_ok(), "{code}");
-        }
-        for code in [408, 429, 500, 502, 503, 504] {
-            assert!(retryable(code), "{code}");
-        }
-        for code in [301, 302, 307, 400, 401, 403, 404, 410, 422] {
-            assert!(permanent(code), "{code}");
-        }
-        assert_eq!(classify(401, None).unwrap_err().reason(), Reason::Auth);
-        assert_eq!(
-            classify(429, None).unwrap_err().reason(),
-            Reason::RateLimited
-        );
-        assert!(
-            classify(302, None)
-                .unwrap_err()
-                .detail()
-                .contains("redirects")
-        );
-    }
-
     #[test]
     fn retry_after_seconds_and_dates() {
-        match classify(503, Some("120")) {
-            Err(DeliveryError::Retryable { retry_after, .. }) => {
-                assert_eq!(retry_after, Some(Duration::from_secs(120)))
-            }
-            other => panic!("{other:?}"),
-        }
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, v.parse().unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("120"), Some(Duration::from_secs(120)));
         let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(600));
-        match classify(429, Some(&later)) {
-            Err(DeliveryError::Retryable {
-                retry_after: Some(d),
-                ..
-            }) => {
-                assert!(
-                    d > Duration::from_secs(590) && d <= Duration::from_secs(600),
-                    "{d:?}"
-                )
-            }
-            other => panic!("{other:?}"),
-        }
+        let d = with(&later).unwrap();
+        assert!(
+            d > Duration::from_secs(590) && d <= Duration::from_secs(600),
+            "{d:?}"
+        );
+        assert_eq!(with("soon"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod dingtalk;
 pub mod feishu;
 pub mod http;
 pub mod ratelimit;
+pub mod reply;
 pub mod webhook;
 pub mod wecom_app;
 pub mod wecom_robot;
@@ -139,8 +140,12 @@ pub enum DeliveryError {
         retry_after: Option<Duration>,
     },
     /// The destination asked us to slow down; waiting does not count as a failed attempt.
+    /// Without a `wait`, the retry schedule's next step is waited (still not counted).
     #[error("throttled: {detail}")]
-    Throttled { detail: String, wait: Duration },
+    Throttled {
+        detail: String,
+        wait: Option<Duration>,
+    },
     /// Will never succeed as it is.
     #[error("{reason}: {detail}")]
     Permanent {
@@ -260,6 +265,12 @@ pub trait Channel: Send + Sync + fmt::Debug {
     /// Whether [`Outgoing::event`] must be filled in.
     fn needs_event(&self) -> bool {
         false
+    }
+
+    /// Whether what it sends is made from the rendered message (a webhook that sends the event
+    /// as it came is not: a template that cannot render the event must not stop it).
+    fn needs_message(&self) -> bool {
+        true
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError>;

@@ -1,12 +1,18 @@
 //! Delivery: a dispatcher leases due deliveries from the store and hands each to a worker task,
 //! which sends it through its channel and records the outcome. Retries are reschedules in the
 //! store, never sleeps in memory.
+//!
+//! Each channel is a lane with a cap on deliveries in flight (`maxInFlight`): a delivery leased
+//! while its lane is full waits in the lane (in memory; its due entry stays in the store), and
+//! the worker that finishes one of the lane's deliveries takes the next. So a hung destination
+//! holds at most its cap of workers, and the others' deliveries go out meanwhile.
 
 pub mod retry;
 mod worker;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
@@ -16,7 +22,7 @@ use crate::catalog::reload::LiveCatalog;
 use crate::config::Settings;
 use crate::ids::{DeliveryId, now_ms};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{DeliveryState, Leased, Store};
 
 /// Most deliveries leased in one store round trip.
 const LEASE_BATCH: usize = 512;
@@ -30,8 +36,27 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
     wake: Arc<Notify>,
-    /// Deliveries a worker holds right now (their due entries stay until the outcome).
-    inflight: Mutex<HashSet<DeliveryId>>,
+    dispatch: Mutex<Dispatch>,
+    /// Set at shutdown: workers take no further deliveries from their lane.
+    stopping: AtomicBool,
+    /// When each channel's throttling was last logged (ms).
+    throttle_logged: Mutex<HashMap<String, u64>>,
+}
+
+/// What the dispatcher holds in memory.
+#[derive(Default)]
+struct Dispatch {
+    /// Deliveries being sent or waiting in a lane (their due entries stay until the outcome).
+    held: HashSet<DeliveryId>,
+    lanes: HashMap<String, Lane>,
+}
+
+/// One channel's deliveries in memory.
+#[derive(Default)]
+struct Lane {
+    sending: usize,
+    /// Leased while the lane was full: (due ms, delivery), in lease order.
+    waiting: VecDeque<(u64, DeliveryId)>,
 }
 
 impl Engine {
@@ -48,12 +73,122 @@ impl Engine {
             metrics,
             settings,
             wake,
-            inflight: Mutex::new(HashSet::new()),
+            dispatch: Mutex::default(),
+            stopping: AtomicBool::new(false),
+            throttle_logged: Mutex::default(),
         }
     }
 
-    fn is_inflight(&self, id: &DeliveryId) -> bool {
-        self.inflight.lock().expect("inflight lock").contains(id)
+    /// The dispatcher's memory. Nothing panics while holding it; a poisoned lock would only
+    /// mean a panic elsewhere in a thread that held it, and the sets stay consistent.
+    fn dispatch(&self) -> MutexGuard<'_, Dispatch> {
+        self.dispatch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_held(&self, id: &DeliveryId) -> bool {
+        self.dispatch().held.contains(id)
+    }
+
+    /// The cap of `channel` (the default for one no longer loaded).
+    fn cap(&self, channel: &str) -> usize {
+        self.catalog
+            .current()
+            .channels
+            .get(channel)
+            .map_or(crate::catalog::channel::DEFAULT_MAX_IN_FLIGHT, |c| {
+                c.max_in_flight
+            })
+    }
+
+    /// Whether a throttle of `channel` at `now` is the first in a minute (then it is logged).
+    fn first_throttle_in_a_minute(&self, channel: &str, now: u64) -> bool {
+        let mut logged = self
+            .throttle_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match logged.get(channel) {
+            Some(&at) if now < at + 60_000 => false,
+            _ => {
+                logged.insert(channel.to_string(), now);
+                true
+            }
+        }
+    }
+
+    /// Takes `l` into its lane: `true` if it may be sent now, `false` if it waits for a turn.
+    fn admit(&self, l: &Leased, cap: usize) -> bool {
+        let mut d = self.dispatch();
+        d.held.insert(l.record.id);
+        let lane = d.lanes.entry(l.record.channel.clone()).or_default();
+        if lane.sending < cap {
+            lane.sending += 1;
+            true
+        } else {
+            lane.waiting.push_back((l.due_ms, l.record.id));
+            false
+        }
+    }
+
+    /// Releases `done` (its outcome is recorded, or it stays due) and hands its lane's next
+    /// waiting delivery to the caller, which keeps its worker slot for it.
+    fn next_in_lane(&self, done: &Leased) -> Option<Leased> {
+        let channel = &done.record.channel;
+        let cap = self.cap(channel);
+        let mut next = {
+            let mut d = self.dispatch();
+            d.held.remove(&done.record.id);
+            let lane = d.lanes.entry(channel.clone()).or_default();
+            lane.sending = lane.sending.saturating_sub(1);
+            self.take_waiting(&mut d, channel, cap)
+        };
+        while let Some((due_ms, id)) = next {
+            // Read again: it waited in memory while the store may have moved on.
+            let record = self.store.delivery(&id).ok().flatten();
+            match record {
+                Some(record)
+                    if record.state == DeliveryState::Pending && record.next_ms == Some(due_ms) =>
+                {
+                    return Some(Leased { due_ms, record });
+                }
+                _ => {
+                    let mut d = self.dispatch();
+                    d.held.remove(&id);
+                    if let Some(lane) = d.lanes.get_mut(channel) {
+                        lane.sending = lane.sending.saturating_sub(1);
+                    }
+                    next = self.take_waiting(&mut d, channel, cap);
+                }
+            }
+        }
+        None
+    }
+
+    /// The next waiting delivery of `channel`, counted as sending, if its cap allows and the
+    /// relay is not stopping; the lane is forgotten once idle.
+    fn take_waiting(
+        &self,
+        d: &mut Dispatch,
+        channel: &str,
+        cap: usize,
+    ) -> Option<(u64, DeliveryId)> {
+        let lane = d.lanes.get_mut(channel)?;
+        let next = if lane.sending < cap && !self.stopping.load(Ordering::Relaxed) {
+            lane.waiting.pop_front()
+        } else {
+            None
+        };
+        match next {
+            Some(n) => {
+                lane.sending += 1;
+                Some(n)
+            }
+            None => {
+                if lane.sending == 0 && lane.waiting.is_empty() {
+                    d.lanes.remove(channel);
+                }
+                None
+            }
+        }
     }
 
     /// Runs until `shutdown` turns true, then waits up to the grace period for deliveries in
@@ -74,7 +209,7 @@ impl Engine {
             let now = now_ms();
             let leased = self
                 .store
-                .lease_due(now, free.min(LEASE_BATCH), &|id| self.is_inflight(id));
+                .lease_due(now, free.min(LEASE_BATCH), &|id| self.is_held(id));
             let leased = match leased {
                 Ok(l) => l,
                 Err(e) => {
@@ -91,18 +226,18 @@ impl Engine {
                 continue;
             }
             for l in leased {
+                // Held before the next scan so the dispatcher never hands it out twice.
+                if !self.admit(&l, self.cap(&l.record.channel)) {
+                    continue;
+                }
                 let permit = slots
                     .clone()
                     .try_acquire_owned()
-                    .expect("no more leased than free slots");
-                // Marked before the next scan so the dispatcher never hands it out twice.
-                self.inflight
-                    .lock()
-                    .expect("inflight lock")
-                    .insert(l.record.id);
-                tasks.spawn(worker::deliver(self.clone(), l, permit));
+                    .expect("no more sent than free slots");
+                tasks.spawn(worker::run(self.clone(), l, permit));
             }
         }
+        self.stopping.store(true, Ordering::Relaxed);
         let grace = self.settings.shutdown_grace;
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
             .await
@@ -121,7 +256,7 @@ impl Engine {
     async fn idle(&self, now: u64, shutdown: &mut watch::Receiver<bool>) {
         let next = self
             .store
-            .next_due_ms(&|id| self.is_inflight(id))
+            .next_due_ms(&|id| self.is_held(id))
             .ok()
             .flatten();
         let wait = match next {

@@ -60,14 +60,7 @@ impl RetryPolicy {
         if self.max_attempts.is_some_and(|max| failures >= max) {
             return Next::GiveUp(GiveUp::Attempts);
         }
-        let base = self
-            .schedule
-            .get(failures as usize)
-            .or(self.schedule.last())
-            .copied()
-            .unwrap_or(Duration::from_secs(60));
-        let factor = 1.0 + self.jitter * jitter_sample.clamp(-1.0, 1.0);
-        let mut delay = base.mul_f64(factor.max(0.0));
+        let mut delay = self.step(failures, jitter_sample);
         // The receiver asked for a pause: never come back sooner than it asked (within bounds),
         // and never sooner than our own schedule says.
         if let Some(ra) = retry_after {
@@ -79,9 +72,23 @@ impl RetryPolicy {
         Next::RetryIn(delay)
     }
 
+    /// The scheduled delay after the `failures`-th failure, jittered (`schedule[0]` for none).
+    pub fn step(&self, failures: u32, jitter_sample: f64) -> Duration {
+        let base = self
+            .schedule
+            .get(failures as usize)
+            .or(self.schedule.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(60));
+        let factor = 1.0 + self.jitter * jitter_sample.clamp(-1.0, 1.0);
+        base.mul_f64(factor.max(0.0))
+    }
+
     /// How long to wait for a throttle window (not a failed attempt), bounded by the policy.
-    pub fn throttle_wait(&self, wait: Duration) -> Duration {
-        wait.min(self.max_retry_after)
+    /// A throttle that did not say how long waits the schedule's next step.
+    pub fn throttle_wait(&self, wait: Option<Duration>, failures: u32, jitter: f64) -> Duration {
+        wait.unwrap_or_else(|| self.step(failures + 1, jitter))
+            .min(self.max_retry_after)
     }
 
     /// Delay before the first attempt.
@@ -159,7 +166,10 @@ mod tests {
     #[test]
     fn throttle_wait_is_bounded() {
         let p = RetryPolicy::default();
-        assert_eq!(p.throttle_wait(s(600)), s(600));
-        assert_eq!(p.throttle_wait(s(86400)), s(3600));
+        assert_eq!(p.throttle_wait(Some(s(600)), 0, 0.0), s(600));
+        assert_eq!(p.throttle_wait(Some(s(86400)), 0, 0.0), s(3600));
+        // Unsaid: the schedule's next step, as if the attempt had failed.
+        assert_eq!(p.throttle_wait(None, 0, 0.0), s(5));
+        assert_eq!(p.throttle_wait(None, 2, 0.0), s(120));
     }
 }

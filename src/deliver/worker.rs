@@ -16,13 +16,23 @@ use crate::store::{
     AttemptRecord, AttemptResult, Completion, DeliveryRecord, ErrorInfo, Leased, Next,
 };
 
-/// Delivers one leased delivery and records the outcome; the permit frees its worker slot.
-pub(super) async fn deliver(engine: Arc<Engine>, leased: Leased, _slot: OwnedSemaphorePermit) {
+/// A worker: delivers `leased`, then the deliveries waiting in its lane while there are any;
+/// the permit frees its slot at the end.
+pub(super) async fn run(engine: Arc<Engine>, leased: Leased, _slot: OwnedSemaphorePermit) {
+    let mut next = Some(leased);
+    while let Some(leased) = next {
+        deliver(&engine, &leased).await;
+        next = engine.next_in_lane(&leased);
+    }
+}
+
+/// Delivers one leased delivery and records the outcome.
+async fn deliver(engine: &Arc<Engine>, leased: &Leased) {
     let id = leased.record.id;
     let catalog = engine.catalog.current();
     let at_ms = now_ms();
     let started = Instant::now();
-    let result = attempt(&engine, &catalog, &leased.record).await;
+    let result = attempt(engine, &catalog, &leased.record).await;
     let elapsed = started.elapsed();
     let channel = catalog.channels.get(&leased.record.channel);
     let policy = channel.map_or(&engine.settings.retry, |c| &c.retry);
@@ -65,17 +75,45 @@ pub(super) async fn deliver(engine: Arc<Engine>, leased: Leased, _slot: OwnedSem
             .inc();
     }
     let retry = matches!(completion.next, Next::RetryAt(_));
-    match engine.store.complete(&leased, completion, now) {
+    report(engine, &leased.record, &completion, now);
+    match engine.store.complete(leased, completion, now) {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
         }
         // The due entry stays: the delivery is handed out again (at least once).
         Err(e) => tracing::error!(delivery = %id, error = %e, "could not record an attempt"),
     }
-    engine.inflight.lock().expect("inflight lock").remove(&id);
     if retry {
         // The dispatcher may be asleep until a later time than this retry's.
         engine.wake.notify_one();
+    }
+}
+
+/// Says what became of an attempt at the level an operator must see: a dead letter at WARN, a
+/// retry at INFO, a throttled destination at INFO once a minute (every wait is in the metrics).
+fn report(engine: &Engine, rec: &DeliveryRecord, c: &Completion, now: u64) {
+    let Some(error) = &c.attempt.error else {
+        return;
+    };
+    let (id, event, channel) = (rec.id, rec.id.event, rec.channel.as_str());
+    let (reason, detail) = (error.reason.as_str(), error.detail.as_str());
+    match c.next {
+        Next::Dead => tracing::warn!(delivery = %id, %event, channel, reason, detail,
+            attempts = rec.attempts + u32::from(c.counted), "dead letter: delivery given up"),
+        Next::RetryAt(at) if c.counted => tracing::info!(delivery = %id, %event, channel, reason,
+            detail, attempt = rec.attempts + 1, retry_in_s = at.saturating_sub(now) / 1000,
+            "delivery failed; retry scheduled"),
+        Next::RetryAt(at) => {
+            if engine.first_throttle_in_a_minute(channel, now) {
+                tracing::info!(
+                    channel,
+                    detail,
+                    wait_s = at.saturating_sub(now) / 1000,
+                    "destination throttled; deliveries wait (logged once a minute per channel)"
+                );
+            }
+        }
+        Next::Delivered => {}
     }
 }
 
@@ -134,14 +172,17 @@ async fn attempt(
         // Not an attempt: the delivery comes back at its reserved slot.
         return Err(DeliveryError::Throttled {
             detail: format!("rate limit of channel {}", ch.name),
-            wait,
+            wait: Some(wait),
         });
     }
     let result = ch.channel.send(&out).await;
-    if let (Err(DeliveryError::Throttled { wait, .. }), Some(limiter)) = (&result, &ch.limiter) {
+    if let (Err(DeliveryError::Throttled { wait: Some(w), .. }), Some(limiter)) =
+        (&result, &ch.limiter)
+    {
         // The vendor says this destination is saturated: hold everything bound for it, as long
         // as this delivery will wait (the policy bounds what a vendor may ask).
-        limiter.pause_until(now_ms() + ch.retry.throttle_wait(*wait).as_millis() as u64);
+        let wait = ch.retry.throttle_wait(Some(*w), rec.attempts, 0.0);
+        limiter.pause_until(now_ms() + wait.as_millis() as u64);
     }
     if let Ok(r) = &result
         && r.rejected > 0
@@ -189,7 +230,7 @@ fn decide(
             let DeliveryError::Throttled { wait, .. } = &e else {
                 unreachable!()
             };
-            let wait = policy.throttle_wait(*wait);
+            let wait = policy.throttle_wait(*wait, rec.attempts, jitter);
             let next = if age + wait > policy.max_age {
                 Next::Dead
             } else {
@@ -272,6 +313,7 @@ mod tests {
             updated_ms: created_ms,
             next_ms: None,
             last_error: None,
+            waiting: None,
             receipt: None,
         }
     }
@@ -311,7 +353,7 @@ mod tests {
     fn throttles_do_not_count() {
         let e = DeliveryError::Throttled {
             detail: "130101".into(),
-            wait: Duration::from_secs(600),
+            wait: Some(Duration::from_secs(600)),
         };
         let c = run(Err(e), &rec(2, 0), 1000);
         assert!(!c.counted);

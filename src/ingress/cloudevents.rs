@@ -19,14 +19,15 @@ pub enum Mode {
     Batch,
 }
 
-/// The CloudEvents mode of a request, if it is one: by Content-Type, else by `ce-specversion`.
+/// The CloudEvents mode of a request, if it is one: by Content-Type, else by any `ce-` header
+/// (so that binary mode without `ce-specversion` is told which attribute it lacks).
 pub fn detect(content_type: &str, headers: &HeaderMap) -> Option<Mode> {
     let ct = content_type.trim().to_ascii_lowercase();
     if ct.starts_with("application/cloudevents-batch") {
         Some(Mode::Batch)
     } else if ct.starts_with("application/cloudevents") {
         Some(Mode::Structured)
-    } else if headers.contains_key("ce-specversion") {
+    } else if headers.keys().any(|h| h.as_str().starts_with("ce-")) {
         Some(Mode::Binary)
     } else {
         None

@@ -8,6 +8,7 @@ use actix_web::http::header::HeaderMap;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::IdKind;
 use super::error::IngressError;
 use crate::catalog::SourceDef;
 use crate::catalog::source::{Extract, Extractor};
@@ -74,12 +75,23 @@ impl View<'_> {
     }
 }
 
-/// Parses a generic JSON body into an event for `source`.
+/// Ids made from the content that are longer than this (a template over every alert of a large
+/// group) are replaced by their hash, so such an id stays short whatever the body.
+const MAX_MADE_ID: usize = 256;
+
+fn bounded_id(id: String) -> String {
+    if id.len() <= MAX_MADE_ID {
+        return id;
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+}
+
+/// Parses a generic JSON body into an event for `source`, saying where its id came from.
 pub fn json_event(
     source: &SourceDef,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Event, IngressError> {
+) -> Result<(Event, IdKind), IngressError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(IngressError::BadRequest(
             "body is empty; expected JSON".into(),
@@ -102,21 +114,30 @@ pub fn json_event(
         };
         format!("{}.{suffix}", source.name)
     });
-    // No id anywhere: the content is the identity, so a resend of the same body is a duplicate.
-    let id = view.first(&rules.id).unwrap_or_else(|| {
-        let mut h = Sha256::new();
-        h.update(source.name.as_bytes());
-        h.update(b"\n");
-        h.update(body);
-        hex::encode(h.finalize())
-    });
+    // No id anywhere: the content is the identity, so a resend of the same body (a sender's
+    // retry) is a duplicate.
+    let (id, id_kind) = rules
+        .id
+        .iter()
+        .find_map(|x| Some((view.extract(x)?, x.id_kind())))
+        .map(|(id, kind)| match kind {
+            IdKind::Content => (bounded_id(id), kind),
+            IdKind::Explicit => (id, kind),
+        })
+        .unwrap_or_else(|| {
+            let mut h = Sha256::new();
+            h.update(source.name.as_bytes());
+            h.update(b"\n");
+            h.update(body);
+            (hex::encode(h.finalize()), IdKind::Content)
+        });
     let subject = view.first(&rules.subject);
     let extensions: BTreeMap<String, Value> = rules
         .extensions
         .iter()
         .filter_map(|(name, list)| Some((name.clone(), Value::String(view.first(list)?))))
         .collect();
-    Ok(Event {
+    let event = Event {
         receiver: source.name.clone(),
         id,
         source: format!("/hooks/{}", source.name),
@@ -129,7 +150,8 @@ pub fn json_event(
         extensions,
         data: Data::Json(json),
         message,
-    })
+    };
+    Ok((event, id_kind))
 }
 
 #[cfg(test)]
@@ -155,6 +177,7 @@ mod tests {
             auth: Auth::None,
             event,
             dedup_window: None,
+            content_dedup_window: None,
             max_body_bytes: None,
         }
     }
@@ -200,18 +223,23 @@ mod tests {
             ("X-Gitlab-Event-UUID", "uuid-1"),
             ("X-Gitlab-Instance", "https://gitlab.example"),
         ]);
-        let e = json_event(
+        let (e, id_kind) = json_event(
             &s,
             &h,
             br#"{"object_kind":"merge_request","project":{"path":"g/p"}}"#,
         )
         .unwrap();
+        assert_eq!(
+            id_kind,
+            IdKind::Explicit,
+            "a delivery-id header names the event"
+        );
         assert_eq!(e.ty, "gitlab.merge_request_hook");
         assert_eq!(e.id, "uuid-1");
         assert_eq!(e.subject.as_deref(), Some("g/p"));
         assert_eq!(e.extensions["instance"], "https://gitlab.example");
         assert_eq!(e.source, "/hooks/gitlab");
-        let e = json_event(&s, &h, br#"{"event_name":"user_create"}"#).unwrap();
+        let (e, _) = json_event(&s, &h, br#"{"event_name":"user_create"}"#).unwrap();
         assert_eq!(e.ty, "gitlab.system.user_create");
         assert_eq!(e.subject, None);
     }
@@ -222,9 +250,10 @@ mod tests {
             ty: vec![x(Extract::Pointer("/task_id".into()), "t", false)],
             ..EventRules::default()
         });
-        let a = json_event(&s, &HeaderMap::new(), br#"{"task_id": 47}"#).unwrap();
-        let b = json_event(&s, &HeaderMap::new(), br#"{"task_id": 47}"#).unwrap();
-        let c = json_event(&s, &HeaderMap::new(), br#"{"task_id": 48}"#).unwrap();
+        let (a, kind) = json_event(&s, &HeaderMap::new(), br#"{"task_id": 47}"#).unwrap();
+        let (b, _) = json_event(&s, &HeaderMap::new(), br#"{"task_id": 47}"#).unwrap();
+        let (c, _) = json_event(&s, &HeaderMap::new(), br#"{"task_id": 48}"#).unwrap();
+        assert_eq!(kind, IdKind::Content, "a hash only absorbs retries");
         assert_eq!(a.ty, "t47");
         assert_eq!(a.id, b.id);
         assert_ne!(a.id, c.id);
@@ -234,7 +263,7 @@ mod tests {
     #[test]
     fn ready_messages_and_bad_bodies() {
         let s = source(EventRules::default());
-        let e = json_event(
+        let (e, _) = json_event(
             &s,
             &HeaderMap::new(),
             r#"{"touser":"U1","msgtype":"text","text":{"content":"hi"}}"#.as_bytes(),

@@ -2,12 +2,12 @@
 
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::error::IngressError;
-use super::{Decoded, decode};
+use super::{Decoded, Format, IdKind, decode};
 use crate::ids::{EventId, now_ms};
-use crate::metrics::ChannelLabels;
+use crate::metrics::{ChannelLabels, SourceLabels};
 use crate::plan::plan;
 use crate::server::AppState;
 use crate::store::{Enqueued, NewEvent};
@@ -64,11 +64,17 @@ async fn accept(
         .map_err(|_| IngressError::TooLarge { limit })?
         .map_err(|e| IngressError::BadRequest(format!("could not read the body: {e}")))?;
     let now = now_ms();
-    let Decoded {
-        events,
-        batch: batched,
-    } = decode(source, req.headers(), &body, now)?;
+    let Decoded { events, format } = decode(source, req.headers(), &body, now)?;
+    let window = match format {
+        Format::Hook {
+            id: IdKind::Content,
+        } => source
+            .content_dedup_window
+            .unwrap_or(state.settings.content_dedup_window),
+        _ => source.dedup_window.unwrap_or(state.settings.dedup_window),
+    };
     let mut ids = Vec::with_capacity(events.len());
+    let mut dead = Vec::with_capacity(events.len());
     let mut batch = Vec::with_capacity(events.len());
     for event in events {
         let planned = plan(&catalog, &event, now);
@@ -83,18 +89,25 @@ async fn accept(
                 })
                 .inc();
         }
+        for d in deliveries.iter().filter(|d| d.failed.is_some()) {
+            let detail = d.failed.as_ref().map_or("", |f| f.detail.as_str());
+            tracing::warn!(source = %name, id = %event.id, channel = %d.channel,
+                template = d.template.as_deref().unwrap_or(""), detail,
+                "dead letter: the template cannot render this event");
+        }
         ids.push(event.id.clone());
+        dead.push(deliveries.iter().filter(|d| d.failed.is_some()).count());
         batch.push(NewEvent {
             id: EventId::generate(now),
             event,
             received_ms: now,
+            dedup_window_ms: window.as_millis() as u64,
             deliveries,
         });
     }
-    let window = source.dedup_window.unwrap_or(state.settings.dedup_window);
     let outcomes = state
         .store
-        .enqueue(batch, window.as_millis() as u64)
+        .enqueue(batch)
         .await
         .map_err(|e| IngressError::Unavailable(e.to_string()))?;
     if outcomes
@@ -103,27 +116,67 @@ async fn accept(
     {
         state.wake.notify_one();
     }
-    let answers: Vec<Value> = outcomes
-        .iter()
-        .zip(&ids)
-        .map(|(o, ce_id)| match o {
-            Enqueued::Accepted { id, deliveries } => json!({
-                "status": "accepted", "event": id.to_string(), "id": ce_id, "deliveries": deliveries,
-            }),
-            Enqueued::Duplicate { id } => json!({
-                "status": "duplicate", "event": id.to_string(), "id": ce_id,
-            }),
-        })
-        .collect();
-    Ok(match (batched, answers.as_slice()) {
-        (true, _) => {
-            HttpResponse::Accepted().json(json!({ "status": "accepted", "events": answers }))
+    for (o, ce_id) in outcomes.iter().zip(&ids) {
+        if let Enqueued::Duplicate { id } = o {
+            state
+                .metrics
+                .duplicates
+                .get_or_create(&SourceLabels {
+                    source: name.to_string(),
+                })
+                .inc();
+            tracing::info!(source = %name, id = %ce_id, event = %id, "duplicate event; nothing new planned");
         }
-        (_, [one]) if one["status"] == "duplicate" => HttpResponse::Ok().json(one),
-        (_, [one]) => HttpResponse::Accepted().json(one),
-        _ => unreachable!("one event unless batched"),
+    }
+    Ok(match format {
+        Format::CloudEvents { batch } => cloudevents_answer(&outcomes, batch),
+        Format::Hook { .. } => hook_answer(&outcomes[0], &ids[0], dead[0]),
     })
 }
+
+/// A CloudEvents sender (a Knative Broker, Channel or Source) takes a 2xx whose body is not a
+/// CloudEvent as a failure and retries it: the answer has no body, the stored ids travel in a
+/// header.
+fn cloudevents_answer(outcomes: &[Enqueued], batch: bool) -> HttpResponse {
+    let ids: Vec<String> = outcomes
+        .iter()
+        .map(|o| match o {
+            Enqueued::Accepted { id, .. } | Enqueued::Duplicate { id } => id.to_string(),
+        })
+        .collect();
+    let duplicate = !batch && matches!(outcomes, [Enqueued::Duplicate { .. }]);
+    let mut r = if duplicate {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::Accepted()
+    };
+    if !ids.is_empty() {
+        r.insert_header((EVENT_HEADER, ids.join(",")));
+    }
+    if duplicate {
+        r.insert_header((STATUS_HEADER, "duplicate"));
+    }
+    r.finish()
+}
+
+/// A system hook is answered in JSON: what was stored, how many deliveries were planned, and
+/// how many of them are dead already (their template could not render the event).
+fn hook_answer(outcome: &Enqueued, ce_id: &str, dead: usize) -> HttpResponse {
+    match outcome {
+        Enqueued::Accepted { id, deliveries } => HttpResponse::Accepted().json(json!({
+            "status": "accepted", "event": id.to_string(), "id": ce_id,
+            "deliveries": deliveries, "dead": dead,
+        })),
+        Enqueued::Duplicate { id } => HttpResponse::Ok().json(json!({
+            "status": "duplicate", "event": id.to_string(), "id": ce_id,
+        })),
+    }
+}
+
+/// The header that carries the stored event id(s) of a CloudEvents answer.
+const EVENT_HEADER: &str = "X-Hookrelay-Event";
+/// Set to `duplicate` on the answer to a CloudEvent that was received before.
+const STATUS_HEADER: &str = "X-Hookrelay-Status";
 
 /// Anything but POST on a hook path.
 pub async fn method_not_allowed() -> Result<HttpResponse, IngressError> {

@@ -11,6 +11,7 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderMap};
 use actix_web::web;
 
 use crate::catalog::SourceDef;
+pub use crate::catalog::source::IdKind;
 use crate::event::Event;
 
 pub use error::IngressError;
@@ -18,8 +19,17 @@ pub use error::IngressError;
 /// What a request carried, once authenticated and decoded.
 pub struct Decoded {
     pub events: Vec<Event>,
-    /// Sent as a CloudEvents batch (answered with one status per event).
-    pub batch: bool,
+    pub format: Format,
+}
+
+/// How a request carried its event(s), which decides how it is answered and de-duplicated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON system hook, answered with a JSON body.
+    Hook { id: IdKind },
+    /// CloudEvents (Knative's sink contract: a 2xx reply carries no body); `batch` when sent as
+    /// a batch.
+    CloudEvents { batch: bool },
 }
 
 /// Authenticates a request for `source` and decodes its event(s): a CloudEvent in any mode if
@@ -37,11 +47,17 @@ pub fn decode(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let mode = cloudevents::detect(content_type, headers);
-    let events = match mode {
-        Some(mode) if source.cloudevents => {
-            cloudevents::decode(mode, &source.name, content_type, headers, body)?
+    let (events, format) = match mode {
+        Some(mode) if source.cloudevents => (
+            cloudevents::decode(mode, &source.name, content_type, headers, body)?,
+            Format::CloudEvents {
+                batch: mode == cloudevents::Mode::Batch,
+            },
+        ),
+        _ if source.json => {
+            let (event, id) = extract::json_event(source, headers, body)?;
+            (vec![event], Format::Hook { id })
         }
-        _ if source.json => vec![extract::json_event(source, headers, body)?],
         _ => {
             return Err(IngressError::UnsupportedMediaType(
                 "this source accepts CloudEvents only: binary mode (ce-* headers) or \
@@ -50,10 +66,7 @@ pub fn decode(
             ));
         }
     };
-    Ok(Decoded {
-        events,
-        batch: mode == Some(cloudevents::Mode::Batch),
-    })
+    Ok(Decoded { events, format })
 }
 
 /// Registers the hook endpoint.

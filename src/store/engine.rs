@@ -20,8 +20,8 @@ use super::keys;
 use super::kv::{Kv, Op};
 use super::record::{decode, encode};
 use super::{
-    AttemptRecord, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued, EventRecord,
-    Leased, NewEvent, Next, Purged, Replay, Store, StoreError,
+    AttemptRecord, AttemptResult, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued,
+    EventRecord, Leased, NewEvent, Next, Purged, Replay, Store, StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -70,6 +70,15 @@ fn parse_dedup_value(v: &[u8]) -> Option<(EventId, u64)> {
     Some((EventId(id), u64::from_be_bytes(v[16..].try_into().ok()?)))
 }
 
+/// What [`KvStore::stage`] wrote.
+struct Staged {
+    outcomes: Vec<Enqueued>,
+    /// Due entries written, to mirror in memory once durable.
+    due: Vec<(u64, DeliveryId)>,
+    /// Deletes every key written.
+    undo: Vec<Op>,
+}
+
 /// The writes that store an event, its dedup key and its deliveries (due, or dead if planning
 /// failed); the due entries they add are pushed to `due`.
 fn event_ops(
@@ -105,6 +114,7 @@ fn event_ops(
             updated_ms: new.received_ms,
             next_ms: (!dead).then_some(d.due_ms),
             last_error: d.failed,
+            waiting: None,
             receipt: None,
         };
         let index = if dead {
@@ -149,18 +159,18 @@ impl<K: Kv> KvStore<K> {
         self.due.lock().map_err(|_| StoreError::Closed)
     }
 
-    /// The atomic write of [`Store::enqueue`], without waiting for it to be durable. Ingest
-    /// always goes through `enqueue`; this is public for the store benchmarks.
-    pub fn write(
-        &self,
-        events: Vec<NewEvent>,
-        dedup_window_ms: u64,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        let _claim = self.enqueue_lock.lock().map_err(|_| StoreError::Closed)?;
+    /// The atomic write of [`Store::enqueue`], without waiting for it to be durable: what it
+    /// decided, the due entries it wrote (dispatchable only once durable) and the writes that
+    /// take it back.
+    fn stage(&self, events: Vec<NewEvent>) -> Result<Staged, StoreError> {
+        let _claim = self.claim();
         let mut ops = Vec::with_capacity(events.len() * 4);
-        let mut due = Vec::with_capacity(events.len());
+        let mut staged = Staged {
+            outcomes: Vec::with_capacity(events.len()),
+            due: Vec::with_capacity(events.len()),
+            undo: Vec::new(),
+        };
         let mut claimed: HashMap<Vec<u8>, EventId> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(events.len());
         for new in events {
             let dedup_key = keys::dedup(&new.event.dedup_key());
             let seen = match claimed.get(&dedup_key) {
@@ -170,24 +180,45 @@ impl<K: Kv> KvStore<K> {
                     .get(&dedup_key)?
                     .as_deref()
                     .and_then(parse_dedup_value)
-                    .filter(|(_, at)| at.saturating_add(dedup_window_ms) > new.received_ms)
+                    .filter(|(_, at)| at.saturating_add(new.dedup_window_ms) > new.received_ms)
                     .map(|(id, _)| id),
             };
             if let Some(id) = seen {
-                outcomes.push(Enqueued::Duplicate { id });
+                staged.outcomes.push(Enqueued::Duplicate { id });
                 continue;
             }
             claimed.insert(dedup_key.clone(), new.id);
-            outcomes.push(Enqueued::Accepted {
+            staged.outcomes.push(Enqueued::Accepted {
                 id: new.id,
                 deliveries: new.deliveries.len(),
             });
-            event_ops(&mut ops, &mut due, new, dedup_key);
+            event_ops(&mut ops, &mut staged.due, new, dedup_key);
         }
+        staged.undo = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(k, _) | Op::Delete(k) => Op::Delete(k.clone()),
+            })
+            .collect();
         // One write: every event, its dedup key and every delivery land together or not at all.
         self.kv.write(ops)?;
-        self.due()?.extend(due);
-        Ok(outcomes)
+        Ok(staged)
+    }
+
+    /// The write of [`Store::enqueue`] with its deliveries dispatchable at once, not waiting
+    /// for durability: for the store benchmarks only (ingest always goes through `enqueue`).
+    pub fn write(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
+        let staged = self.stage(events)?;
+        self.due()?.extend(staged.due);
+        Ok(staged.outcomes)
+    }
+
+    /// The ingest lock: serializes a dedup check with the write that claims the key. It guards
+    /// no data, so a panic while it was held leaves nothing to distrust.
+    fn claim(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.enqueue_lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn count_prefix(&self, prefix: u8) -> Result<u64, StoreError> {
@@ -203,15 +234,20 @@ impl<K: Kv> KvStore<K> {
 
 #[async_trait]
 impl<K: Kv> Store for KvStore<K> {
-    async fn enqueue(
-        &self,
-        events: Vec<NewEvent>,
-        dedup_window_ms: u64,
-    ) -> Result<Vec<Enqueued>, StoreError> {
-        let outcomes = self.write(events, dedup_window_ms)?;
+    async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
+        let staged = self.stage(events)?;
         // Duplicates wait too: the original may have been written but not yet flushed.
-        self.committer.durable().await?;
-        Ok(outcomes)
+        if let Err(e) = self.committer.durable().await {
+            // The sender hears 503 and will send again: nothing of this write may be sent or
+            // claim its dedup key. Taken back as far as the engine still writes.
+            let _claim = self.claim();
+            if let Err(undo) = self.kv.write(staged.undo) {
+                tracing::warn!(error = %undo, "could not take back a write whose flush failed");
+            }
+            return Err(e);
+        }
+        self.due()?.extend(staged.due);
+        Ok(staged.outcomes)
     }
 
     fn lease_due(
@@ -286,8 +322,13 @@ impl<K: Kv> Store for KvStore<K> {
             rec.attempts += 1;
         }
         rec.updated_ms = now_ms;
-        if completion.attempt.error.is_some() {
-            rec.last_error = completion.attempt.error.clone();
+        if completion.attempt.result == AttemptResult::Throttled {
+            rec.waiting = completion.attempt.error.clone();
+        } else {
+            rec.waiting = None;
+            if completion.attempt.error.is_some() {
+                rec.last_error = completion.attempt.error.clone();
+            }
         }
         if completion.attempt.receipt.is_some() {
             rec.receipt = completion.attempt.receipt.clone();
@@ -508,7 +549,7 @@ impl<K: Kv> Store for KvStore<K> {
         if removed > 0 {
             // A dedup key goes only while it still points at its event: ingest may have claimed
             // it for a new one since the window passed, so check and write under its lock.
-            let _claim = self.enqueue_lock.lock().map_err(|_| StoreError::Closed)?;
+            let _claim = self.claim();
             for (key, event_id) in dedups {
                 let current = self.kv.get(&key)?;
                 if current
@@ -563,7 +604,7 @@ mod tests {
     async fn a_stale_due_entry_is_never_handed_out() {
         let dir = tempfile::tempdir().unwrap();
         let s = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
-        s.enqueue(vec![new_event("st", 0, vec![delivery(0)])], 1000)
+        s.enqueue(vec![new_event("st", 0, vec![delivery(0)])])
             .await
             .unwrap();
         let l = s.lease_due(0, 1, &idle).unwrap();

@@ -4,12 +4,14 @@
 //! | prefix | key after the prefix          | value           | query it serves                 |
 //! |--------|-------------------------------|-----------------|---------------------------------|
 //! | `e`    | event id (16)                 | EventRecord     | retention scan in time order    |
-//! | `k`    | dedup key (text)              | event id + ms   | de-duplication at ingress       |
+//! | `k`    | SHA-256 of the dedup key (32) | event id + ms   | de-duplication at ingress       |
 //! | `d`    | delivery id (20)              | DeliveryRecord  | deliveries of an event (prefix) |
 //! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order (in flight too, until their outcome) |
 //! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
 //! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
 //! | `m`    | name (text)                   | engine-defined  | the engine's own bookkeeping    |
+
+use sha2::{Digest, Sha256};
 
 use crate::ids::{DeliveryId, EventId};
 
@@ -28,10 +30,12 @@ pub fn event(id: &EventId) -> [u8; 17] {
     k
 }
 
+/// The dedup key of an event: a fixed-size hash of its (Source, `source`, `id`), so that no
+/// sender-chosen length reaches the engine's key limit.
 pub fn dedup(key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + key.len());
+    let mut k = Vec::with_capacity(33);
     k.push(DEDUP);
-    k.extend_from_slice(key.as_bytes());
+    k.extend_from_slice(&Sha256::digest(key.as_bytes()));
     k
 }
 

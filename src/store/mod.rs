@@ -113,6 +113,9 @@ pub struct NewEvent {
     pub id: EventId,
     pub event: Event,
     pub received_ms: u64,
+    /// How long its dedup key keeps later copies out (an explicit id is remembered longer than
+    /// a content hash).
+    pub dedup_window_ms: u64,
     pub deliveries: Vec<NewDelivery>,
 }
 
@@ -194,14 +197,11 @@ pub enum Replay {
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Stores the events, their dedup keys and all their deliveries in one atomic write,
-    /// skipping any event whose dedup key was seen within `dedup_window_ms` (earlier in the same
-    /// batch included); resolves only once that write (or the original, for a duplicate) is
-    /// durable. One answer per event, in order.
-    async fn enqueue(
-        &self,
-        events: Vec<NewEvent>,
-        dedup_window_ms: u64,
-    ) -> Result<Vec<Enqueued>, StoreError>;
+    /// skipping any event whose dedup key was seen within its `dedup_window_ms` (earlier in the
+    /// same batch included); resolves only once that write (or the original, for a duplicate)
+    /// is durable. Its deliveries become dispatchable only then: a failed flush leaves nothing
+    /// to send. One answer per event, in order.
+    async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Up to `limit` deliveries due at or before `now_ms`, in due order, skipping those `busy`
     /// says are in flight already. Nothing is written: the store belongs to one process, which

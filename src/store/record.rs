@@ -87,8 +87,13 @@ pub struct DeliveryRecord {
     pub updated_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_ms: Option<u64>,
+    /// The last failed attempt (a throttle wait is not one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<ErrorInfo>,
+    /// Why it waits right now: the destination's rate limit or the vendor's throttle. Cleared by
+    /// the next attempt that is not a wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<ErrorInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Value>,
 }

@@ -17,8 +17,9 @@ trait EnqueueOne {
 }
 
 impl EnqueueOne for dyn Store + '_ {
-    async fn enqueue_one(&self, e: NewEvent, window: u64) -> Result<Enqueued, StoreError> {
-        Ok(self.enqueue(vec![e], window).await?.remove(0))
+    async fn enqueue_one(&self, mut e: NewEvent, window: u64) -> Result<Enqueued, StoreError> {
+        e.dedup_window_ms = window;
+        Ok(self.enqueue(vec![e]).await?.remove(0))
     }
 }
 
@@ -61,6 +62,7 @@ pub fn new_event(id: &str, at: u64, deliveries: Vec<NewDelivery>) -> NewEvent {
         id: EventId::generate(at),
         event: event(id),
         received_ms: at,
+        dedup_window_ms: DAY,
         deliveries,
     }
 }
@@ -301,14 +303,11 @@ pub async fn a_purge_pass_steps_past_what_it_keeps(s: &dyn Store) {
 
 pub async fn a_batch_is_one_write_and_dedups_within_itself(s: &dyn Store) {
     let answers = s
-        .enqueue(
-            vec![
-                new_event("b1", 0, vec![delivery(0)]),
-                new_event("b2", 0, vec![delivery(0), delivery(0)]),
-                new_event("b1", 0, vec![delivery(0)]),
-            ],
-            DAY,
-        )
+        .enqueue(vec![
+            new_event("b1", 0, vec![delivery(0)]),
+            new_event("b2", 0, vec![delivery(0), delivery(0)]),
+            new_event("b1", 0, vec![delivery(0)]),
+        ])
         .await
         .unwrap();
     let Enqueued::Accepted { id, deliveries: 1 } = answers[0] else {

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{VendorReply, vendor_call};
 use super::ratelimit::Limit;
+use super::reply::{ReplyTable, Rounds, Spent, VendorReply, Verdict, call};
 use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
@@ -46,27 +46,39 @@ pub struct Dingtalk {
     http: reqwest::Client,
 }
 
-/// What a DingTalk answer means (PROTOCOLS.md §3).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Class {
-    Sent,
-    Retry,
-    /// The robot is being throttled (DingTalk holds it ~10 minutes).
-    Throttle,
-    /// The timestamp was refused: sign again, once.
-    Resign,
-    Fail(Reason),
+/// The answer table of a DingTalk robot (PROTOCOLS.md §3).
+struct Send;
+
+impl ReplyTable for Send {
+    const CODE: &'static [&'static str] = &["errcode"];
+    const MESSAGE: &'static [&'static str] = &["errmsg"];
+
+    fn classify(&self, errcode: i64, reply: &VendorReply) -> Verdict {
+        // The robot is being throttled: DingTalk holds it about 10 minutes.
+        let throttled = Verdict::Throttle(Some(Duration::from_secs(600)));
+        match errcode {
+            0 if punished(reply) => throttled,
+            0 => Verdict::Sent,
+            130101 => throttled,
+            -1 => Verdict::Retry(Reason::Server),
+            // Clocks drift: the timestamp was refused, sign again once.
+            310000 if reply.text("errmsg").contains("timestamp") => {
+                Verdict::Again(Spent::Fail(Reason::Auth))
+            }
+            310000 | 300001 | 300005 => Verdict::Fail(Reason::Auth),
+            _ => Verdict::Fail(Reason::Client),
+        }
+    }
 }
 
-fn classify(errcode: i64, errmsg: &str, punished: bool) -> Class {
-    match errcode {
-        0 if !punished => Class::Sent,
-        0 | 130101 => Class::Throttle,
-        -1 => Class::Retry,
-        310000 if errmsg.contains("timestamp") => Class::Resign,
-        310000 | 300001 | 300005 => Class::Fail(Reason::Auth),
-        _ => Class::Fail(Reason::Client),
-    }
+/// Whether a throttled answer's `status` / `punish` / `wait` fields are set.
+fn punished(reply: &VendorReply) -> bool {
+    ["status", "punish", "wait"].iter().any(|f| {
+        reply
+            .body
+            .get(*f)
+            .is_some_and(|v| v.as_i64().is_some_and(|n| n != 0) || v.as_bool() == Some(true))
+    })
 }
 
 impl Dingtalk {
@@ -180,15 +192,6 @@ impl Dingtalk {
         s.extend(self.secret.as_ref().map(|k| k.expose().to_string()));
         s
     }
-
-    fn punished(reply: &VendorReply) -> bool {
-        ["status", "punish", "wait"].iter().any(|f| {
-            reply
-                .body
-                .get(*f)
-                .is_some_and(|v| v.as_i64().is_some_and(|n| n != 0) || v.as_bool() == Some(true))
-        })
-    }
 }
 
 fn first_line(text: &str) -> String {
@@ -224,31 +227,21 @@ impl Channel for Dingtalk {
         let body = self.body(out);
         let owned = self.secrets();
         let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
-        for round in 0..2 {
+        // Signed per round: a second round needs a fresh timestamp.
+        let mut rounds = Rounds::default();
+        loop {
             let req = self
                 .http
                 .post(self.signed_url())
                 .timeout(out.timeout)
                 .json(&body);
-            let reply = vendor_call(req).await.map_err(|e| e.scrubbed(&secrets))?;
-            let code = reply.int("errcode").unwrap_or(0);
-            let msg = reply.text("errmsg");
-            let detail = || format!("errcode {code}: {msg}");
-            let failure = match classify(code, msg, Dingtalk::punished(&reply)) {
-                Class::Sent => return Ok(Receipt::default()),
-                // Clocks drift: one more try with a fresh timestamp.
-                Class::Resign if round == 0 => continue,
-                Class::Resign => DeliveryError::permanent(Reason::Auth, detail()),
-                Class::Retry => DeliveryError::retryable(Reason::Server, detail()),
-                Class::Throttle => DeliveryError::Throttled {
-                    detail: detail(),
-                    wait: Duration::from_secs(600),
-                },
-                Class::Fail(reason) => DeliveryError::permanent(reason, detail()),
-            };
-            return Err(failure.scrubbed(&secrets));
+            let reply = call(req).await.map_err(|e| e.scrubbed(&secrets))?;
+            match rounds.judge(&Send, reply) {
+                Ok(Some(_)) => return Ok(Receipt::default()),
+                Ok(None) => continue,
+                Err(e) => return Err(e.scrubbed(&secrets)),
+            }
         }
-        unreachable!("the second round always returns")
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
@@ -269,52 +262,50 @@ impl Channel for Dingtalk {
 mod tests {
     use super::*;
 
+    use crate::channel::reply::table_test::{first_round, shared_rows};
+
     #[test]
-    fn answer_table() {
+    fn reply_table() {
+        shared_rows(&Send, r#"{"errcode":0,"errmsg":"ok"}"#);
+        let throttled = Verdict::Throttle(Some(Duration::from_secs(600)));
         let rows = [
-            (0, "ok", false, Class::Sent),
-            (0, "ok", true, Class::Throttle),
-            (130101, "send too fast", false, Class::Throttle),
-            (-1, "busy", false, Class::Retry),
             (
-                310000,
-                "description:invalid timestamp;solution:…",
-                false,
-                Class::Resign,
+                r#"{"errcode":0,"errmsg":"ok","status":1,"punish":"x"}"#,
+                throttled,
+            ),
+            (r#"{"errcode":0,"errmsg":"ok","wait":true}"#, throttled),
+            (r#"{"errcode":130101,"errmsg":"send too fast"}"#, throttled),
+            (
+                r#"{"errcode":-1,"errmsg":"busy"}"#,
+                Verdict::Retry(Reason::Server),
             ),
             (
-                310000,
-                "description:关键词不匹配;solution:…",
-                false,
-                Class::Fail(Reason::Auth),
+                r#"{"errcode":310000,"errmsg":"description:invalid timestamp;solution:…"}"#,
+                Verdict::Again(Spent::Fail(Reason::Auth)),
             ),
             (
-                310000,
-                "description:sign not match;solution:…",
-                false,
-                Class::Fail(Reason::Auth),
+                r#"{"errcode":310000,"errmsg":"description:关键词不匹配;solution:…"}"#,
+                Verdict::Fail(Reason::Auth),
             ),
             (
-                300001,
-                "token is not exist",
-                false,
-                Class::Fail(Reason::Auth),
+                r#"{"errcode":310000,"errmsg":"description:sign not match;solution:…"}"#,
+                Verdict::Fail(Reason::Auth),
             ),
             (
-                300005,
-                "token is not exist",
-                false,
-                Class::Fail(Reason::Auth),
+                r#"{"errcode":300001,"errmsg":"token is not exist"}"#,
+                Verdict::Fail(Reason::Auth),
             ),
             (
-                460101,
-                "message too long",
-                false,
-                Class::Fail(Reason::Client),
+                r#"{"errcode":300005,"errmsg":"token is not exist"}"#,
+                Verdict::Fail(Reason::Auth),
+            ),
+            (
+                r#"{"errcode":460101,"errmsg":"message too long"}"#,
+                Verdict::Fail(Reason::Client),
             ),
         ];
-        for (code, msg, punished, class) in rows {
-            assert_eq!(classify(code, msg, punished), class, "errcode {code} {msg}");
+        for (body, want) in rows {
+            assert_eq!(first_round(&Send, 200, &[], body), want, "{body}");
         }
     }
 }

@@ -11,8 +11,9 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::{VendorReply, retry_after, vendor_call};
+use super::http::retry_after;
 use super::ratelimit::Limit;
+use super::reply::{ReplyTable, Rounds, Spent, VendorReply, Verdict, call};
 use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
@@ -44,28 +45,69 @@ pub struct Feishu {
     http: reqwest::Client,
 }
 
-/// What a Feishu answer means (PROTOCOLS.md §4).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Class {
-    Sent,
-    Throttle(Duration),
-    /// Signature or timestamp refused: sign again, once.
-    Resign,
-    Fail(Reason),
+/// The answer table of a Feishu / Lark bot (PROTOCOLS.md §4): `code`, or the legacy
+/// `StatusCode`.
+struct Send;
+
+impl Send {
+    /// The throttles Feishu reports in its body, whatever the HTTP status it sends them with
+    /// (9499 "too many request" comes as HTTP 400, 99991400 as 429).
+    fn throttle(&self, code: i64, reply: &VendorReply) -> Option<Verdict> {
+        let msg = message(reply).to_lowercase();
+        let wait = |default: u64| {
+            Verdict::Throttle(Some(
+                self.throttle_wait(reply)
+                    .unwrap_or(Duration::from_secs(default)),
+            ))
+        };
+        match code {
+            9499 if msg.contains("too many request") => Some(wait(1)),
+            11232 => Some(wait(60)),
+            99991400 => Some(wait(1)),
+            _ => None,
+        }
+    }
 }
 
-fn classify(code: i64, msg: &str) -> Class {
-    match code {
-        0 => Class::Sent,
-        9499 if msg.to_lowercase().contains("too many request") => {
-            Class::Throttle(Duration::from_secs(1))
+impl ReplyTable for Send {
+    const CODE: &'static [&'static str] = &["code", "StatusCode"];
+    const MESSAGE: &'static [&'static str] = &["msg", "StatusMessage"];
+
+    fn classify(&self, code: i64, reply: &VendorReply) -> Verdict {
+        if let Some(throttled) = self.throttle(code, reply) {
+            return throttled;
         }
-        11232 => Class::Throttle(Duration::from_secs(60)),
-        99991400 => Class::Throttle(Duration::from_secs(1)),
-        19021 => Class::Resign,
-        19001 | 19022 => Class::Fail(Reason::Auth),
-        _ => Class::Fail(Reason::Client),
+        match code {
+            0 => Verdict::Sent,
+            // Signature or timestamp refused: sign again, once.
+            19021 => Verdict::Again(Spent::Fail(Reason::Auth)),
+            19001 | 19022 => Verdict::Fail(Reason::Auth),
+            _ => Verdict::Fail(Reason::Client),
+        }
     }
+
+    fn error_status(&self, code: Option<i64>, reply: &VendorReply) -> Option<Verdict> {
+        self.throttle(code?, reply)
+    }
+
+    /// A 429 says when the window resets.
+    fn throttle_wait(&self, reply: &VendorReply) -> Option<Duration> {
+        reply
+            .headers
+            .get("x-ogw-ratelimit-reset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs)
+            .or_else(|| retry_after(&reply.headers))
+    }
+}
+
+fn message(reply: &VendorReply) -> &str {
+    Send::MESSAGE
+        .iter()
+        .map(|f| reply.text(f))
+        .find(|m| !m.is_empty())
+        .unwrap_or("")
 }
 
 impl Feishu {
@@ -112,14 +154,6 @@ impl Feishu {
         s.push(self.url.expose().to_string());
         s.extend(self.secret.as_ref().map(|k| k.expose().to_string()));
         s
-    }
-
-    /// The code of an answer: `code`, or the legacy `StatusCode`.
-    fn code(reply: &VendorReply) -> i64 {
-        reply
-            .int("code")
-            .or_else(|| reply.int("StatusCode"))
-            .unwrap_or(0)
     }
 }
 
@@ -217,43 +251,21 @@ impl Channel for Feishu {
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
         let owned = self.secrets();
         let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
-        for round in 0..2 {
-            // Built per round: a re-sign needs a fresh timestamp.
+        // Built per round: a re-sign needs a fresh timestamp.
+        let mut rounds = Rounds::default();
+        loop {
             let req = self
                 .http
                 .post(self.url.expose())
                 .timeout(out.timeout)
                 .json(&self.body(out));
-            let reply = vendor_call(req).await.map_err(|e| e.scrubbed(&secrets))?;
-            let code = Feishu::code(&reply);
-            let msg = reply
-                .body
-                .get("msg")
-                .or_else(|| reply.body.get("StatusMessage"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let detail = || format!("code {code}: {msg}");
-            let failure = match classify(code, msg) {
-                Class::Sent => return Ok(Receipt::default()),
-                Class::Resign if round == 0 => continue,
-                Class::Resign => DeliveryError::permanent(Reason::Auth, detail()),
-                Class::Throttle(wait) => DeliveryError::Throttled {
-                    detail: detail(),
-                    // A 429 says when the window resets.
-                    wait: reply
-                        .headers
-                        .get("x-ogw-ratelimit-reset")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse().ok())
-                        .map(Duration::from_secs)
-                        .or_else(|| retry_after(&reply.headers))
-                        .unwrap_or(wait),
-                },
-                Class::Fail(reason) => DeliveryError::permanent(reason, detail()),
-            };
-            return Err(failure.scrubbed(&secrets));
+            let reply = call(req).await.map_err(|e| e.scrubbed(&secrets))?;
+            match rounds.judge(&Send, reply) {
+                Ok(Some(_)) => return Ok(Receipt::default()),
+                Ok(None) => continue,
+                Err(e) => return Err(e.scrubbed(&secrets)),
+            }
         }
-        unreachable!("the second round always returns")
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
@@ -273,41 +285,92 @@ impl Channel for Feishu {
 mod tests {
     use super::*;
 
+    use crate::channel::reply::table_test::{Row, first_round, shared_rows};
+
     #[test]
-    fn answer_table() {
-        let rows = [
-            (0, "success", Class::Sent),
+    fn reply_table() {
+        shared_rows(&Send, r#"{"code":0,"msg":"success","data":{}}"#);
+        let s = Duration::from_secs;
+        let rows: &[Row] = &[
             (
-                9499,
-                "too many request",
-                Class::Throttle(Duration::from_secs(1)),
-            ),
-            (9499, "Bad Request", Class::Fail(Reason::Client)),
-            (
-                11232,
-                "frequency limited",
-                Class::Throttle(Duration::from_secs(60)),
+                200,
+                &[],
+                r#"{"StatusCode":0,"StatusMessage":"success"}"#,
+                Verdict::Sent,
             ),
             (
-                99991400,
-                "request trigger frequency limit",
-                Class::Throttle(Duration::from_secs(1)),
+                400,
+                &[],
+                r#"{"code":9499,"msg":"too many request"}"#,
+                Verdict::Throttle(Some(s(1))),
             ),
             (
-                19021,
-                "sign match fail or timestamp is not within one hour from current time",
-                Class::Resign,
+                200,
+                &[],
+                r#"{"code":9499,"msg":"Bad Request"}"#,
+                Verdict::Fail(Reason::Client),
             ),
             (
-                19001,
-                "param invalid: incoming webhook access token invalid",
-                Class::Fail(Reason::Auth),
+                400,
+                &[],
+                r#"{"code":9499,"msg":"Bad Request"}"#,
+                Verdict::Fail(Reason::Client),
             ),
-            (19022, "Ip Not Allowed", Class::Fail(Reason::Auth)),
-            (19024, "Key Words Not Found", Class::Fail(Reason::Client)),
+            (
+                200,
+                &[],
+                r#"{"code":11232,"msg":"frequency limited"}"#,
+                Verdict::Throttle(Some(s(60))),
+            ),
+            (
+                429,
+                &[("x-ogw-ratelimit-reset", "12")],
+                r#"{"code":99991400,"msg":"request trigger frequency limit"}"#,
+                Verdict::Throttle(Some(s(12))),
+            ),
+            (
+                429,
+                &[("x-ogw-ratelimit-reset", "3")],
+                "",
+                Verdict::Throttle(Some(s(3))),
+            ),
+            (
+                200,
+                &[],
+                r#"{"code":19021,"msg":"sign match fail or timestamp is not within one hour"}"#,
+                Verdict::Again(Spent::Fail(Reason::Auth)),
+            ),
+            (
+                200,
+                &[],
+                r#"{"code":19001,"msg":"param invalid: incoming webhook access token invalid"}"#,
+                Verdict::Fail(Reason::Auth),
+            ),
+            (
+                200,
+                &[],
+                r#"{"code":19022,"msg":"Ip Not Allowed"}"#,
+                Verdict::Fail(Reason::Auth),
+            ),
+            (
+                200,
+                &[],
+                r#"{"code":19024,"msg":"Key Words Not Found"}"#,
+                Verdict::Fail(Reason::Client),
+            ),
+            (
+                500,
+                &[],
+                r#"{"code":0,"msg":"success"}"#,
+                Verdict::Retry(Reason::Server),
+            ),
         ];
-        for (code, msg, class) in rows {
-            assert_eq!(classify(code, msg), class, "code {code} {msg}");
+        for (status, headers, body, want) in rows {
+            assert_eq!(
+                &first_round(&Send, *status, headers, body),
+                want,
+                "HTTP {status} {body}"
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use self::config::{BodyMode, WebhookSpec};
-use super::http::{classify_status, read_body, transport_error};
+use super::reply::{StatusOnly, call, judge};
 use super::{Channel, ChannelKind, DeliveryError, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::normalized_json;
@@ -166,6 +166,10 @@ impl Channel for Webhook {
         !matches!(self.body, Body::Message)
     }
 
+    fn needs_message(&self) -> bool {
+        !matches!(self.body, Body::Event)
+    }
+
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
         let body = self.render_body(out)?;
         let mut req = self
@@ -186,15 +190,12 @@ impl Channel for Webhook {
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", sig);
         }
-        let resp = req.body(body).send().await.map_err(transport_error)?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let read = read_body(resp).await;
+        let reply = call(req.body(body)).await?;
         // Receivers sometimes echo the request (URL, headers) in their error bodies.
         let owned = self.secrets();
         let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
-        classify_status(status, &headers, &read).map_err(|e| e.scrubbed(&secrets))?;
-        Ok(Receipt::of(json!({ "status": status.as_u16() })))
+        judge(&StatusOnly, &reply).map_err(|e| e.scrubbed(&secrets))?;
+        Ok(Receipt::of(json!({ "status": reply.status.as_u16() })))
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {

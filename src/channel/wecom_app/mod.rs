@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use self::config::{AgentId, WecomAppSpec};
 use self::token::TokenCache;
-use super::http::{VendorReply, vendor_call};
+use super::reply::{ReplyTable, Rounds, Spent, VendorReply, Verdict, call};
 use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::{Message, MsgType, markdown_to_text, split_ids, truncate_utf8};
@@ -36,27 +36,24 @@ pub struct WecomApp {
     http: reqwest::Client,
 }
 
-/// What one `message/send` errcode means.
-#[derive(Debug, Clone, PartialEq)]
-enum Class {
-    Sent,
-    /// The token is bad: drop it, fetch another, try once more.
-    BadToken,
-    Retry(Reason),
-    Throttle(Duration),
-    Fail(Reason),
-}
+/// The errcode table of `message/send` (PROTOCOLS.md §1). Codes not listed are permanent:
+/// WeCom's unknown codes are parameter errors, and retrying them only repeats the refusal.
+struct Send;
 
-/// The errcode table (PROTOCOLS.md §1). Codes not listed are permanent: WeCom's unknown codes
-/// are parameter errors, and retrying them only repeats the refusal.
-fn classify(errcode: i64) -> Class {
-    match errcode {
-        0 => Class::Sent,
-        40014 | 42001 | 41001 => Class::BadToken,
-        -1 => Class::Retry(Reason::Server),
-        45009 | 45033 => Class::Throttle(Duration::from_secs(60)),
-        40001 | 40013 | 60020 => Class::Fail(Reason::Auth),
-        _ => Class::Fail(Reason::Client),
+impl ReplyTable for Send {
+    const CODE: &'static [&'static str] = &["errcode"];
+    const MESSAGE: &'static [&'static str] = &["errmsg"];
+
+    fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
+        match errcode {
+            0 => Verdict::Sent,
+            // The token is bad: drop it, fetch another, try once more.
+            40014 | 42001 | 41001 => Verdict::Again(Spent::Retry(Reason::Auth)),
+            -1 => Verdict::Retry(Reason::Server),
+            45009 | 45033 => Verdict::Throttle(Some(Duration::from_secs(60))),
+            40001 | 40013 | 60020 => Verdict::Fail(Reason::Auth),
+            _ => Verdict::Fail(Reason::Client),
+        }
     }
 }
 
@@ -215,8 +212,8 @@ impl Channel for WecomApp {
             ));
         }
         let body = self.body(out);
-        // At most two rounds: a second one only after the token was refused and replaced.
-        for round in 0..2 {
+        let mut rounds = Rounds::default();
+        loop {
             let token = self.tokens.get(&self.http, out.timeout).await?;
             let secrets = [token.expose(), self.secret.expose()];
             let req = self
@@ -225,26 +222,14 @@ impl Channel for WecomApp {
                 .query(&[("access_token", token.expose())])
                 .timeout(out.timeout)
                 .json(&body);
-            let reply = vendor_call(req).await.map_err(|e| e.scrubbed(&secrets))?;
-            let code = reply.int("errcode").unwrap_or(0);
-            let detail = || format!("errcode {code}: {}", reply.text("errmsg"));
-            let failure = match classify(code) {
-                Class::Sent => return Ok(WecomApp::receipt(&reply)),
-                Class::BadToken if round == 0 => {
-                    self.tokens.invalidate(&token).await;
-                    continue;
-                }
-                Class::BadToken => DeliveryError::retryable(Reason::Auth, detail()),
-                Class::Retry(reason) => DeliveryError::retryable(reason, detail()),
-                Class::Throttle(wait) => DeliveryError::Throttled {
-                    detail: detail(),
-                    wait,
-                },
-                Class::Fail(reason) => DeliveryError::permanent(reason, detail()),
-            };
-            return Err(failure.scrubbed(&secrets));
+            let reply = call(req).await.map_err(|e| e.scrubbed(&secrets))?;
+            match rounds.judge(&Send, reply) {
+                Ok(Some(reply)) => return Ok(WecomApp::receipt(&reply)),
+                // The token was refused: drop it, so the next round fetches another.
+                Ok(None) => self.tokens.invalidate(&token).await,
+                Err(e) => return Err(e.scrubbed(&secrets)),
+            }
         }
-        unreachable!("the second round always returns")
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
@@ -270,27 +255,54 @@ impl Channel for WecomApp {
 mod tests {
     use super::*;
 
+    use crate::channel::reply::table_test::{first_round, shared_rows};
+
     #[test]
-    fn errcode_table() {
-        let rows: &[(i64, Class)] = &[
-            (0, Class::Sent),
-            (40014, Class::BadToken),
-            (42001, Class::BadToken),
-            (41001, Class::BadToken),
-            (-1, Class::Retry(Reason::Server)),
-            (45009, Class::Throttle(Duration::from_secs(60))),
-            (45033, Class::Throttle(Duration::from_secs(60))),
-            (40001, Class::Fail(Reason::Auth)),
-            (40013, Class::Fail(Reason::Auth)),
-            (60020, Class::Fail(Reason::Auth)),
-            (40008, Class::Fail(Reason::Client)),
-            (40058, Class::Fail(Reason::Client)),
-            (44004, Class::Fail(Reason::Client)),
-            (45002, Class::Fail(Reason::Client)),
-            (81013, Class::Fail(Reason::Client)),
+    fn reply_table() {
+        shared_rows(&Send, r#"{"errcode":0,"errmsg":"ok","msgid":"m"}"#);
+        let again = Verdict::Again(Spent::Retry(Reason::Auth));
+        let minute = Verdict::Throttle(Some(Duration::from_secs(60)));
+        let rows: &[(u16, &str, Verdict)] = &[
+            (
+                200,
+                r#"{"errcode":0,"errmsg":"ok","invaliduser":"a"}"#,
+                Verdict::Sent,
+            ),
+            (
+                200,
+                r#"{"errcode":40014,"errmsg":"invalid access_token"}"#,
+                again,
+            ),
+            (200, r#"{"errcode":42001}"#, again),
+            (200, r#"{"errcode":41001}"#, again),
+            (
+                200,
+                r#"{"errcode":-1,"errmsg":"system busy"}"#,
+                Verdict::Retry(Reason::Server),
+            ),
+            (200, r#"{"errcode":45009}"#, minute),
+            (200, r#"{"errcode":45033}"#, minute),
+            (200, r#"{"errcode":40001}"#, Verdict::Fail(Reason::Auth)),
+            (200, r#"{"errcode":40013}"#, Verdict::Fail(Reason::Auth)),
+            (200, r#"{"errcode":60020}"#, Verdict::Fail(Reason::Auth)),
+            (200, r#"{"errcode":40008}"#, Verdict::Fail(Reason::Client)),
+            (200, r#"{"errcode":40058}"#, Verdict::Fail(Reason::Client)),
+            (200, r#"{"errcode":44004}"#, Verdict::Fail(Reason::Client)),
+            (200, r#"{"errcode":45002}"#, Verdict::Fail(Reason::Client)),
+            (200, r#"{"errcode":81013}"#, Verdict::Fail(Reason::Client)),
+            // An error status is never read as errcode 0, even with a WeCom-shaped body.
+            (
+                502,
+                r#"{"errcode":0,"errmsg":"ok"}"#,
+                Verdict::Retry(Reason::Server),
+            ),
         ];
-        for (code, class) in rows {
-            assert_eq!(&classify(*code), class, "errcode {code}");
+        for (status, body, want) in rows {
+            assert_eq!(
+                &first_round(&Send, *status, &[], body),
+                want,
+                "HTTP {status} {body}"
+            );
         }
     }
 

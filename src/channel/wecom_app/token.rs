@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::channel::http::vendor_call;
+use crate::channel::reply::{ReplyTable, VendorReply, Verdict, call, judge};
 use crate::channel::{DeliveryError, Reason};
 use crate::secret::Secret;
 
@@ -101,31 +101,66 @@ impl TokenCache {
                 ("corpsecret", self.secret.expose()),
             ])
             .timeout(timeout);
-        let reply = vendor_call(req)
-            .await
-            .map_err(|e| e.scrubbed(&[self.secret.expose()]))?;
-        let code = reply.int("errcode").unwrap_or(0);
-        let detail = || format!("gettoken errcode {code}: {}", reply.text("errmsg"));
-        match code {
-            0 => match reply.body.get("access_token").and_then(|t| t.as_str()) {
+        let reply = call(req).await;
+        let token = reply.and_then(|reply| {
+            judge(&GetToken, &reply)?;
+            match reply.body.get("access_token").and_then(|t| t.as_str()) {
                 Some(t) if !t.is_empty() => {
                     let ttl = reply.int("expires_in").unwrap_or(7200).max(60) as u64;
                     Ok((Secret::new(t), Duration::from_secs(ttl)))
                 }
                 _ => Err(DeliveryError::retryable(
                     Reason::Server,
-                    "gettoken answered without a token",
+                    "unrecognised reply: gettoken answered errcode 0 without a token",
                 )),
-            },
-            -1 => Err(DeliveryError::retryable(Reason::Server, detail())),
-            // A wrong secret or corp id will not fix itself.
-            40001 | 40013 | 40091 | 60020 => Err(DeliveryError::permanent(Reason::Auth, detail())),
-            45009 | 45033 => Err(DeliveryError::Throttled {
-                detail: detail(),
-                wait: Duration::from_secs(60),
-            }),
-            _ => Err(DeliveryError::permanent(Reason::Auth, detail())),
+            }
+        });
+        token.map_err(|e| e.scrubbed(&[self.secret.expose()]))
+    }
+}
+
+/// The errcode table of `gettoken` (PROTOCOLS.md §1).
+struct GetToken;
+
+impl ReplyTable for GetToken {
+    const CODE: &'static [&'static str] = &["errcode"];
+    const MESSAGE: &'static [&'static str] = &["errmsg"];
+
+    fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
+        match errcode {
+            0 => Verdict::Sent,
+            -1 => Verdict::Retry(Reason::Server),
+            45009 | 45033 => Verdict::Throttle(Some(Duration::from_secs(60))),
+            // A wrong secret or corp id will not fix itself; nor will the unknown codes.
+            _ => Verdict::Fail(Reason::Auth),
         }
-        .map_err(|e| e.scrubbed(&[self.secret.expose()]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::reply::table_test::{first_round, shared_rows};
+
+    #[test]
+    fn reply_table() {
+        shared_rows(
+            &GetToken,
+            r#"{"errcode":0,"access_token":"t","expires_in":7200}"#,
+        );
+        for (body, want) in [
+            (
+                r#"{"errcode":40001,"errmsg":"invalid credential"}"#,
+                Verdict::Fail(Reason::Auth),
+            ),
+            (r#"{"errcode":40013}"#, Verdict::Fail(Reason::Auth)),
+            (r#"{"errcode":-1}"#, Verdict::Retry(Reason::Server)),
+            (
+                r#"{"errcode":45009}"#,
+                Verdict::Throttle(Some(Duration::from_secs(60))),
+            ),
+        ] {
+            assert_eq!(first_round(&GetToken, 200, &[], body), want, "{body}");
+        }
     }
 }

@@ -1,12 +1,14 @@
 //! `wecom-robot`: a WeCom group robot (webhook key), text with `mentioned_list` /
 //! `mentioned_mobile_list`, markdown with `<@userid>` mentions (PROTOCOLS.md §2).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::http::vendor_call;
 use super::ratelimit::Limit;
+use super::reply::{ReplyTable, VendorReply, Verdict, call, judge};
 use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
@@ -35,22 +37,21 @@ pub struct WecomRobot {
     http: reqwest::Client,
 }
 
-/// What an errcode means (PROTOCOLS.md §2).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Class {
-    Sent,
-    Retry,
-    Throttle,
-    Fail(Reason),
-}
+/// The errcode table of a WeCom robot (PROTOCOLS.md §2).
+struct Send;
 
-fn classify(errcode: i64) -> Class {
-    match errcode {
-        0 => Class::Sent,
-        -1 => Class::Retry,
-        45009 | 45033 => Class::Throttle,
-        93000 => Class::Fail(Reason::Auth),
-        _ => Class::Fail(Reason::Client),
+impl ReplyTable for Send {
+    const CODE: &'static [&'static str] = &["errcode"];
+    const MESSAGE: &'static [&'static str] = &["errmsg"];
+
+    fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
+        match errcode {
+            0 => Verdict::Sent,
+            -1 => Verdict::Retry(Reason::Server),
+            45009 | 45033 => Verdict::Throttle(Some(Duration::from_secs(60))),
+            93000 => Verdict::Fail(Reason::Auth),
+            _ => Verdict::Fail(Reason::Client),
+        }
     }
 }
 
@@ -159,19 +160,9 @@ impl Channel for WecomRobot {
             .json(&WecomRobot::body(out));
         let owned = self.secrets();
         let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let reply = vendor_call(req).await.map_err(|e| e.scrubbed(&secrets))?;
-        let code = reply.int("errcode").unwrap_or(0);
-        let detail = || format!("errcode {code}: {}", reply.text("errmsg"));
-        let result = match classify(code) {
-            Class::Sent => return Ok(Receipt::default()),
-            Class::Retry => DeliveryError::retryable(Reason::Server, detail()),
-            Class::Throttle => DeliveryError::Throttled {
-                detail: detail(),
-                wait: std::time::Duration::from_secs(60),
-            },
-            Class::Fail(reason) => DeliveryError::permanent(reason, detail()),
-        };
-        Err(result.scrubbed(&secrets))
+        let reply = call(req).await.map_err(|e| e.scrubbed(&secrets))?;
+        judge(&Send, &reply).map_err(|e| e.scrubbed(&secrets))?;
+        Ok(Receipt::default())
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
@@ -186,23 +177,31 @@ impl Channel for WecomRobot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::channel::reply::table_test::{first_round, shared_rows};
     use crate::ids::DeliveryId;
     use crate::message::{Message, Recipients};
-    use std::time::Duration;
 
     #[test]
-    fn errcode_table() {
-        let rows = [
-            (0, Class::Sent),
-            (-1, Class::Retry),
-            (45009, Class::Throttle),
-            (45033, Class::Throttle),
-            (93000, Class::Fail(Reason::Auth)),
-            (40058, Class::Fail(Reason::Client)),
-            (40008, Class::Fail(Reason::Client)),
-        ];
-        for (code, class) in rows {
-            assert_eq!(classify(code), class, "errcode {code}");
+    fn reply_table() {
+        shared_rows(&Send, r#"{"errcode":0,"errmsg":"ok"}"#);
+        for (body, want) in [
+            (r#"{"errcode":-1}"#, Verdict::Retry(Reason::Server)),
+            (
+                r#"{"errcode":45009}"#,
+                Verdict::Throttle(Some(Duration::from_secs(60))),
+            ),
+            (
+                r#"{"errcode":45033}"#,
+                Verdict::Throttle(Some(Duration::from_secs(60))),
+            ),
+            (
+                r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#,
+                Verdict::Fail(Reason::Auth),
+            ),
+            (r#"{"errcode":40058}"#, Verdict::Fail(Reason::Client)),
+            (r#"{"errcode":40008}"#, Verdict::Fail(Reason::Client)),
+        ] {
+            assert_eq!(first_round(&Send, 200, &[], body), want, "{body}");
         }
     }
 
