@@ -25,6 +25,8 @@ struct Gate {
     opened: Condvar,
     /// Syncs that have finished.
     synced: AtomicUsize,
+    /// The next sync fails (as a full or broken disk would).
+    fail: AtomicBool,
 }
 
 impl Gate {
@@ -61,6 +63,9 @@ impl Kv for Gated {
                 gate.entered.notify_one();
                 let open = gate.open.lock().unwrap();
                 drop(gate.opened.wait_while(open, |open| !*open).unwrap());
+            }
+            if gate.fail.swap(false, Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected: no space left on device"));
             }
             sync()?;
             gate.synced.fetch_add(1, Ordering::SeqCst);
@@ -117,11 +122,49 @@ async fn a_2xx_waits_for_its_batch_to_be_flushed() {
         }
         assert_eq!(gate.synced.load(Ordering::SeqCst), 0);
         assert!(receiver.requests().is_empty(), "sent before it was durable");
+        // Written, but not dispatchable: only the commit makes a delivery due.
+        assert_eq!(
+            relay.store.next_due_ms(&|_| false).unwrap(),
+            None,
+            "a delivery became due before its flush"
+        );
         gate.release();
         post.await
     };
     assert_eq!(status, 202, "{json}");
     assert!(gate.synced.load(Ordering::SeqCst) >= 1);
     receiver.wait_for(1).await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_flush_leaves_nothing_to_send_and_nothing_claimed() {
+    let receiver = FakeServer::start().await;
+    let h = hooks(&receiver.base);
+    let data = data_dir();
+    let gate = Arc::new(Gate::default());
+    let store = gated(data.path(), gate.clone());
+    let relay = hookrelay::Relay::with_store(settings(h.path(), data.path()), store);
+    let relay = TestRelay::serve(relay).await;
+
+    gate.fail.store(true, Ordering::SeqCst);
+    let body = r#"{"kind":"push","title":"t","user":"u","id":"unlucky"}"#;
+    let (status, json) = relay.post("app", &[TOKEN], body).await;
+    assert_eq!(status, 503, "{json}");
+    assert_eq!(relay.store.next_due_ms(&|_| false).unwrap(), None);
+    assert_eq!(
+        relay.store.counts().unwrap().events,
+        0,
+        "the write was taken back"
+    );
+    // The sender retries: it is a new event, not a duplicate of the one it was refused.
+    let (status, json) = relay.post("app", &[TOKEN], body).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (202, Some("accepted")),
+        "{json}"
+    );
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got.len(), 1, "only the acknowledged copy is sent");
     relay.stop().await;
 }

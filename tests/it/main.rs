@@ -7,4 +7,5 @@ mod foundation;
 mod render;
 mod scenarios;
 mod support;
+mod trust;
 mod vendors;

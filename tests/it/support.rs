@@ -174,7 +174,10 @@ impl TestRelay {
         let duplicate = resp.headers().get("x-hookrelay-status").is_some();
         let bytes = resp.bytes().await.unwrap();
         let Some(ids) = ids.filter(|_| (200..300).contains(&status)) else {
-            return (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+            return (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            );
         };
         // A CloudEvents answer: Knative retries any 2xx whose body is not a CloudEvent.
         assert!(bytes.is_empty(), "a CloudEvents 2xx has no body: {bytes:?}");
