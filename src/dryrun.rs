@@ -188,11 +188,12 @@ fn render_event(
     }
     let planned = plan(catalog, event, now);
     for u in &planned.unresolved {
-        writeln!(
-            out,
-            "  ! {} cannot be reached on {} (no id in the User directory): {}",
-            u.user, u.channel, u.origin
-        )?;
+        let what = if u.as_written {
+            "is not in the User directory; sent as written"
+        } else {
+            "cannot be reached (no id in the User directory)"
+        };
+        writeln!(out, "  ! {} {what} on {}: {}", u.user, u.channel, u.origin)?;
     }
     writeln!(out, "\n{} deliveries", planned.deliveries.len())?;
     let dead = planned

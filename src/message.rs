@@ -2,6 +2,7 @@
 //! and cutting content to a byte limit on a UTF-8 boundary.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -183,17 +184,42 @@ pub fn markdown_to_text(md: &str) -> String {
     text
 }
 
-/// Appended where content was cut, so the reader knows.
-pub const CUT_MARKER: &str = "\n…(truncated)";
+/// Appended where content was cut, so the reader knows: in the language messages are written
+/// in (`vars.lang`).
+pub const CUT_MARKER_ZH: &str = "\n…（内容过长，已截断）";
+pub const CUT_MARKER_EN: &str = "\n…(truncated)";
 
-/// Cuts `text` to at most `max_bytes` bytes on a UTF-8 boundary, ending with [`CUT_MARKER`]
+/// Whether messages are written in English (`vars.lang = en`); Chinese otherwise.
+static ENGLISH: AtomicBool = AtomicBool::new(false);
+
+/// Sets the language of the cut marker from the relay's `vars` (its `lang`). Cutting happens
+/// deep in every channel; the language is one per relay, so it is set once where settings are
+/// loaded rather than passed through each of them.
+pub fn set_language(vars: &std::collections::BTreeMap<String, String>) {
+    let english = vars
+        .get("lang")
+        .is_some_and(|l| l.eq_ignore_ascii_case("en"));
+    ENGLISH.store(english, Ordering::Relaxed);
+}
+
+/// The marker cut content ends with.
+pub fn cut_marker() -> &'static str {
+    if ENGLISH.load(Ordering::Relaxed) {
+        CUT_MARKER_EN
+    } else {
+        CUT_MARKER_ZH
+    }
+}
+
+/// Cuts `text` to at most `max_bytes` bytes on a UTF-8 boundary, ending with [`cut_marker`]
 /// when anything was removed. Returns whether it cut.
 pub fn truncate_utf8(text: &mut String, max_bytes: usize) -> bool {
     if text.len() <= max_bytes {
         return false;
     }
-    let marker = if max_bytes >= CUT_MARKER.len() * 2 {
-        CUT_MARKER
+    let marker = cut_marker();
+    let marker = if max_bytes >= marker.len() * 2 {
+        marker
     } else {
         ""
     };
@@ -226,7 +252,9 @@ mod tests {
         let mut s = "审批".repeat(100); // 600 bytes
         assert!(truncate_utf8(&mut s, 100));
         assert!(s.len() <= 100);
-        assert!(s.ends_with(CUT_MARKER));
+        assert!(s.ends_with(cut_marker()), "{s}");
+        set_language(&Default::default());
+        assert_eq!(cut_marker(), CUT_MARKER_ZH, "Chinese unless lang = en");
         let mut short = "ok".to_string();
         assert!(!truncate_utf8(&mut short, 100));
         assert_eq!(short, "ok");

@@ -190,7 +190,13 @@ impl Metrics {
     pub fn record_plan(&self, plan: &crate::plan::Plan) {
         self.cel_errors.inc_by(plan.cel_errors as u64);
         for u in &plan.unresolved {
-            if self.first_sight(format!("{}\n{}\n{}", u.origin, u.user, u.channel)) {
+            if !self.first_sight(format!("{}\n{}\n{}", u.origin, u.user, u.channel)) {
+                // Logged before; counted below.
+            } else if u.as_written {
+                tracing::warn!(origin = %u.origin, user = %u.user, channel = %u.channel,
+                    "recipient is not in the User directory; sent as written, the vendor may \
+                     not recognise it (logged once, counted in hookrelay_recipients_unresolved)");
+            } else {
                 tracing::warn!(origin = %u.origin, user = %u.user, channel = %u.channel,
                     "recipient has no id for this channel in the User directory; not notified \
                      (logged once, counted in hookrelay_recipients_unresolved)");

@@ -97,6 +97,7 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(dir: &Path, settings: Arc<Settings>, http: reqwest::Client) -> Loader {
+        crate::message::set_language(&settings.vars);
         Loader {
             dir: dir.to_path_buf(),
             settings,
@@ -385,6 +386,7 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
                     origin: s.name.clone(),
                     user: s.subscriber.clone(),
                     channel: name.clone(),
+                    as_written: false,
                 });
             }
         }

@@ -37,6 +37,10 @@ pub struct Unresolved {
     pub origin: String,
     pub user: String,
     pub channel: String,
+    /// Not in the directory, so sent as written (it may be the channel's id already, or a name
+    /// the vendor will not recognise): reported, not dropped.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub as_written: bool,
 }
 
 /// Everything routing found for one event.
@@ -212,6 +216,7 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
                         origin: sub.name.clone(),
                         user: sub.subscriber.clone(),
                         channel: name.clone(),
+                        as_written: false,
                     }),
                 }
             }
@@ -304,6 +309,7 @@ fn read_recipients(
                 origin: origin.to_string(),
                 user: mail,
                 channel: "(directory)".into(),
+                as_written: false,
             }),
         }
     }
@@ -367,6 +373,16 @@ fn resolve(
                 if !to.users.contains(name) {
                     to.users.push(name.clone());
                 }
+                // A webhook takes names; a chat vendor needs its own id, which the directory
+                // did not give: say so instead of mentioning `<@name>` silently.
+                if channel.kind != crate::channel::ChannelKind::Webhook {
+                    unresolved.push(Unresolved {
+                        origin: origin.to_string(),
+                        user: name.clone(),
+                        channel: channel.name.clone(),
+                        as_written: true,
+                    });
+                }
             }
             Some(u) => match u.address(channel.kind) {
                 Some(r) => to.merge(&r),
@@ -374,6 +390,7 @@ fn resolve(
                     origin: origin.to_string(),
                     user: name.clone(),
                     channel: channel.name.clone(),
+                    as_written: false,
                 }),
             },
         }

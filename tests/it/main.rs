@@ -4,6 +4,7 @@ mod acp;
 mod channels;
 mod fence;
 mod foundation;
+mod messages;
 mod render;
 mod scenarios;
 mod support;

@@ -231,8 +231,8 @@ async fn kubesphere_alerts_reach_wecom_users_departments_and_tags() {
         );
         let content = b["markdown"]["content"].as_str().unwrap();
         for expected in [
-            "**[告警] ContainerCPUUsageHigh** (2)",
-            "> 级别: warning",
+            "**[告警] ContainerCPUUsageHigh**（2 条）",
+            "> 级别：警告",
             "- web-7d4b9c8f6-2xk9z CPU 使用率 92% [web-7d4b9c8f6-2xk9z] 2024-07-31 13:40:00",
             "web-7d4b9c8f6-p8q2w CPU 使用率 87%",
         ] {

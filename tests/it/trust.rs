@@ -447,9 +447,9 @@ async fn every_valid_event_renders_and_event_webhooks_do_not_need_the_template()
     assert_eq!(
         msg,
         [
-            "[t] from /s\nid: none",
-            "[t] from /s\nid: bin\n二进制数据 (base64): AP8=",
-            "[t] from /s\nid: txt\n\"hello\"",
+            "[t] 来自 /s\nid：none",
+            "[t] 来自 /s\nid：bin\n二进制数据 (base64): AP8=",
+            "[t] 来自 /s\nid：txt\n\"hello\"",
         ]
     );
     let raw = got.iter().find(|r| r.path == "/raw").unwrap().json();

@@ -1,0 +1,159 @@
+//! Every built-in template, rendered whole in both languages: what a person reads.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use hookrelay::catalog::{Catalog, Loader};
+use hookrelay::render::RenderCtx;
+use serde_json::{Value, json};
+
+fn catalog(lang: &str) -> Catalog {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = hookrelay::config::Settings::defaults();
+    s.vars.insert("lang".into(), lang.into());
+    s.vars.insert("timezone".into(), "Asia/Shanghai".into());
+    let c = Loader::new(dir.path(), Arc::new(s), hookrelay::channel::http::client()).load(true);
+    assert!(c.report.errors.is_empty(), "{:?}", c.report.errors);
+    c
+}
+
+fn example_body(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(name)
+        .join("request.json");
+    let request: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    request["body"].clone()
+}
+
+/// A CloudEvent of `ty` carrying `data`, as a system hook becomes one.
+fn hook(ty: &str, data: Value) -> Value {
+    json!({"specversion": "1.0", "id": "id-1", "source": "/hooks/x", "type": ty, "data": data})
+}
+
+/// `title`, `content` and `url` of template `name` rendered for `ce`.
+fn render(c: &Catalog, name: &str, ce: &Value) -> String {
+    let t = c
+        .templates
+        .get(name)
+        .unwrap_or_else(|| panic!("no template {name}"));
+    let ctx = RenderCtx::for_event(ce.clone(), &c.vars, None);
+    let m = t
+        .render(&ctx, "team", "webhook")
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    format!(
+        "title: {}\nurl: {}\n{}",
+        m.title.unwrap_or_default(),
+        m.url.unwrap_or_default(),
+        m.content
+    )
+}
+
+fn cases() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "alertmanager",
+            hook("alertmanager.firing", example_body("kubesphere-alerts")),
+        ),
+        (
+            "gitlab.system",
+            hook("gitlab.system.user_create", example_body("gitlab-webhook")),
+        ),
+        (
+            "gitlab.merge_request",
+            hook(
+                "gitlab.merge_request",
+                json!({"object_kind": "merge_request", "user": {"name": "Li Si"},
+                       "project": {"path_with_namespace": "devops/web"},
+                       "object_attributes": {"iid": 12, "title": "fix: retry on 502", "action": "open",
+                           "state": "opened", "source_branch": "fix/retry", "target_branch": "main",
+                           "url": "https://gitlab.example.com/devops/web/-/merge_requests/12"}}),
+            ),
+        ),
+        (
+            "gitlab.push",
+            hook(
+                "gitlab.push",
+                json!({"object_kind": "push", "user_name": "Li Si", "ref": "refs/heads/main",
+                       "total_commits_count": 2, "project": {"path_with_namespace": "devops/web"},
+                       "commits": [{"title": "fix: retry on 502", "url": "https://gitlab.example.com/c/1", "author": {"name": "Li Si"}},
+                                   {"title": "docs", "url": "https://gitlab.example.com/c/2", "author": {"name": "Li Si"}}]}),
+            ),
+        ),
+        (
+            "zadig.workflow",
+            hook("zadig.workflow.passed", example_body("zadig-robots")),
+        ),
+        (
+            "zadig.release_plan",
+            hook(
+                "zadig.release_plan.success",
+                json!({"object_kind": "release_plan", "release_plan": {"name": "v2.3", "status": "success",
+                       "manager": "admin", "description": "季度发布", "detail_url": "https://zadig.example.com/rp/1"}}),
+            ),
+        ),
+        (
+            "git.push",
+            hook(
+                "github.push",
+                json!({"ref": "refs/heads/main", "compare": "https://github.com/o/r/compare/a...b",
+                       "repository": {"full_name": "o/r"}, "pusher": {"name": "octocat"},
+                       "commits": [{"message": "fix: retry", "author": {"name": "Octo Cat"}}]}),
+            ),
+        ),
+        (
+            "git.pull_request",
+            hook(
+                "github.pull_request.opened",
+                json!({"action": "opened", "sender": {"login": "octocat"}, "repository": {"full_name": "o/r"},
+                       "pull_request": {"number": 7, "title": "Add retries", "html_url": "https://github.com/o/r/pull/7",
+                           "merged": false, "head": {"ref": "retries"}, "base": {"ref": "main"}}}),
+            ),
+        ),
+        ("generic", hook("x.y", json!({"a": 1}))),
+    ]
+}
+
+/// The whole message each built-in template gives, in each language, against the text a person
+/// reviewed (`tests/it/messages/<template>.<lang>.txt`).
+#[test]
+fn every_builtin_template_reads_whole_in_both_languages() {
+    let golden = |name: &str, lang: &str| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/it/messages")
+            .join(format!("{name}.{lang}.txt"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let mut seen = 0;
+    for lang in ["zh", "en"] {
+        let c = catalog(lang);
+        let mut cases: Vec<(String, Value)> = cases()
+            .into_iter()
+            .map(|(n, ce)| (n.to_string(), ce))
+            .collect();
+        let acp = example_body("acp-artifact-promotion");
+        for t in c
+            .templates
+            .values()
+            .filter(|t| t.name.starts_with("kubeevent."))
+        {
+            let reason = t.name.rsplit('.').next().unwrap();
+            let mut ce = acp.clone();
+            ce["type"] = json!(format!(
+                "dev.katanomi.cloudevents.kubeevent.artifactpromotionrun.{reason}.v1alpha1"
+            ));
+            cases.push((t.name.clone(), ce));
+        }
+        let builtin = c.templates.values().filter(|t| t.builtin).count();
+        assert_eq!(cases.len(), builtin, "every built-in template has a case");
+        for (name, ce) in cases {
+            assert_eq!(
+                render(&c, &name, &ce),
+                golden(&name, lang),
+                "{name} in {lang}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2 * 13, "{seen}");
+}
