@@ -66,7 +66,73 @@ pub fn decode(
             ));
         }
     };
+    for (i, e) in events.iter().enumerate() {
+        bounded(e).map_err(|m| match format {
+            Format::CloudEvents { batch: true } => {
+                IngressError::BadRequest(format!("batch event {i}: {m}"))
+            }
+            _ => IngressError::BadRequest(m),
+        })?;
+    }
     Ok(Decoded { events, format })
+}
+
+/// Longest id, type and extension name (bytes): these become keys, labels and index entries.
+const MAX_NAME_BYTES: usize = 1024;
+/// Longest `source`, `subject`, `dataschema` and extension value (bytes).
+const MAX_VALUE_BYTES: usize = 4096;
+/// Most extensions one event may carry.
+const MAX_EXTENSIONS: usize = 64;
+
+/// Every attribute that is read as a key or a label has a bounded length; over it, the request
+/// is refused naming the attribute and the limit.
+fn bounded(e: &Event) -> Result<(), String> {
+    let over = |name: &str, len: usize, limit: usize| {
+        (len > limit).then(|| format!("attribute {name} is {len} bytes; the limit is {limit}"))
+    };
+    let fixed = [
+        ("id", e.id.len(), MAX_NAME_BYTES),
+        ("type", e.ty.len(), MAX_NAME_BYTES),
+        ("source", e.source.len(), MAX_VALUE_BYTES),
+        (
+            "subject",
+            e.subject.as_ref().map_or(0, String::len),
+            MAX_VALUE_BYTES,
+        ),
+        (
+            "dataschema",
+            e.dataschema.as_ref().map_or(0, String::len),
+            MAX_VALUE_BYTES,
+        ),
+        (
+            "datacontenttype",
+            e.datacontenttype.as_ref().map_or(0, String::len),
+            MAX_NAME_BYTES,
+        ),
+    ];
+    if let Some(m) = fixed
+        .iter()
+        .find_map(|(n, len, limit)| over(n, *len, *limit))
+    {
+        return Err(m);
+    }
+    if e.extensions.len() > MAX_EXTENSIONS {
+        return Err(format!(
+            "{} extensions; the limit is {MAX_EXTENSIONS}",
+            e.extensions.len()
+        ));
+    }
+    for (name, value) in &e.extensions {
+        let value_len = value
+            .as_str()
+            .map_or_else(|| value.to_string().len(), str::len);
+        if let Some(m) = over("name of an extension", name.len(), MAX_NAME_BYTES)
+            .or_else(|| over(name, value_len, MAX_VALUE_BYTES))
+        {
+            return Err(m);
+        }
+    }
+    Ok(())
 }
 
 /// Registers the hook endpoint.

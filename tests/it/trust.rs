@@ -544,3 +544,66 @@ async fn a_dead_letter_is_logged_as_a_warning() {
     assert!(line.contains("WARN") && line.contains("HTTP 404"), "{line}");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_attribute_is_refused_and_ingest_keeps_working() {
+    let receiver = FakeServer::start().await;
+    let mut files = doc(
+        "Channel",
+        "hook",
+        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
+    );
+    files.push_str(&doc("Route", "r", "{sources: [ce, app], channels: [hook]}"));
+    let (_h, _d, relay) = relay_with(&files, |s| s.max_body_bytes = 1 << 20).await;
+    let huge = "x".repeat(70 * 1024);
+    let structured = [("Content-Type", "application/cloudevents+json")];
+    for (ce, attribute) in [
+        (
+            json!({"specversion": "1.0", "id": huge, "source": "/s", "type": "t"}),
+            "id",
+        ),
+        (
+            json!({"specversion": "1.0", "id": "1", "source": huge, "type": "t"}),
+            "source",
+        ),
+        (
+            json!({"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "note": huge}),
+            "note",
+        ),
+    ] {
+        let (status, body) = relay.post("ce", &structured, &ce.to_string()).await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("attribute {attribute} is")) && message.contains("limit"),
+            "{message}"
+        );
+    }
+    let binary = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", huge.as_str()),
+        ("ce-source", "/s"),
+        ("ce-type", "t"),
+    ];
+    let (status, _) = relay.post("ce", &binary, "{}").await;
+    assert!(status == 400 || status == 431, "{status}");
+    let (status, body) = relay
+        .post(
+            "app",
+            &[],
+            &json!({"kind": "k", "id": huge, "title": "t"}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        relay.store.counts().unwrap().events,
+        0,
+        "nothing refused was stored"
+    );
+    // Ingest still works.
+    let ok = json!({"specversion": "1.0", "id": "fine", "source": "/s", "type": "t"});
+    let (status, _) = relay.post("ce", &structured, &ok.to_string()).await;
+    assert_eq!(status, 202);
+    receiver.wait_for(1).await;
+    relay.stop().await;
+}
