@@ -36,6 +36,17 @@ pub struct WecomApp {
     http: reqwest::Client,
 }
 
+/// What every WeCom API (app messages, gettoken, group robots) means by its shared codes: 0,
+/// busy (-1) and too fast (45009, 45033: back off a minute).
+pub(crate) fn common_code(errcode: i64) -> Option<Verdict> {
+    match errcode {
+        0 => Some(Verdict::Sent),
+        -1 => Some(Verdict::Retry(Reason::Server)),
+        45009 | 45033 => Some(Verdict::Throttle(Some(Duration::from_secs(60)))),
+        _ => None,
+    }
+}
+
 /// The errcode table of `message/send` (PROTOCOLS.md §1). Codes not listed are permanent:
 /// WeCom's unknown codes are parameter errors, and retrying them only repeats the refusal.
 struct Send;
@@ -45,12 +56,12 @@ impl ReplyTable for Send {
     const MESSAGE: &'static [&'static str] = &["errmsg"];
 
     fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
+        if let Some(v) = common_code(errcode) {
+            return v;
+        }
         match errcode {
-            0 => Verdict::Sent,
             // The token is bad: drop it, fetch another, try once more.
             40014 | 42001 | 41001 => Verdict::Again(Spent::Retry(Reason::Auth)),
-            -1 => Verdict::Retry(Reason::Server),
-            45009 | 45033 => Verdict::Throttle(Some(Duration::from_secs(60))),
             40001 | 40013 | 60020 => Verdict::Fail(Reason::Auth),
             _ => Verdict::Fail(Reason::Client),
         }

@@ -127,13 +127,8 @@ impl ReplyTable for GetToken {
     const MESSAGE: &'static [&'static str] = &["errmsg"];
 
     fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
-        match errcode {
-            0 => Verdict::Sent,
-            -1 => Verdict::Retry(Reason::Server),
-            45009 | 45033 => Verdict::Throttle(Some(Duration::from_secs(60))),
-            // A wrong secret or corp id will not fix itself; nor will the unknown codes.
-            _ => Verdict::Fail(Reason::Auth),
-        }
+        // A wrong secret or corp id will not fix itself; nor will the unknown codes.
+        super::common_code(errcode).unwrap_or(Verdict::Fail(Reason::Auth))
     }
 }
 

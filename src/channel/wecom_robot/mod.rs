@@ -1,8 +1,6 @@
 //! `wecom-robot`: a WeCom group robot (webhook key), text with `mentioned_list` /
 //! `mentioned_mobile_list`, markdown with `<@userid>` mentions (PROTOCOLS.md §2).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -45,10 +43,10 @@ impl ReplyTable for Send {
     const MESSAGE: &'static [&'static str] = &["errmsg"];
 
     fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
+        if let Some(v) = super::wecom_app::common_code(errcode) {
+            return v;
+        }
         match errcode {
-            0 => Verdict::Sent,
-            -1 => Verdict::Retry(Reason::Server),
-            45009 | 45033 => Verdict::Throttle(Some(Duration::from_secs(60))),
             93000 => Verdict::Fail(Reason::Auth),
             _ => Verdict::Fail(Reason::Client),
         }
@@ -180,6 +178,7 @@ mod tests {
     use crate::channel::reply::table_test::{first_round, shared_rows};
     use crate::ids::DeliveryId;
     use crate::message::{Message, Recipients};
+    use std::time::Duration;
 
     #[test]
     fn reply_table() {
