@@ -119,7 +119,8 @@ fn vendor_code<T: ReplyTable>(reply: &VendorReply) -> Option<(&'static str, i64)
         .find_map(|f| reply.int(f).map(|code| (*f, code)))
 }
 
-fn vendor_message<T: ReplyTable>(reply: &VendorReply) -> &str {
+/// The vendor's message in a reply (its first non-empty message field).
+pub fn vendor_message<T: ReplyTable>(reply: &VendorReply) -> &str {
     T::MESSAGE
         .iter()
         .map(|f| reply.text(f))
@@ -130,11 +131,8 @@ fn vendor_message<T: ReplyTable>(reply: &VendorReply) -> &str {
 /// What `reply` means: `Ok` for a delivery, the classified error otherwise. Without a second
 /// round (that is [`Rounds`]'), an [`Verdict::Again`] answer means what it means when spent.
 pub fn judge<T: ReplyTable>(table: &T, reply: &VendorReply) -> Result<(), DeliveryError> {
-    match verdict(table, reply) {
-        (Verdict::Sent, _) => Ok(()),
-        (Verdict::Again(spent), detail) => Err(spent_error(spent, detail, reply)),
-        (v, detail) => Err(error(v, detail, reply)),
-    }
+    let (v, detail) = verdict(table, reply);
+    outcome(v, detail, reply)
 }
 
 /// The verdict on `reply` and the detail that explains it.
@@ -188,10 +186,17 @@ fn verdict<T: ReplyTable>(table: &T, reply: &VendorReply) -> (Verdict, String) {
     }
 }
 
-fn error(v: Verdict, detail: String, reply: &VendorReply) -> DeliveryError {
+/// A verdict as the send's result; an [`Verdict::Again`] here is spent.
+fn outcome(v: Verdict, detail: String, reply: &VendorReply) -> Result<(), DeliveryError> {
     let status = Some(reply.status.as_u16());
-    match v {
-        Verdict::Sent | Verdict::Again(_) => unreachable!("handled by the callers"),
+    let v = match v {
+        Verdict::Again(Spent::Retry(reason)) => Verdict::Retry(reason),
+        Verdict::Again(Spent::Fail(reason)) => Verdict::Fail(reason),
+        v => v,
+    };
+    Err(match v {
+        Verdict::Sent => return Ok(()),
+        Verdict::Again(_) => unreachable!("spent above"),
         Verdict::Retry(reason) => DeliveryError::Retryable {
             reason,
             detail,
@@ -204,14 +209,7 @@ fn error(v: Verdict, detail: String, reply: &VendorReply) -> DeliveryError {
             detail,
             status,
         },
-    }
-}
-
-fn spent_error(spent: Spent, detail: String, reply: &VendorReply) -> DeliveryError {
-    match spent {
-        Spent::Retry(reason) => error(Verdict::Retry(reason), detail, reply),
-        Spent::Fail(reason) => error(Verdict::Fail(reason), detail, reply),
-    }
+    })
 }
 
 /// The rounds of one send: an [`Verdict::Again`] answer gets exactly one more round (after the
@@ -220,7 +218,7 @@ fn spent_error(spent: Spent, detail: String, reply: &VendorReply) -> DeliveryErr
 /// ```text
 /// let mut rounds = Rounds::default();
 /// loop {
-///     let reply = call(request(rounds.again())).await?;
+///     let reply = call(request()).await?;
 ///     if let Some(sent) = rounds.judge(&Table, reply)? { return Ok(sent) }
 /// }
 /// ```
@@ -230,26 +228,18 @@ pub struct Rounds {
 }
 
 impl Rounds {
-    /// Whether this is the second round (the first was answered "again").
-    pub fn again(&self) -> bool {
-        self.again
-    }
-
     /// `Ok(Some)`: delivered; `Ok(None)`: go round once more; `Err`: the send's outcome.
     pub fn judge<T: ReplyTable>(
         &mut self,
         table: &T,
         reply: VendorReply,
     ) -> Result<Option<VendorReply>, DeliveryError> {
-        match verdict(table, &reply) {
-            (Verdict::Sent, _) => Ok(Some(reply)),
-            (Verdict::Again(_), _) if !self.again => {
-                self.again = true;
-                Ok(None)
-            }
-            (Verdict::Again(spent), detail) => Err(spent_error(spent, detail, &reply)),
-            (v, detail) => Err(error(v, detail, &reply)),
+        let (v, detail) = verdict(table, &reply);
+        if matches!(v, Verdict::Again(_)) && !self.again {
+            self.again = true;
+            return Ok(None);
         }
+        outcome(v, detail, &reply).map(|()| Some(reply))
     }
 }
 

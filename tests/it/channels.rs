@@ -46,12 +46,7 @@ fn route(name: &str, channel: &str, to: &str) -> String {
 async fn relay(files: &[(&str, &str)]) -> (Hooks, tempfile::TempDir, TestRelay) {
     let mut all = vec![("00-source.yaml", SOURCE)];
     all.extend_from_slice(files);
-    let h = Hooks::new(&all);
-    let data = data_dir();
-    let relay = TestRelay::start(settings(h.path(), data.path())).await;
-    let report = relay.admin_get("/admin/catalog").await;
-    assert_eq!(report["report"]["errors"], json!([]), "{report:#}");
-    (h, data, relay)
+    start_clean(&all, |_| {}).await
 }
 
 fn event(id: u32) -> String {

@@ -1,7 +1,6 @@
 //! The durability fence: ingress answers 2xx only after the group commit has made the event's
 //! batch durable.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -82,20 +81,27 @@ impl Kv for Gated {
     }
 }
 
-fn gated(dir: &Path, gate: Arc<Gate>) -> Arc<KvStore<Gated>> {
-    let inner = open_kv(dir, 8 << 20).unwrap();
-    Arc::new(KvStore::new(Gated { inner, gate }).unwrap())
-}
-
-#[tokio::test]
-async fn a_2xx_waits_for_its_batch_to_be_flushed() {
+/// A relay on a gated store, its receiver and the gate (and the dirs it lives in).
+async fn fenced_relay() -> (FakeServer, Arc<Gate>, TestRelay, (Hooks, tempfile::TempDir)) {
     let receiver = FakeServer::start().await;
     let h = hooks(&receiver.base);
     let data = data_dir();
     let gate = Arc::new(Gate::default());
-    let store = gated(data.path(), gate.clone());
+    let inner = open_kv(data.path(), 8 << 20).unwrap();
+    let store = Arc::new(
+        KvStore::new(Gated {
+            inner,
+            gate: gate.clone(),
+        })
+        .unwrap(),
+    );
     let relay = hookrelay::Relay::with_store(settings(h.path(), data.path()), store);
-    let relay = TestRelay::serve(relay).await;
+    (receiver, gate, TestRelay::serve(relay).await, (h, data))
+}
+
+#[tokio::test]
+async fn a_2xx_waits_for_its_batch_to_be_flushed() {
+    let (receiver, gate, relay, _dirs) = fenced_relay().await;
 
     gate.armed.store(true, Ordering::SeqCst);
     let body = r#"{"kind":"push","title":"t","user":"u","id":"fenced"}"#;
@@ -139,13 +145,7 @@ async fn a_2xx_waits_for_its_batch_to_be_flushed() {
 
 #[tokio::test]
 async fn a_failed_flush_leaves_nothing_to_send_and_nothing_claimed() {
-    let receiver = FakeServer::start().await;
-    let h = hooks(&receiver.base);
-    let data = data_dir();
-    let gate = Arc::new(Gate::default());
-    let store = gated(data.path(), gate.clone());
-    let relay = hookrelay::Relay::with_store(settings(h.path(), data.path()), store);
-    let relay = TestRelay::serve(relay).await;
+    let (receiver, gate, relay, _dirs) = fenced_relay().await;
 
     gate.fail.store(true, Ordering::SeqCst);
     let body = r#"{"kind":"push","title":"t","user":"u","id":"unlucky"}"#;

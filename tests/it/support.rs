@@ -47,6 +47,25 @@ impl Hooks {
     }
 }
 
+/// A relay on `files` (settings changed by `tune`) whose catalog loaded without an error.
+pub async fn start_clean(
+    files: &[(&str, &str)],
+    tune: impl FnOnce(&mut Settings),
+) -> (Hooks, tempfile::TempDir, TestRelay) {
+    let h = Hooks::new(files);
+    let data = data_dir();
+    let mut s = settings(h.path(), data.path());
+    tune(&mut s);
+    let relay = TestRelay::start(s).await;
+    let report = relay.admin_get("/admin/catalog").await;
+    assert_eq!(
+        report["report"]["errors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    (h, data, relay)
+}
+
 /// Settings for tests: loopback, temp dirs, fast retries, admin enabled, no file polling.
 pub fn settings(hooks: &Path, data: &Path) -> Settings {
     let mut s = Settings::defaults();

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::retry_after;
 use super::ratelimit::Limit;
-use super::reply::{ReplyTable, Rounds, Spent, VendorReply, Verdict, call};
+use super::reply::{ReplyTable, Rounds, Spent, VendorReply, Verdict, call, vendor_message};
 use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
@@ -53,7 +53,7 @@ impl Send {
     /// The throttles Feishu reports in its body, whatever the HTTP status it sends them with
     /// (9499 "too many request" comes as HTTP 400, 99991400 as 429).
     fn throttle(&self, code: i64, reply: &VendorReply) -> Option<Verdict> {
-        let msg = message(reply).to_lowercase();
+        let msg = vendor_message::<Send>(reply).to_lowercase();
         let wait = |default: u64| {
             Verdict::Throttle(Some(
                 self.throttle_wait(reply)
@@ -100,14 +100,6 @@ impl ReplyTable for Send {
             .map(Duration::from_secs)
             .or_else(|| retry_after(&reply.headers))
     }
-}
-
-fn message(reply: &VendorReply) -> &str {
-    Send::MESSAGE
-        .iter()
-        .map(|f| reply.text(f))
-        .find(|m| !m.is_empty())
-        .unwrap_or("")
 }
 
 impl Feishu {
