@@ -56,6 +56,8 @@ pub struct Metrics {
     pub catalog_errors: Gauge,
     pub store_fsyncs: Counter,
     pub store_bytes: Gauge,
+    /// 1 while the store can write, 0 while it refuses writes (full disk, read-only, I/O).
+    pub store_writable: Gauge,
     pub events_purged: Counter,
     /// Conditions already logged once (unresolved recipients).
     seen: Mutex<HashSet<String>>,
@@ -149,6 +151,12 @@ impl Metrics {
             "Bytes the store occupies on disk",
             store_bytes.clone(),
         );
+        let store_writable = Gauge::default();
+        registry.register(
+            "store_writable",
+            "1 while the store can write; 0 while writes fail (full disk, read-only, I/O error)",
+            store_writable.clone(),
+        );
         let events_purged = Counter::default();
         registry.register(
             "events_purged",
@@ -169,6 +177,7 @@ impl Metrics {
             catalog_errors,
             store_fsyncs,
             store_bytes,
+            store_writable,
             events_purged,
             seen: Mutex::default(),
         }
@@ -222,9 +231,10 @@ impl Metrics {
     }
 
     /// Sets the store figures that are read rather than counted.
-    pub fn set_store(&self, fsyncs: u64, bytes: u64) {
+    pub fn set_store(&self, fsyncs: u64, bytes: u64, writable: bool) {
         self.store_fsyncs.inner().store(fsyncs, Ordering::Relaxed);
         self.store_bytes.set(bytes as i64);
+        self.store_writable.set(i64::from(writable));
     }
 
     /// The text exposition format.
@@ -246,7 +256,7 @@ mod tests {
         m.ingress("cnb", true, 202);
         m.ingress("random-1", false, 404);
         m.ingress("random-2", false, 404);
-        m.set_store(7, 1024);
+        m.set_store(7, 1024, false);
         let text = m.encode();
         assert!(
             text.contains("hookrelay_ingress_requests_total{source=\"cnb\",code=\"202\"} 1"),
@@ -258,5 +268,6 @@ mod tests {
         );
         assert!(!text.contains("random-1"));
         assert!(text.contains("hookrelay_store_fsyncs_total 7"), "{text}");
+        assert!(text.contains("hookrelay_store_writable 0"), "{text}");
     }
 }

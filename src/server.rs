@@ -208,10 +208,15 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// Ready when hooks.d gave at least one Source to receive on.
+/// Ready when the store can write and hooks.d gave at least one Source to receive on.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let c = state.catalog.current();
-    if c.sources.is_empty() {
+    if let Some(fault) = state.store.fault() {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "status": "not ready", "reason": format!("the store cannot write: {fault}"),
+            "cause": fault.cause.as_str(), "errors": c.report.errors.len(),
+        }))
+    } else if c.sources.is_empty() {
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "not ready", "reason": "no Source is loaded from hooks.d", "errors": c.report.errors.len(),
         }))
@@ -225,6 +230,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     m.set_store(
         state.store.fsyncs(),
         state.store.size_on_disk().unwrap_or(0),
+        state.store.fault().is_none(),
     );
     m.catalog_errors
         .set(state.catalog.current().report.errors.len() as i64);

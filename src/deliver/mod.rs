@@ -28,6 +28,12 @@ use crate::store::{DeliveryState, Leased, Store};
 const LEASE_BATCH: usize = 512;
 /// Longest the dispatcher sleeps without looking at the store (guards against clock jumps).
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How long dispatch first pauses when the store cannot write; doubled on each failed
+/// recovery, up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(500);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// A store that fails again this soon after recovering keeps the longer pause.
+const SETTLED: Duration = Duration::from_secs(60);
 
 /// The delivery side of the relay.
 pub struct Engine {
@@ -41,6 +47,33 @@ pub struct Engine {
     stopping: AtomicBool,
     /// When each channel's throttling was last logged (ms).
     throttle_logged: Mutex<HashMap<String, u64>>,
+}
+
+/// The bounded, exponential pause of dispatch while the store cannot write.
+#[derive(Default)]
+struct Pause {
+    wait: Duration,
+    recovered_at: Option<std::time::Instant>,
+}
+
+impl Pause {
+    /// How long to wait before the next recovery.
+    fn next(&mut self) -> Duration {
+        let fresh = match self.recovered_at.take() {
+            Some(at) => at.elapsed() >= SETTLED,
+            None => self.wait.is_zero(),
+        };
+        self.wait = if fresh {
+            FIRST_PAUSE
+        } else {
+            (self.wait * 2).min(MAX_PAUSE)
+        };
+        self.wait
+    }
+
+    fn recovered(&mut self) {
+        self.recovered_at = Some(std::time::Instant::now());
+    }
 }
 
 /// What the dispatcher holds in memory.
@@ -164,7 +197,8 @@ impl Engine {
     }
 
     /// The next waiting delivery of `channel`, counted as sending, if its cap allows and the
-    /// relay is not stopping; the lane is forgotten once idle.
+    /// relay is not stopping; the lane is forgotten once idle. While the store cannot write,
+    /// the lane's waiting deliveries are let go (they stay due for after its recovery).
     fn take_waiting(
         &self,
         d: &mut Dispatch,
@@ -172,7 +206,15 @@ impl Engine {
         cap: usize,
     ) -> Option<(u64, DeliveryId)> {
         let lane = d.lanes.get_mut(channel)?;
-        let next = if lane.sending < cap && !self.stopping.load(Ordering::Relaxed) {
+        let paused = self.store.fault().is_some();
+        if paused {
+            let dropped: Vec<_> = lane.waiting.drain(..).map(|(_, id)| id).collect();
+            for id in dropped {
+                d.held.remove(&id);
+            }
+        }
+        let lane = d.lanes.get_mut(channel)?;
+        let next = if lane.sending < cap && !paused && !self.stopping.load(Ordering::Relaxed) {
             lane.waiting.pop_front()
         } else {
             None
@@ -196,8 +238,14 @@ impl Engine {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.settings.workers));
         let mut tasks = JoinSet::new();
+        let mut pause = Pause::default();
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
+            if self.store.fault().is_some() {
+                // Outcomes cannot be recorded: anything sent now would be sent again.
+                self.recover(&mut pause, &mut shutdown).await;
+                continue;
+            }
             let free = slots.available_permits();
             if free == 0 {
                 tokio::select! {
@@ -248,6 +296,24 @@ impl Engine {
                 "shutdown grace over; unfinished deliveries resume at the next start"
             );
             tasks.abort_all();
+        }
+    }
+
+    /// The store cannot write: waits (longer each time it still cannot), then has it recover.
+    async fn recover(&self, pause: &mut Pause, shutdown: &mut watch::Receiver<bool>) {
+        let wait = pause.next();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.recover()).await {
+            Ok(Ok(())) => pause.recovered(),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, retry_in_ms = pause.wait.as_millis() as u64,
+                    "the store still cannot write")
+            }
+            Err(e) => tracing::error!(error = %e, "store recovery task failed"),
         }
     }
 

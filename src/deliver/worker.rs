@@ -80,8 +80,9 @@ async fn deliver(engine: &Arc<Engine>, leased: &Leased) {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
         }
-        // The due entry stays: the delivery is handed out again (at least once).
-        Err(e) => tracing::error!(delivery = %id, error = %e, "could not record an attempt"),
+        // The due entry stays: the delivery is handed out again once the store writes (the
+        // store logs the failure once; dispatch pauses meanwhile).
+        Err(e) => tracing::debug!(delivery = %id, error = %e, "could not record an attempt"),
     }
     if retry {
         // The dispatcher may be asleep until a later time than this retry's.

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::StoreError;
 use super::kv::Syncer;
+use super::{Fault, StoreError};
 
 /// How long one step of lingering waits for another request.
 const LINGER_STEP: Duration = Duration::from_micros(250);
@@ -23,12 +23,13 @@ const LINGER_STEP: Duration = Duration::from_micros(250);
 const MAX_LINGER: Duration = Duration::from_millis(1);
 
 /// How far durability has come, in write tickets.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Durable {
     /// Every ticket up to this one is on disk.
     upto: u64,
-    /// A flush that was to cover tickets up to this one failed.
+    /// A flush that was to cover tickets up to this one failed, and why.
     failed_upto: u64,
+    fault: Option<Fault>,
 }
 
 struct Shared {
@@ -77,15 +78,16 @@ impl Committer {
                     // happened, so the flush below covers it.
                     let target = s.tickets.load(Ordering::Acquire);
                     (flushed, last_group) = (target, target - flushed);
-                    let result = sync().map_err(|e| e.to_string());
+                    // A failure is the waiting writers' to report (the store logs it once).
+                    let result = sync();
                     s.fsyncs.fetch_add(1, Ordering::Relaxed);
                     s.durable.send_modify(|d| match &result {
                         Ok(()) => d.upto = d.upto.max(target),
-                        Err(_) => d.failed_upto = target,
+                        Err(e) => {
+                            d.failed_upto = target;
+                            d.fault = Some(Fault::of_io(e));
+                        }
                     });
-                    if let Err(e) = result {
-                        tracing::error!(error = %e, "store flush failed; requests waiting on it get 503");
-                    }
                 }
             })?;
         Ok(Committer {
@@ -106,7 +108,10 @@ impl Committer {
         if seen.upto >= ticket {
             Ok(())
         } else {
-            Err(StoreError::Io("flush to disk failed".into()))
+            let fault = seen.fault.clone();
+            Err(StoreError::Unwritable(
+                fault.unwrap_or_else(|| Fault::other("flush to disk failed")),
+            ))
         }
     }
 

@@ -8,32 +8,60 @@
 //! The due index is also kept in memory, loaded from its keys at open: it is read on every
 //! dispatch, and an LSM engine would otherwise walk the tombstones of every delivery already
 //! made to find the next one. The keys stay the truth; memory mirrors each write that succeeds.
+//!
+//! A failed write or flush (a full disk, a read-only remount, a failing device) makes the store
+//! unwritable: it refuses writes at once rather than storming the engine, and [`Store::recover`]
+//! reopens the engine from its files — fjall refuses every write after a failed journal write,
+//! and after a failed `fdatasync` the kernel may have dropped the pages, so only what a fresh
+//! open reads back is trusted.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
 use super::commit::Committer;
 use super::keys;
-use super::kv::{Kv, Op};
+use super::kv::{Kv, Op, Visitor};
 use super::record::{decode, encode};
 use super::{
     AttemptRecord, AttemptResult, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued,
-    EventRecord, Leased, NewEvent, Next, Purged, Replay, Store, StoreError,
+    EventRecord, Fault, Leased, NewEvent, Next, Purged, Replay, Store, StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
 
+/// The size of the write that proves a recovered store writes again.
+const PROBE_BYTES: usize = 64 << 10;
+
+/// Opens the engine from its files (at start, and again to recover from a failed write).
+pub type Opener<K> = Box<dyn Fn() -> Result<K, StoreError> + Send + Sync>;
+
 /// A [`Store`] over the engine `K`.
 pub struct KvStore<K: Kv> {
-    kv: K,
-    committer: Committer,
+    open: Opener<K>,
+    /// The open engine; `None` while it is reopened, or once closed.
+    live: RwLock<Option<Arc<Live<K>>>>,
+    /// Why writes are refused, while they are (`unwritable` is its lock-free flag).
+    fault: Mutex<Option<Fault>>,
+    unwritable: AtomicBool,
+    /// Take-backs of writes answered 503 that the engine refused too: applied first when it
+    /// writes again, so no refused event is ever sent.
+    owed: Mutex<Vec<Op>>,
+    closed: AtomicBool,
     /// Serializes the dedup check with the write that claims the key.
     enqueue_lock: Mutex<()>,
     /// The due index: (due ms, delivery), in time order.
     due: Mutex<BTreeSet<(u64, DeliveryId)>>,
+}
+
+/// An engine opened from its files, with the group commit over it.
+struct Live<K> {
+    kv: K,
+    committer: Committer,
 }
 
 /// The first key after every key that starts with `prefix`.
@@ -137,22 +165,74 @@ fn event_ops(
 }
 
 impl<K: Kv> KvStore<K> {
-    pub fn new(kv: K) -> Result<KvStore<K>, StoreError> {
-        let committer = Committer::start(kv.syncer()?)
-            .map_err(|e| StoreError::Io(format!("cannot start the flusher: {e}")))?;
-        let mut due = BTreeSet::new();
-        kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, _| {
-            if let Some(entry) = keys::parse_timed(k) {
-                due.insert(entry);
-            }
-            ControlFlow::Continue(())
-        })?;
+    /// Opens the engine with `open` (called again to recover from a failed write).
+    pub fn new(
+        open: impl Fn() -> Result<K, StoreError> + Send + Sync + 'static,
+    ) -> Result<KvStore<K>, StoreError> {
+        let live = Live::start(open()?)?;
+        let due = load_due(&live.kv)?;
         Ok(KvStore {
-            kv,
-            committer,
+            open: Box::new(open),
+            live: RwLock::new(Some(Arc::new(live))),
+            fault: Mutex::new(None),
+            unwritable: AtomicBool::new(false),
+            owed: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
             enqueue_lock: Mutex::new(()),
             due: Mutex::new(due),
         })
+    }
+
+    /// The open engine, or why there is none.
+    fn live(&self) -> Result<Arc<Live<K>>, StoreError> {
+        let live = self.live.read().unwrap_or_else(PoisonError::into_inner);
+        match &*live {
+            Some(l) => Ok(l.clone()),
+            None if self.closed.load(Ordering::Acquire) => Err(StoreError::Closed),
+            None => Err(self.refusal()),
+        }
+    }
+
+    /// The error a refused write answers with.
+    fn refusal(&self) -> StoreError {
+        let fault = lock(&self.fault).clone();
+        StoreError::Unwritable(fault.unwrap_or_else(|| Fault::other("the store is reopening")))
+    }
+
+    /// Records that a write failed; the first failure since the store last wrote is logged.
+    fn failed(&self, e: &StoreError) {
+        let fault = match e {
+            StoreError::Unwritable(f) => f.clone(),
+            StoreError::Closed => return,
+            other => Fault::other(other.to_string()),
+        };
+        let mut current = lock(&self.fault);
+        if current.is_none() {
+            tracing::error!(cause = fault.cause.as_str(), detail = %fault.detail,
+                "the store cannot write: ingest answers 503 and dispatch pauses until it can");
+            *current = Some(fault);
+            self.unwritable.store(true, Ordering::Release);
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.live()?.kv.get(key)
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        self.live()?.kv.scan(from, to, visit)
+    }
+
+    /// One atomic write; a failure makes the store unwritable until it recovers.
+    fn put(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.put_on(&*self.live()?, ops)
+    }
+
+    fn put_on(&self, live: &Live<K>, ops: Vec<Op>) -> Result<(), StoreError> {
+        if self.unwritable.load(Ordering::Acquire) {
+            return Err(self.refusal());
+        }
+        live.kv.write(ops).inspect_err(|e| self.failed(e))
     }
 
     fn due(&self) -> Result<std::sync::MutexGuard<'_, BTreeSet<(u64, DeliveryId)>>, StoreError> {
@@ -162,7 +242,7 @@ impl<K: Kv> KvStore<K> {
     /// The atomic write of [`Store::enqueue`], without waiting for it to be durable: what it
     /// decided, the due entries it wrote (dispatchable only once durable) and the writes that
     /// take it back.
-    fn stage(&self, events: Vec<NewEvent>) -> Result<Staged, StoreError> {
+    fn stage(&self, live: &Live<K>, events: Vec<NewEvent>) -> Result<Staged, StoreError> {
         let _claim = self.claim();
         let mut ops = Vec::with_capacity(events.len() * 4);
         let mut staged = Staged {
@@ -175,7 +255,7 @@ impl<K: Kv> KvStore<K> {
             let dedup_key = keys::dedup(&new.event.dedup_key());
             let seen = match claimed.get(&dedup_key) {
                 Some(id) => Some(*id),
-                None => self
+                None => live
                     .kv
                     .get(&dedup_key)?
                     .as_deref()
@@ -201,14 +281,14 @@ impl<K: Kv> KvStore<K> {
             })
             .collect();
         // One write: every event, its dedup key and every delivery land together or not at all.
-        self.kv.write(ops)?;
+        self.put_on(live, ops)?;
         Ok(staged)
     }
 
     /// The write of [`Store::enqueue`] with its deliveries dispatchable at once, not waiting
     /// for durability: for the store benchmarks only (ingest always goes through `enqueue`).
     pub fn write(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
-        let staged = self.stage(events)?;
+        let staged = self.stage(&*self.live()?, events)?;
         self.due()?.extend(staged.due);
         Ok(staged.outcomes)
     }
@@ -223,11 +303,10 @@ impl<K: Kv> KvStore<K> {
 
     fn count_prefix(&self, prefix: u8) -> Result<u64, StoreError> {
         let mut n = 0;
-        self.kv
-            .scan(&[prefix], &prefix_end(&[prefix]), &mut |_, _| {
-                n += 1;
-                ControlFlow::Continue(())
-            })?;
+        self.scan(&[prefix], &prefix_end(&[prefix]), &mut |_, _| {
+            n += 1;
+            ControlFlow::Continue(())
+        })?;
         Ok(n)
     }
 }
@@ -235,15 +314,18 @@ impl<K: Kv> KvStore<K> {
 #[async_trait]
 impl<K: Kv> Store for KvStore<K> {
     async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
-        let staged = self.stage(events)?;
+        // One engine for the write and its flush: a recovery waits until this is done with it.
+        let live = self.live()?;
+        let staged = self.stage(&live, events)?;
         // Duplicates wait too: the original may have been written but not yet flushed.
-        if let Err(e) = self.committer.durable().await {
+        if let Err(e) = live.committer.durable().await {
+            self.failed(&e);
             // The sender hears 503 and will send again: nothing of this write may be sent or
-            // claim its dedup key. Taken back as far as the engine still writes.
+            // claim its dedup key. Taken back now if the engine still writes, else on recovery.
+            // Owed as well: after a failed flush only a reopen shows what the files kept.
             let _claim = self.claim();
-            if let Err(undo) = self.kv.write(staged.undo) {
-                tracing::warn!(error = %undo, "could not take back a write whose flush failed");
-            }
+            let _ = live.kv.write(staged.undo.clone());
+            lock(&self.owed).extend(staged.undo);
             return Err(e);
         }
         self.due()?.extend(staged.due);
@@ -279,7 +361,7 @@ impl<K: Kv> Store for KvStore<K> {
             }
         }
         if !stale.is_empty() {
-            self.kv.write(
+            self.put(
                 stale
                     .iter()
                     .map(|(ms, id)| Op::Delete(keys::timed(keys::DUE, *ms, id).to_vec()))
@@ -356,7 +438,7 @@ impl<K: Kv> Store for KvStore<K> {
             }
         }
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
-        self.kv.write(ops)?;
+        self.put(ops)?;
         let mut due = self.due()?;
         due.remove(&(leased.due_ms, id));
         if let Some(at) = rec.next_ms {
@@ -368,22 +450,17 @@ impl<K: Kv> Store for KvStore<K> {
     fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
         if let Some(mut rec) = self.delivery(id)? {
             rec.message = Some(message);
-            self.kv
-                .write(vec![Op::Put(keys::delivery(id).to_vec(), encode(&rec))])?;
+            self.put(vec![Op::Put(keys::delivery(id).to_vec(), encode(&rec))])?;
         }
         Ok(())
     }
 
     fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
-        self.kv
-            .get(&keys::event(id))?
-            .map(|v| decode(&v))
-            .transpose()
+        self.get(&keys::event(id))?.map(|v| decode(&v)).transpose()
     }
 
     fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
-        self.kv
-            .get(&keys::delivery(id))?
+        self.get(&keys::delivery(id))?
             .map(|v| decode_delivery(*id, &v))
             .transpose()
     }
@@ -392,7 +469,7 @@ impl<K: Kv> Store for KvStore<K> {
         let prefix = keys::deliveries_of(id);
         let mut out = Vec::new();
         let mut failure = None;
-        self.kv.scan(&prefix, &prefix_end(&prefix), &mut |k, v| {
+        self.scan(&prefix, &prefix_end(&prefix), &mut |k, v| {
             let decoded = DeliveryId::from_bytes(&k[1..])
                 .ok_or_else(|| StoreError::Corrupt("bad delivery key".into()))
                 .and_then(|id| decode_delivery(id, v));
@@ -413,7 +490,7 @@ impl<K: Kv> Store for KvStore<K> {
     fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let prefix = keys::attempts_of(id);
         let mut raw = Vec::new();
-        self.kv.scan(&prefix, &prefix_end(&prefix), &mut |_, v| {
+        self.scan(&prefix, &prefix_end(&prefix), &mut |_, v| {
             raw.push(v.to_vec());
             ControlFlow::Continue(())
         })?;
@@ -435,7 +512,7 @@ impl<K: Kv> Store for KvStore<K> {
             _ => vec![keys::DEAD],
         };
         let mut ids = Vec::new();
-        self.kv.scan(&start, &[keys::DEAD + 1], &mut |k, _| {
+        self.scan(&start, &[keys::DEAD + 1], &mut |k, _| {
             if let Some((_, id)) = keys::parse_timed(k) {
                 ids.push(id);
             }
@@ -468,7 +545,7 @@ impl<K: Kv> Store for KvStore<K> {
         rec.created_ms = now_ms;
         rec.updated_ms = now_ms;
         rec.next_ms = Some(now_ms);
-        self.kv.write(vec![
+        self.put(vec![
             Op::Delete(dead_key.to_vec()),
             Op::Put(keys::timed(keys::DUE, now_ms, id).to_vec(), Vec::new()),
             Op::Put(keys::delivery(id).to_vec(), encode(&rec)),
@@ -500,7 +577,7 @@ impl<K: Kv> Store for KvStore<K> {
         // Candidates first (the scan cannot write), then every finished one in one write.
         let mut old = Vec::with_capacity(limit);
         let mut failure = None;
-        self.kv.scan(&start, &end, &mut |k, v| {
+        self.scan(&start, &end, &mut |k, v| {
             match (EventId::parse_key(&k[1..]), decode::<EventRecord>(v)) {
                 (Some(id), Ok(rec)) => old.push((id, rec.dedup_key)),
                 (_, Err(e)) => failure = Some(e),
@@ -537,7 +614,7 @@ impl<K: Kv> Store for KvStore<K> {
                     ));
                 }
                 let prefix = keys::attempts_of(&d.id);
-                self.kv.scan(&prefix, &prefix_end(&prefix), &mut |k, _| {
+                self.scan(&prefix, &prefix_end(&prefix), &mut |k, _| {
                     ops.push(Op::Delete(k.to_vec()));
                     ControlFlow::Continue(())
                 })?;
@@ -551,7 +628,7 @@ impl<K: Kv> Store for KvStore<K> {
             // it for a new one since the window passed, so check and write under its lock.
             let _claim = self.claim();
             for (key, event_id) in dedups {
-                let current = self.kv.get(&key)?;
+                let current = self.get(&key)?;
                 if current
                     .as_deref()
                     .and_then(parse_dedup_value)
@@ -561,7 +638,7 @@ impl<K: Kv> Store for KvStore<K> {
                     ops.push(Op::Delete(key));
                 }
             }
-            self.kv.write(ops)?;
+            self.put(ops)?;
         }
         Ok(Purged { removed, next })
     }
@@ -577,22 +654,142 @@ impl<K: Kv> Store for KvStore<K> {
     }
 
     fn fsyncs(&self) -> u64 {
-        self.committer.fsyncs()
+        self.live().map_or(0, |l| l.committer.fsyncs())
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.kv.size_on_disk()
+        self.live()?.kv.size_on_disk()
     }
 
     fn compact(&self) -> Result<(), StoreError> {
-        self.kv.compact()
+        let live = self.live()?;
+        if self.unwritable.load(Ordering::Acquire) {
+            return Err(self.refusal());
+        }
+        live.kv.compact().inspect_err(|e| self.failed(e))
     }
 
     fn close(&self) -> Result<(), StoreError> {
+        self.closed.store(true, Ordering::Release);
+        let live = self
+            .live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         // The committer's last round makes everything written so far durable.
-        self.committer.stop();
+        if let Some(live) = live {
+            live.committer.stop();
+        }
         Ok(())
     }
+
+    fn fault(&self) -> Option<Fault> {
+        if !self.unwritable.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.fault).clone()
+    }
+
+    fn recover(&self) -> Result<(), StoreError> {
+        if !self.unwritable.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let taken = self
+            .live
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(old) = taken {
+            // Requests and workers still using the old engine finish first (their writes are
+            // refused); its files must be released before they are opened again.
+            match release(old) {
+                Ok(()) => {}
+                Err(old) => {
+                    *self.live.write().unwrap_or_else(PoisonError::into_inner) = Some(old);
+                    return Err(self.refusal());
+                }
+            }
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let reopened = (|| {
+            let kv = (self.open)()?;
+            // What is owed, then a probe: written and flushed before anything else may write.
+            // The probe takes room (a disk with a few bytes free would fail again at once).
+            let mut ops = lock(&self.owed).clone();
+            let mut probe = vec![keys::META];
+            probe.extend_from_slice(b"probe");
+            ops.push(Op::Put(probe, vec![0; PROBE_BYTES]));
+            kv.write(ops)?;
+            (kv.syncer()?)().map_err(|e| StoreError::Unwritable(Fault::of_io(&e)))?;
+            let due = load_due(&kv)?;
+            Ok::<_, StoreError>((Live::start(kv)?, due))
+        })();
+        let (live, due) = match reopened {
+            Ok(r) => r,
+            Err(e) => {
+                if let StoreError::Unwritable(f) = &e {
+                    *lock(&self.fault) = Some(f.clone());
+                }
+                return Err(e);
+            }
+        };
+        lock(&self.owed).clear();
+        *self.due()? = due;
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(live));
+        let was = lock(&self.fault).take();
+        self.unwritable.store(false, Ordering::Release);
+        tracing::info!(
+            was = was.map(|f| f.to_string()).unwrap_or_default(),
+            "the store writes again: ingest and dispatch resume"
+        );
+        Ok(())
+    }
+}
+
+impl<K: Kv> Live<K> {
+    fn start(kv: K) -> Result<Live<K>, StoreError> {
+        let committer = Committer::start(kv.syncer()?)
+            .map_err(|e| StoreError::Io(format!("cannot start the flusher: {e}")))?;
+        Ok(Live { kv, committer })
+    }
+}
+
+/// The due index from its keys.
+fn load_due(kv: &impl Kv) -> Result<BTreeSet<(u64, DeliveryId)>, StoreError> {
+    let mut due = BTreeSet::new();
+    kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, _| {
+        if let Some(entry) = keys::parse_timed(k) {
+            due.insert(entry);
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(due)
+}
+
+/// Waits (briefly) until nothing else holds `live`, then closes it; gives it back if others
+/// still do.
+fn release<K: Kv>(mut live: Arc<Live<K>>) -> Result<(), Arc<Live<K>>> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match Arc::try_unwrap(live) {
+            Ok(only) => {
+                only.committer.stop();
+                return Ok(());
+            }
+            Err(shared) if Instant::now() < deadline => {
+                live = shared;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(shared) => return Err(shared),
+        }
+    }
+}
+
+/// A lock over state no panic leaves half-changed.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -611,7 +808,7 @@ mod tests {
         let id = l[0].record.id;
         s.complete(&l[0], done(Next::RetryAt(100)), 1).unwrap();
         // What a scan running alongside that completion may still see: the old entry.
-        s.kv.write(vec![Op::Put(
+        s.put(vec![Op::Put(
             keys::timed(keys::DUE, 0, &id).to_vec(),
             Vec::new(),
         )])

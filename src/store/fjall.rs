@@ -12,12 +12,24 @@ use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use super::engine::KvStore;
 use super::journal::ActiveJournal;
 use super::kv::{Kv, Op, Syncer, Visitor};
-use super::{StoreError, keys};
+use super::{Fault, StoreError, keys};
 
 impl From<::fjall::Error> for StoreError {
     fn from(e: ::fjall::Error) -> Self {
         StoreError::Io(e.to_string())
     }
+}
+
+/// A failed write as the store reads it: fjall refuses every write after a failed journal
+/// write ("poisoned") until it is opened again.
+fn write_error(e: ::fjall::Error) -> StoreError {
+    StoreError::Unwritable(match &e {
+        ::fjall::Error::Io(io) => Fault::of_io(io),
+        ::fjall::Error::Poisoned => {
+            Fault::other("fjall refuses writes since a journal write failed")
+        }
+        _ => Fault::other(e.to_string()),
+    })
 }
 
 /// Memtables are flushed to tables at this size (bounds memory; fjall's default is 64 MiB).
@@ -40,7 +52,8 @@ pub struct FjallKv {
 
 /// Opens (or creates) a fjall store in `dir` with a block cache of `cache_bytes`.
 pub fn open(dir: &Path, cache_bytes: u64) -> Result<KvStore<FjallKv>, StoreError> {
-    KvStore::new(open_kv(dir, cache_bytes)?)
+    let dir = dir.to_path_buf();
+    KvStore::new(move || open_kv(&dir, cache_bytes))
 }
 
 /// Opens (or creates) the fjall engine alone, for a [`KvStore`] over a wrapper of it.
@@ -96,26 +109,23 @@ impl Kv for FjallKv {
                 Op::Delete(k) => batch.remove(&self.keyspace, k),
             }
         }
-        Ok(batch.commit()?)
+        batch.commit().map_err(write_error)
     }
 
     /// Only the move of fjall's buffer to the OS happens under its journal lock; the
     /// `fdatasync` runs outside it, so writes are not stalled behind the disk meanwhile. After a
-    /// failed `fdatasync` the kernel may have dropped the unsynced pages: every later sync fails.
+    /// failed `fdatasync` the kernel may have dropped the unsynced pages, so the store stops
+    /// writing and reopens fjall (see `engine.rs`) rather than trust a later sync.
     fn syncer(&self) -> Result<Syncer, StoreError> {
         let db = self.db.clone();
         let mut journal = ActiveJournal::open(&self.dir)
             .map_err(|e| StoreError::Io(format!("cannot open the journal: {e}")))?;
-        let mut failed = false;
         Ok(Box::new(move || {
-            if failed {
-                return Err(std::io::Error::other("an earlier fdatasync failed"));
-            }
-            db.persist(PersistMode::Buffer)
-                .map_err(std::io::Error::other)?;
-            let synced = journal.current().and_then(|file| file.sync_data());
-            failed = synced.is_err();
-            synced
+            db.persist(PersistMode::Buffer).map_err(|e| match e {
+                ::fjall::Error::Io(io) => io,
+                other => std::io::Error::other(other),
+            })?;
+            journal.current().and_then(|file| file.sync_data())
         }))
     }
 
@@ -224,4 +234,14 @@ mod tests {
 
     crate::store_suite!(store(), |dir: &Path| Box::new(open(dir, 8 << 20).unwrap())
         as Box<dyn Store>);
+
+    #[tokio::test]
+    async fn a_store_that_cannot_write_refuses_until_it_recovers() {
+        crate::store::faults::a_store_that_cannot_write_refuses_until_it_recovers(open_kv).await;
+    }
+
+    #[tokio::test]
+    async fn a_full_file_system_is_survived() {
+        crate::store::faults::a_full_file_system_is_survived(open_kv).await;
+    }
 }

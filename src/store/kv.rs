@@ -12,6 +12,7 @@ pub type Syncer = Box<dyn FnMut() -> std::io::Result<()> + Send>;
 pub type Visitor<'a> = dyn FnMut(&[u8], &[u8]) -> ControlFlow<()> + 'a;
 
 /// One change in an atomic write.
+#[derive(Clone)]
 pub enum Op {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),

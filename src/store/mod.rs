@@ -3,6 +3,8 @@
 
 mod commit;
 pub mod engine;
+#[cfg(test)]
+mod faults;
 pub mod fjall;
 mod journal;
 mod keys;
@@ -30,10 +32,73 @@ pub use record::{
 pub enum StoreError {
     #[error("storage I/O: {0}")]
     Io(String),
+    /// A write (or the flush that makes it durable) failed: the store stops writing until
+    /// [`Store::recover`] finds it can again.
+    #[error("the store cannot write: {0}")]
+    Unwritable(Fault),
     #[error("stored record unreadable: {0}")]
     Corrupt(String),
     #[error("the store is closed")]
     Closed,
+}
+
+/// Why the store cannot write, as an operator acts on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    DiskFull,
+    ReadOnly,
+    Device,
+    Other,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::DiskFull => "disk full",
+            Cause::ReadOnly => "read-only file system",
+            Cause::Device => "I/O error",
+            Cause::Other => "write failed",
+        }
+    }
+}
+
+/// A failed write: its cause and the engine's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub cause: Cause,
+    pub detail: String,
+}
+
+impl Fault {
+    pub fn of_io(e: &std::io::Error) -> Fault {
+        use std::io::ErrorKind as K;
+        /// EIO: the kernel's word for a device that failed a read or a write.
+        const EIO: i32 = 5;
+        let cause = match e.kind() {
+            K::StorageFull | K::QuotaExceeded | K::FileTooLarge => Cause::DiskFull,
+            K::ReadOnlyFilesystem | K::PermissionDenied => Cause::ReadOnly,
+            _ if e.raw_os_error() == Some(EIO) => Cause::Device,
+            _ => Cause::Other,
+        };
+        Fault {
+            cause,
+            detail: e.to_string(),
+        }
+    }
+
+    /// A write refused for a reason the engine gives only in words.
+    pub fn other(detail: impl Into<String>) -> Fault {
+        Fault {
+            cause: Cause::Other,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.cause.as_str(), self.detail)
+    }
 }
 
 /// The storage engines a relay can run on.
@@ -268,6 +333,14 @@ pub trait Store: Send + Sync {
 
     /// Makes everything durable and releases the files.
     fn close(&self) -> Result<(), StoreError>;
+
+    /// Why the store cannot write now, if it cannot (a write or a flush failed since the
+    /// last successful [`Store::recover`]).
+    fn fault(&self) -> Option<Fault>;
+
+    /// After a failed write: reopens the engine from its files, applies what is owed (the
+    /// take-backs of writes answered 503) and proves a write durable. Ok once it writes again.
+    fn recover(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

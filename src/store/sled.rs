@@ -8,9 +8,9 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
 use super::engine::KvStore;
 use super::kv::{Kv, Op, Syncer, Visitor};
+use super::{Fault, StoreError};
 
 impl From<sled::Error> for StoreError {
     fn from(e: sled::Error) -> Self {
@@ -27,6 +27,12 @@ pub struct SledKv {
 
 /// Opens (or creates) a sled store in `dir` with a page cache of `cache_bytes`.
 pub fn open(dir: &Path, cache_bytes: u64) -> Result<KvStore<SledKv>, StoreError> {
+    let dir = dir.to_path_buf();
+    KvStore::new(move || open_kv(&dir, cache_bytes))
+}
+
+/// Opens (or creates) the sled engine alone.
+pub fn open_kv(dir: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
     let config = sled::Config::new()
@@ -40,7 +46,7 @@ pub fn open(dir: &Path, cache_bytes: u64) -> Result<KvStore<SledKv>, StoreError>
         })?;
     let db = opened.map_err(|e| StoreError::Io(format!("cannot open {}: {e}", dir.display())))?;
     let tree = db.open_tree("hookrelay")?;
-    KvStore::new(SledKv {
+    Ok(SledKv {
         db,
         tree,
         dir: dir.to_path_buf(),
@@ -70,14 +76,22 @@ impl Kv for SledKv {
                 Op::Delete(k) => batch.remove(k),
             }
         }
-        Ok(self.tree.apply_batch(batch)?)
+        self.tree.apply_batch(batch).map_err(|e| {
+            StoreError::Unwritable(match &e {
+                sled::Error::Io(io) => Fault::of_io(io),
+                other => Fault::other(other.to_string()),
+            })
+        })
     }
 
     fn syncer(&self) -> Result<Syncer, StoreError> {
         let db = self.db.clone();
         let mut files = FileSyncer::open(&self.dir).map_err(|e| StoreError::Io(e.to_string()))?;
         Ok(Box::new(move || {
-            db.flush().map_err(io::Error::other)?;
+            db.flush().map_err(|e| match e {
+                sled::Error::Io(io) => io,
+                other => io::Error::other(other),
+            })?;
             files.sync()
         }))
     }
@@ -154,6 +168,16 @@ mod tests {
 
     crate::store_suite!(store(), |dir: &Path| Box::new(open(dir, 8 << 20).unwrap())
         as Box<dyn Store>);
+
+    #[tokio::test]
+    async fn a_store_that_cannot_write_refuses_until_it_recovers() {
+        crate::store::faults::a_store_that_cannot_write_refuses_until_it_recovers(open_kv).await;
+    }
+
+    #[tokio::test]
+    async fn a_full_file_system_is_survived() {
+        crate::store::faults::a_full_file_system_is_survived(open_kv).await;
+    }
 
     #[test]
     fn an_unusable_data_dir_is_an_error() {

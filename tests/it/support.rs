@@ -246,6 +246,29 @@ impl TestRelay {
         )
     }
 
+    /// Waits until `/readyz` answers `status`, and returns its body.
+    pub async fn wait_ready(&self, status: u16) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let resp = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .unwrap();
+            let got = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            if got == status {
+                return body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "/readyz never answered {status}: {got} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Waits until the delivery reaches `state` ("delivered", "dead", "pending").
     pub async fn wait_delivery_state(&self, id: &str, state: &str) -> Value {
         let parsed = hookrelay::ids::DeliveryId::parse(id).expect("delivery id");
