@@ -1,4 +1,4 @@
-//! The `hookrelay` command: `serve` (default), `check`, `render`.
+//! The `hookrelay` command: `serve` (default), `check`, `render`, `store verify|repair`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,6 +52,26 @@ enum Command {
         /// The request body (`-` for stdin).
         event_file: PathBuf,
     },
+    /// Check or repair the data dir (the configured `data_dir` and `store`).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Read every record of a copy of the data dir and hold it against its marker; exits 1
+    /// when something acknowledged is missing or unreadable. Changes nothing (safe while the
+    /// relay runs).
+    Verify,
+    /// Verify, then — only with `--accept-loss`, the relay stopped — give up what is missing
+    /// or unreadable so the relay starts on what is left.
+    Repair {
+        /// Accept the loss that verify reports.
+        #[arg(long)]
+        accept_loss: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +93,7 @@ fn main() -> ExitCode {
             no_auth,
             event_file,
         } => render(settings, hooks, source, headers, no_auth, event_file),
+        Command::Store { action } => store(settings, action),
     };
     match result {
         Ok(code) => code,
@@ -152,6 +173,29 @@ fn render(
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
+    })
+}
+
+fn store(settings: Settings, action: StoreAction) -> anyhow::Result<ExitCode> {
+    use hookrelay::store::inspect;
+    let (engine, dir) = (settings.store, settings.data_dir.as_path());
+    let (report, accepted) = match action {
+        StoreAction::Verify => (inspect::verify(engine, dir)?, false),
+        StoreAction::Repair { accept_loss } => {
+            (inspect::repair(engine, dir, accept_loss)?, accept_loss)
+        }
+    };
+    println!("{report}");
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else if accepted {
+        println!("repaired: what is listed above is given up; the relay starts on what is left");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "nothing changed; `hookrelay store repair --accept-loss` gives up what is listed above"
+        );
+        ExitCode::FAILURE
     })
 }
 

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use super::commit::Committer;
 use super::keys;
 use super::kv::{Kv, Op, Visitor};
+use super::marker::Keeper;
 use super::record::{decode, encode};
 use super::{
     AttemptRecord, AttemptResult, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued,
@@ -56,6 +57,25 @@ pub struct KvStore<K: Kv> {
     enqueue_lock: Mutex<()>,
     /// The due index: (due ms, delivery), in time order.
     due: Mutex<BTreeSet<(u64, DeliveryId)>>,
+    /// The number of the last ingest write, stored with it (`keys::seq`), and of the last one
+    /// acknowledged durable: the data dir's marker keeps the latter, so that an engine that
+    /// opens with fewer writes than were acknowledged is caught (see `inspect.rs`).
+    seq: AtomicU64,
+    acked: Arc<AtomicU64>,
+    /// The number found at open.
+    stored: u64,
+    /// Keeps the marker up to date while the store is open (stopped at close).
+    keeper: Mutex<Option<Keeper>>,
+}
+
+/// What [`KvStore::audit`] read.
+#[derive(Debug, Clone, Copy)]
+pub struct Audit {
+    pub counts: Counts,
+    /// Records that do not decode.
+    pub unreadable: usize,
+    /// The number of the last ingest write the store holds.
+    pub stored: u64,
 }
 
 /// An engine opened from its files, with the group commit over it.
@@ -105,6 +125,8 @@ struct Staged {
     due: Vec<(u64, DeliveryId)>,
     /// Deletes every key written.
     undo: Vec<Op>,
+    /// The number of this write.
+    seq: u64,
 }
 
 /// The writes that store an event, its dedup key and its deliveries (due, or dead if planning
@@ -171,7 +193,12 @@ impl<K: Kv> KvStore<K> {
     ) -> Result<KvStore<K>, StoreError> {
         let live = Live::start(open()?)?;
         let due = load_due(&live.kv)?;
+        let stored = read_seq(&live.kv)?;
         Ok(KvStore {
+            seq: AtomicU64::new(stored),
+            acked: Arc::new(AtomicU64::new(stored)),
+            stored,
+            keeper: Mutex::new(None),
             open: Box::new(open),
             live: RwLock::new(Some(Arc::new(live))),
             fault: Mutex::new(None),
@@ -180,6 +207,77 @@ impl<K: Kv> KvStore<K> {
             closed: AtomicBool::new(false),
             enqueue_lock: Mutex::new(()),
             due: Mutex::new(due),
+        })
+    }
+
+    /// The number of the last ingest write the engine had when it was opened.
+    pub fn stored_seq(&self) -> u64 {
+        self.stored
+    }
+
+    /// The number of the last ingest write acknowledged as durable (live).
+    pub fn acknowledged(&self) -> Arc<AtomicU64> {
+        self.acked.clone()
+    }
+
+    /// Hands the marker's keeper to the store, which stops it (with a last write) at close.
+    pub fn keep_marker(&self, keeper: Keeper) {
+        *lock(&self.keeper) = Some(keeper);
+    }
+
+    /// Reads every record (for `store verify`); with `fix`, removes those that do not decode.
+    pub fn audit(&self, fix: bool) -> Result<Audit, StoreError> {
+        let mut counts = Counts::default();
+        let mut bad = Vec::new();
+        self.scan(&[], &[u8::MAX], &mut |k, v| {
+            let readable = match k.first().copied() {
+                Some(keys::EVENT) => {
+                    decode::<EventRecord>(v).is_ok() && {
+                        counts.events += 1;
+                        true
+                    }
+                }
+                Some(keys::DELIVERY) => {
+                    DeliveryId::from_bytes(&k[1..]).is_some()
+                        && decode::<DeliveryRecord>(v).is_ok()
+                        && {
+                            counts.deliveries += 1;
+                            true
+                        }
+                }
+                Some(keys::ATTEMPT) => {
+                    decode::<AttemptRecord>(v).is_ok() && {
+                        counts.attempts += 1;
+                        true
+                    }
+                }
+                Some(keys::DEDUP) => parse_dedup_value(v).is_some(),
+                Some(prefix @ (keys::DUE | keys::DEAD)) => {
+                    keys::parse_timed(k).is_some() && {
+                        if prefix == keys::DUE {
+                            counts.pending += 1;
+                        } else {
+                            counts.dead += 1;
+                        }
+                        true
+                    }
+                }
+                Some(keys::META) => true,
+                _ => false,
+            };
+            if !readable {
+                bad.push(k.to_vec());
+            }
+            ControlFlow::Continue(())
+        })?;
+        let unreadable = bad.len();
+        if fix && !bad.is_empty() {
+            self.put(bad.into_iter().map(Op::Delete).collect())?;
+        }
+        Ok(Audit {
+            counts,
+            unreadable,
+            stored: self.stored,
         })
     }
 
@@ -249,6 +347,7 @@ impl<K: Kv> KvStore<K> {
             outcomes: Vec::with_capacity(events.len()),
             due: Vec::with_capacity(events.len()),
             undo: Vec::new(),
+            seq: 0,
         };
         let mut claimed: HashMap<Vec<u8>, EventId> = HashMap::new();
         for new in events {
@@ -280,6 +379,9 @@ impl<K: Kv> KvStore<K> {
                 Op::Put(k, _) | Op::Delete(k) => Op::Delete(k.clone()),
             })
             .collect();
+        // Numbered under the ingest lock, so in write order; never taken back (it only grows).
+        staged.seq = self.seq.fetch_add(1, Ordering::AcqRel) + 1;
+        ops.push(Op::Put(keys::seq(), staged.seq.to_be_bytes().to_vec()));
         // One write: every event, its dedup key and every delivery land together or not at all.
         self.put_on(live, ops)?;
         Ok(staged)
@@ -329,6 +431,7 @@ impl<K: Kv> Store for KvStore<K> {
             return Err(e);
         }
         self.due()?.extend(staged.due);
+        self.acked.fetch_max(staged.seq, Ordering::AcqRel);
         Ok(staged.outcomes)
     }
 
@@ -680,6 +783,9 @@ impl<K: Kv> Store for KvStore<K> {
         if let Some(live) = live {
             live.committer.stop();
         }
+        if let Some(keeper) = lock(&self.keeper).take() {
+            keeper.stop();
+        }
         Ok(())
     }
 
@@ -718,11 +824,23 @@ impl<K: Kv> Store for KvStore<K> {
             // What is owed, then a probe: written and flushed before anything else may write.
             // The probe takes room (a disk with a few bytes free would fail again at once).
             let mut ops = lock(&self.owed).clone();
-            let mut probe = vec![keys::META];
-            probe.extend_from_slice(b"probe");
-            ops.push(Op::Put(probe, vec![0; PROBE_BYTES]));
+            ops.push(Op::Put(keys::meta("probe"), vec![0; PROBE_BYTES]));
             kv.write(ops)?;
             (kv.syncer()?)().map_err(|e| StoreError::Unwritable(Fault::of_io(&e)))?;
+            let stored = read_seq(&kv)?;
+            let acked = self.acked.load(Ordering::Acquire);
+            if stored < acked {
+                tracing::error!(
+                    stored,
+                    acked,
+                    "reopened after a failed write, the store's files \
+                    lack acknowledged writes; it stays closed (see `hookrelay store verify`)"
+                );
+                return Err(StoreError::Damaged(format!(
+                    "the reopened store ends at write #{stored}, but #{acked} was acknowledged"
+                )));
+            }
+            self.seq.fetch_max(stored, Ordering::AcqRel);
             let due = load_due(&kv)?;
             Ok::<_, StoreError>((Live::start(kv)?, due))
         })();
@@ -753,6 +871,18 @@ impl<K: Kv> Live<K> {
         let committer = Committer::start(kv.syncer()?)
             .map_err(|e| StoreError::Io(format!("cannot start the flusher: {e}")))?;
         Ok(Live { kv, committer })
+    }
+}
+
+/// The number of the last ingest write in the engine (0 for a new store).
+fn read_seq(kv: &impl Kv) -> Result<u64, StoreError> {
+    match kv.get(&keys::seq())? {
+        None => Ok(0),
+        Some(v) => v
+            .as_slice()
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("the write number is not 8 bytes".into())),
     }
 }
 

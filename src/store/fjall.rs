@@ -66,7 +66,18 @@ pub fn open_kv(dir: &Path, cache_bytes: u64) -> Result<FjallKv, StoreError> {
         .manual_journal_persist(true)
         .max_journaling_size(JOURNALS_BYTES)
         .open()
-        .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            let what = format!("cannot open {}: {e}", dir.display());
+            match e {
+                ::fjall::Error::Locked => StoreError::Io(format!(
+                    "{} is in use by another process (a running relay?)",
+                    dir.display()
+                )),
+                ::fjall::Error::Io(_) => StoreError::Io(what),
+                // Recovery found records or files it cannot read.
+                _ => StoreError::Damaged(what),
+            }
+        })?;
     // Index and filter blocks stay in memory on every level (fjall pins only the upper ones):
     // they are small (~7 MB at a million pending deliveries), and without them each scan of a
     // cold table re-reads and re-checksums its whole index block from disk.
@@ -141,10 +152,8 @@ impl Kv for FjallKv {
     fn compact(&self) -> Result<(), StoreError> {
         self.keyspace.rotate_memtable_and_wait()?;
         self.keyspace.major_compact()?;
-        let mut key = vec![keys::META];
-        key.extend_from_slice(b"compacted");
         self.keyspace
-            .insert(key, crate::ids::now_ms().to_be_bytes())?;
+            .insert(keys::meta("compacted"), crate::ids::now_ms().to_be_bytes())?;
         Ok(self.keyspace.rotate_memtable_and_wait()?)
     }
 }

@@ -9,7 +9,7 @@
 //! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order (in flight too, until their outcome) |
 //! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
 //! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
-//! | `m`    | name (text)                   | engine-defined  | the engine's own bookkeeping    |
+//! | `m`    | name (text)                   | engine-defined  | the store's own bookkeeping (`seq`: the last ingest write's number, checked against the data dir's marker) |
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +22,19 @@ pub const DUE: u8 = b'q';
 pub const DEAD: u8 = b'x';
 pub const ATTEMPT: u8 = b'a';
 pub const META: u8 = b'm';
+
+/// A bookkeeping key.
+pub fn meta(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(META);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// Where the number of the last ingest write is kept.
+pub fn seq() -> Vec<u8> {
+    meta("seq")
+}
 
 pub fn event(id: &EventId) -> [u8; 17] {
     let mut k = [0u8; 17];

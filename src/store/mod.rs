@@ -6,9 +6,11 @@ pub mod engine;
 #[cfg(test)]
 mod faults;
 pub mod fjall;
+pub mod inspect;
 mod journal;
 mod keys;
 pub mod kv;
+mod marker;
 pub mod record;
 pub mod sled;
 #[cfg(test)]
@@ -38,6 +40,10 @@ pub enum StoreError {
     Unwritable(Fault),
     #[error("stored record unreadable: {0}")]
     Corrupt(String),
+    /// The data dir as a whole is damaged (files missing or cut short); the message says what
+    /// was found and what the operator can do.
+    #[error("{0}")]
+    Damaged(String),
     #[error("the store is closed")]
     Closed,
 }
@@ -117,10 +123,18 @@ impl Engine {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Engine::Fjall => "fjall",
             Engine::Sled => "sled",
+        }
+    }
+
+    /// The files that make a data dir this engine's.
+    fn own_files(self) -> &'static str {
+        match self {
+            Engine::Fjall => "keyspaces/",
+            Engine::Sled => "conf and db",
         }
     }
 
@@ -137,23 +151,10 @@ impl Engine {
     }
 }
 
-/// Opens the store in `dir` on `engine` with `cache_bytes` of cache.
-/// A data dir written by the other engine is refused: opening it would hide its pending
-/// deliveries.
+/// Opens the store in `dir` on `engine` with `cache_bytes` of cache, after the checks of
+/// `inspect.rs` (the other engine's data dir, missing files, acknowledged writes missing).
 pub fn open(engine: Engine, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
-    if let Some(found) = Engine::found_in(dir).filter(|&f| f != engine) {
-        return Err(StoreError::Io(format!(
-            "{} holds a {} store but store = \"{}\"; set store = \"{}\" (or use another data_dir)",
-            dir.display(),
-            found.name(),
-            engine.name(),
-            found.name()
-        )));
-    }
-    Ok(match engine {
-        Engine::Fjall => Arc::new(fjall::open(dir, cache_bytes)?),
-        Engine::Sled => Arc::new(sled::open(dir, cache_bytes)?),
-    })
+    inspect::open(engine, dir, cache_bytes)
 }
 
 /// Bytes a directory tree takes on disk (allocated blocks, as `du` counts them).

@@ -42,9 +42,18 @@ pub fn open_kv(dir: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
     // sled 0.34 can panic on damaged files; a bad data dir must be a clear error instead.
     let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
         .map_err(|_| {
-            StoreError::Corrupt(format!("{}: sled panicked while opening", dir.display()))
+            StoreError::Damaged(format!(
+                "{}: sled panicked while reading its log (is it damaged?)",
+                dir.join("db").display()
+            ))
         })?;
-    let db = opened.map_err(|e| StoreError::Io(format!("cannot open {}: {e}", dir.display())))?;
+    let db = opened.map_err(|e| {
+        let what = format!("cannot open {}: {e}", dir.display());
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Damaged(what),
+            _ => StoreError::Io(what),
+        }
+    })?;
     let tree = db.open_tree("hookrelay")?;
     Ok(SledKv {
         db,
