@@ -35,6 +35,8 @@ struct RawSettings {
     vendors: Vendors,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    #[serde(default)]
+    secret_dirs: Vec<PathBuf>,
 }
 
 /// Where the vendor APIs are, for channels that do not set `baseUrl` (egress gateways, private
@@ -109,6 +111,9 @@ pub struct Settings {
     pub vendors: Vendors,
     /// Values templates can read as `{{vars.NAME}}`, e.g. `platform_url` (`vars.*`).
     pub vars: BTreeMap<String, String>,
+    /// Directories besides hooks.d that `{file: …}` secrets may be read from (`secret_dirs`,
+    /// e.g. `["/run/secrets"]`; `HOOKRELAY_SECRET_DIRS=/run/secrets,/etc/hookrelay`).
+    pub secret_dirs: Vec<PathBuf>,
 }
 
 /// A setting that could not be read or makes no sense.
@@ -159,7 +164,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("retry.schedule"),
+                .with_list_parse_key("retry.schedule")
+                .with_list_parse_key("secret_dirs"),
         );
         Settings::validate(b.build()?.try_deserialize()?)
     }
@@ -261,6 +267,7 @@ impl Settings {
                 feishu: raw.vendors.feishu.trim_end_matches('/').to_string(),
             },
             vars: raw.vars,
+            secret_dirs: raw.secret_dirs,
         })
     }
 }

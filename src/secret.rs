@@ -1,7 +1,7 @@
 //! Secrets: `{env: NAME}` / `{file: PATH}` references, a value that never prints, and redaction.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -73,8 +73,9 @@ pub struct Resolved {
 }
 
 impl SecretRef {
-    /// Reads the secret. Errors name the reference, never the value.
-    pub fn resolve(&self, base_dir: &Path) -> Result<Resolved, String> {
+    /// Reads the secret; a `{file: …}` must lie (symlinks resolved) under one of `roots` (hooks.d
+    /// and the `secret_dirs` setting). Errors name the reference, never the value.
+    pub fn resolve(&self, base_dir: &Path, roots: &[PathBuf]) -> Result<Resolved, String> {
         match self {
             SecretRef::Env { env } => match std::env::var(env) {
                 Ok(v) if !v.is_empty() => Ok(Resolved {
@@ -85,7 +86,7 @@ impl SecretRef {
                 Err(_) => Err(format!("environment variable {env} is not set")),
             },
             SecretRef::File { file } => {
-                let path = base_dir.join(file);
+                let path = confined(&base_dir.join(file), roots)?;
                 let text = std::fs::read_to_string(&path)
                     .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
                 let value = text.trim_end_matches(['\n', '\r']).to_string();
@@ -103,6 +104,113 @@ impl SecretRef {
             }),
         }
     }
+}
+
+/// `path` with its symlinks resolved, if that lies under one of `roots` (resolved too): a
+/// Kubernetes ConfigMap's `..data` link stays inside its mount, `../` or an absolute path
+/// elsewhere does not.
+fn confined(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
+    let real = path
+        .canonicalize()
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let inside = roots
+        .iter()
+        .filter_map(|r| r.canonicalize().ok())
+        .any(|root| real.starts_with(root));
+    if inside {
+        Ok(real)
+    } else {
+        let allowed: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        Err(format!(
+            "secret file {} lies outside hooks.d and the secret_dirs setting (allowed: {}); \
+             list its directory in secret_dirs to allow it",
+            path.display(),
+            allowed.join(", ")
+        ))
+    }
+}
+
+/// A URL that may carry credentials: sent as it is, shown only as [`SecretUrl::shown`]. One
+/// read from a secret reference is shown as its scheme and host alone (its path may be the
+/// credential, as in Slack's `/services/T…/B…/<token>`); a literal one with its visible
+/// credentials redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl {
+    url: Secret,
+    from_reference: bool,
+    shown: String,
+    hidden: Vec<String>,
+}
+
+impl SecretUrl {
+    pub fn new(url: Secret, from_reference: bool) -> SecretUrl {
+        let raw = url.expose();
+        let mut hidden = url_credentials(raw);
+        hidden.push(raw.to_string());
+        let shown = if from_reference {
+            let (origin, rest) = split_origin(raw);
+            if !rest.is_empty() && rest != "/" {
+                hidden.push(rest.to_string());
+                hidden.extend(
+                    rest.split(['/', '?', '&', '='])
+                        .filter(|seg| seg.len() >= 8)
+                        .map(str::to_string),
+                );
+                format!("{origin}/***")
+            } else {
+                origin
+            }
+        } else {
+            redact_url(raw)
+        };
+        SecretUrl {
+            url,
+            from_reference,
+            shown,
+            hidden,
+        }
+    }
+
+    /// The URL to send to.
+    pub fn expose(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// The URL as it may be displayed.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+
+    /// `sent` (this URL with parameters added, e.g. a signature) as it may be displayed.
+    pub fn show(&self, sent: &str) -> String {
+        if self.from_reference {
+            self.shown.clone()
+        } else {
+            redact_url(sent)
+        }
+    }
+
+    /// Everything of it that must be scrubbed from texts that may echo it.
+    pub fn credentials(&self) -> &[String] {
+        &self.hidden
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretUrl({})", self.shown)
+    }
+}
+
+/// `scheme://host[:port]` (userinfo dropped) and what follows it.
+fn split_origin(url: &str) -> (String, &str) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return ("***".to_string(), url);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (format!("{scheme}://{host}"), &rest[end..])
 }
 
 /// Query parameters whose values are credentials in the vendor APIs we call.
@@ -172,13 +280,12 @@ pub fn url_credentials(url: &str) -> Vec<String> {
     if let Some((userinfo, _)) = authority.rsplit_once('@') {
         found.extend(userinfo.split(':').map(str::to_string));
     }
-    let mut after_hook = false;
-    for seg in path.split('/') {
-        if after_hook && !seg.is_empty() {
-            found.push(seg.to_string());
-        }
-        after_hook = seg == "hook";
-    }
+    found.extend(
+        secret_segments(path)
+            .into_iter()
+            .filter(|(_, secret)| *secret)
+            .map(|(seg, _)| seg.to_string()),
+    );
     for pair in query.split('&') {
         if let Some((k, v)) = pair.split_once('=')
             && SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str())
@@ -194,19 +301,30 @@ pub fn url_credentials(url: &str) -> Vec<String> {
 }
 
 fn redact_path(path: &str) -> String {
-    let mut after_hook = false;
-    path.split('/')
-        .map(|seg| {
-            let s = if after_hook && !seg.is_empty() {
-                "***"
-            } else {
-                seg
-            };
-            after_hook = seg == "hook";
-            s
-        })
+    secret_segments(path)
+        .into_iter()
+        .map(|(seg, secret)| if secret { "***" } else { seg })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The segments of a URL path, each with whether it is a credential: what follows `hook`
+/// (Feishu, DingTalk-style), `services` (Slack) or `webhooks` (Discord, Teams), and anything
+/// shaped like a token (20 characters or more, letters and digits mixed).
+fn secret_segments(path: &str) -> Vec<(&str, bool)> {
+    let token_like = |seg: &str| {
+        seg.len() >= 20
+            && seg.chars().any(|c| c.is_ascii_digit())
+            && seg.chars().any(|c| c.is_ascii_alphabetic())
+    };
+    let mut after_marker = false;
+    path.split('/')
+        .map(|seg| {
+            let secret = !seg.is_empty() && (after_marker || token_like(seg));
+            after_marker |= matches!(seg, "hook" | "services" | "webhooks");
+            (seg, secret)
+        })
+        .collect()
 }
 
 /// Replaces every occurrence of any of `secrets` in `text` — as is, or percent-encoded the ways
@@ -270,6 +388,67 @@ mod tests {
     }
 
     #[test]
+    fn redacts_tokens_in_paths() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0AAA/B0BBB/xoxbSECRET"),
+            "https://hooks.slack.com/services/***/***/***"
+        );
+        assert_eq!(
+            redact_url("https://ci.example/api/notify/a1b2c3d4e5f6g7h8i9j0k1/run"),
+            "https://ci.example/api/notify/***/run"
+        );
+    }
+
+    #[test]
+    fn a_url_from_a_reference_shows_scheme_and_host_only() {
+        let u = SecretUrl::new(
+            Secret::new("https://u:p@hooks.example.com:8443/x/hunter2-path?q=v"),
+            true,
+        );
+        assert_eq!(u.shown(), "https://hooks.example.com:8443/***");
+        let echoed =
+            "POST https://u:p@hooks.example.com:8443/x/hunter2-path?q=v failed: hunter2-path";
+        let hidden: Vec<&str> = u.credentials().iter().map(String::as_str).collect();
+        let scrubbed = scrub(echoed, &hidden);
+        assert!(!scrubbed.contains("hunter2"), "{scrubbed}");
+        let literal = SecretUrl::new(Secret::new("https://example.com/notify?key=abc123"), false);
+        assert_eq!(literal.shown(), "https://example.com/notify?key=***");
+    }
+
+    #[test]
+    fn file_secrets_stay_inside_their_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = dir.path().join("hooks.d");
+        // A ConfigMap mount: `tok` -> `..data/tok`, `..data` -> `..2026_12_01/`.
+        let version = hooks.join("..2026_12_01");
+        std::fs::create_dir_all(&version).unwrap();
+        std::fs::write(version.join("tok"), "inside\n").unwrap();
+        std::os::unix::fs::symlink("..2026_12_01", hooks.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/tok", hooks.join("tok")).unwrap();
+        std::fs::write(dir.path().join("outside"), "shadow\n").unwrap();
+        let roots = [hooks.clone()];
+        let file = |f: &str| SecretRef::File { file: f.into() }.resolve(&hooks, &roots);
+        assert_eq!(file("tok").unwrap().secret.expose(), "inside");
+        for escape in ["../outside", dir.path().join("outside").to_str().unwrap()] {
+            let err = file(escape).unwrap_err();
+            assert!(err.contains("outside hooks.d"), "{err}");
+            assert!(!err.contains("shadow"), "{err}");
+        }
+        std::os::unix::fs::symlink("../outside", hooks.join("sneaky")).unwrap();
+        assert!(file("sneaky").is_err(), "a symlink out is an escape too");
+        let allowed = [hooks.clone(), dir.path().to_path_buf()];
+        let r = SecretRef::File {
+            file: "../outside".into(),
+        }
+        .resolve(&hooks, &allowed);
+        assert_eq!(
+            r.unwrap().secret.expose(),
+            "shadow",
+            "secret_dirs allows it"
+        );
+    }
+
+    #[test]
     fn finds_the_credentials_a_url_carries() {
         let found = url_credentials(
             "https://u:p@x.example/open-apis/bot/v2/hook/tok-1?access_token=a%2Bb&keep=1",
@@ -296,19 +475,20 @@ mod tests {
     fn resolves_env_and_file_refs() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("tok"), "s3cret\n").unwrap();
+        let roots = [dir.path().to_path_buf()];
         let r = SecretRef::File { file: "tok".into() }
-            .resolve(dir.path())
+            .resolve(dir.path(), &roots)
             .unwrap();
         assert_eq!(r.secret.expose(), "s3cret");
         assert!(!r.literal);
         let missing = SecretRef::Env {
             env: "HOOKRELAY_TEST_SURELY_UNSET".into(),
         }
-        .resolve(dir.path());
+        .resolve(dir.path(), &roots);
         assert!(missing.unwrap_err().contains("HOOKRELAY_TEST_SURELY_UNSET"));
         assert!(
             SecretRef::Literal("x".into())
-                .resolve(dir.path())
+                .resolve(dir.path(), &roots)
                 .unwrap()
                 .literal
         );

@@ -90,6 +90,8 @@ struct CompiledFile {
 /// Loads hooks.d, remembering the last good version of every file across reloads.
 pub struct Loader {
     dir: PathBuf,
+    /// hooks.d, then the `secret_dirs` setting: where `{file: …}` secrets may be read.
+    secret_roots: Vec<PathBuf>,
     settings: Arc<Settings>,
     http: reqwest::Client,
     last_good: HashMap<PathBuf, CompiledFile>,
@@ -98,8 +100,12 @@ pub struct Loader {
 impl Loader {
     pub fn new(dir: &Path, settings: Arc<Settings>, http: reqwest::Client) -> Loader {
         crate::message::set_language(&settings.vars);
+        let secret_roots = std::iter::once(dir.to_path_buf())
+            .chain(settings.secret_dirs.iter().cloned())
+            .collect();
         Loader {
             dir: dir.to_path_buf(),
+            secret_roots,
             settings,
             http,
             last_good: HashMap::new(),
@@ -193,6 +199,7 @@ impl Loader {
         for doc in &docs {
             let mut ctx = DocCtx {
                 base_dir,
+                secret_roots: &self.secret_roots,
                 settings: &self.settings,
                 http: &self.http,
                 warnings: Vec::new(),

@@ -72,7 +72,8 @@ fn yaml_options() -> serde_saphyr::Options {
     budget.max_documents = 200_000;
     budget.max_nodes = 20_000_000;
     budget.max_events = 50_000_000;
-    serde_saphyr::options! { budget: Some(budget) }
+    // No source snippet in errors: the lines around a mistake may hold a literal secret.
+    serde_saphyr::options! { budget: Some(budget), with_snippet: false }
 }
 
 /// A cheap summary of the directory (names, sizes, modification times) that changes whenever a

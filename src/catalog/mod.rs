@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::config::Settings;
 use crate::route::Unresolved;
 use crate::route::index::SubscriptionIndex;
-use crate::secret::{Secret, SecretRef, redact_url};
+use crate::secret::{Secret, SecretRef, SecretUrl};
 
 pub use build::Loader;
 pub use channel::ChannelDef;
@@ -39,6 +39,8 @@ pub use user::UserDef;
 pub struct DocCtx<'a> {
     /// Directory of the file (relative `{file: …}` secrets resolve against it).
     pub base_dir: &'a Path,
+    /// Where `{file: …}` secrets may be read from: hooks.d, then the `secret_dirs` setting.
+    pub secret_roots: &'a [PathBuf],
     pub settings: &'a Settings,
     /// The shared outbound HTTP client channels send with.
     pub http: &'a reqwest::Client,
@@ -49,7 +51,7 @@ impl DocCtx<'_> {
     /// Resolves a secret reference found at `path`; a literal is accepted with a warning.
     pub fn secret(&mut self, r: &SecretRef, path: &str) -> Result<Secret, DocError> {
         let resolved = r
-            .resolve(self.base_dir)
+            .resolve(self.base_dir, self.secret_roots)
             .map_err(|m| DocError::new(path, m))?;
         if resolved.literal {
             self.warnings.push(DocError::new(
@@ -61,18 +63,20 @@ impl DocCtx<'_> {
     }
 
     /// Resolves a URL that may carry credentials: a literal one is fine unless it visibly
-    /// carries a credential (userinfo, `key=`, `access_token=`, a Feishu hook token, …).
-    pub fn url(&mut self, r: &SecretRef, path: &str) -> Result<Secret, DocError> {
+    /// carries a credential (userinfo, `key=`, `access_token=`, a hook token, …). One from a
+    /// reference is shown as scheme and host only.
+    pub fn url(&mut self, r: &SecretRef, path: &str) -> Result<SecretUrl, DocError> {
         let resolved = r
-            .resolve(self.base_dir)
+            .resolve(self.base_dir, self.secret_roots)
             .map_err(|m| DocError::new(path, m))?;
-        if resolved.literal && redact_url(resolved.secret.expose()) != resolved.secret.expose() {
+        let url = SecretUrl::new(resolved.secret, !resolved.literal);
+        if resolved.literal && url.shown() != url.expose() {
             self.warnings.push(DocError::new(
                 path,
                 "URL carries a credential written literally; prefer {env: NAME} or {file: PATH}",
             ));
         }
-        Ok(resolved.secret)
+        Ok(url)
     }
 }
 

@@ -238,10 +238,11 @@ pub struct Preview {
 }
 
 impl Preview {
-    pub fn post(url: &str, body: Value) -> Preview {
+    /// `shown`: the URL as it may be displayed (`SecretUrl::shown`, or redacted).
+    pub fn post(shown: &str, body: Value) -> Preview {
         Preview {
             method: "POST",
-            url: crate::secret::redact_url(url),
+            url: shown.to_string(),
             body,
         }
     }

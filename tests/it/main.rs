@@ -4,6 +4,7 @@ mod acp;
 mod channels;
 mod fence;
 mod foundation;
+mod hostile;
 mod messages;
 mod render;
 mod scenarios;

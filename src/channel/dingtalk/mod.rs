@@ -15,7 +15,7 @@ use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reas
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
-use crate::secret::{Secret, SecretRef, redact_url, url_credentials};
+use crate::secret::{Secret, SecretRef, SecretUrl};
 
 /// DingTalk refuses ~20,000 bytes; stay below, as notification-manager does.
 const CONTENT_BYTES: usize = 19_960;
@@ -39,7 +39,7 @@ struct DingtalkSpec {
 /// A configured DingTalk robot.
 #[derive(Debug)]
 pub struct Dingtalk {
-    url: Secret,
+    url: SecretUrl,
     secret: Option<Secret>,
     keyword: Option<String>,
     action_card: bool,
@@ -92,10 +92,13 @@ impl Dingtalk {
                     .base_url
                     .clone()
                     .unwrap_or_else(|| format!("{}/robot/send", ctx.settings.vendors.dingtalk));
-                Secret::new(format!(
-                    "{base}?access_token={}",
-                    signing::encode(token.expose())
-                ))
+                SecretUrl::new(
+                    Secret::new(format!(
+                        "{base}?access_token={}",
+                        signing::encode(token.expose())
+                    )),
+                    false,
+                )
             }
             (None, Some(u)) => ctx.url(u, "/spec/url").map_err(|e| vec![e])?,
             _ => {
@@ -187,8 +190,7 @@ impl Dingtalk {
     }
 
     fn secrets(&self) -> Vec<String> {
-        let mut s = url_credentials(self.url.expose());
-        s.push(self.url.expose().to_string());
+        let mut s = self.url.credentials().to_vec();
         s.extend(self.secret.as_ref().map(|k| k.expose().to_string()));
         s
     }
@@ -245,13 +247,16 @@ impl Channel for Dingtalk {
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
-        Ok(Preview::post(&self.signed_url(), self.body(out)))
+        Ok(Preview::post(
+            &self.url.show(&self.signed_url()),
+            self.body(out),
+        ))
     }
 
     fn describe(&self) -> Value {
         json!({
             "type": "dingtalk-robot",
-            "url": redact_url(self.url.expose()),
+            "url": self.url.shown(),
             "signed": self.secret.is_some(),
             "keyword": self.keyword,
         })

@@ -18,7 +18,7 @@ use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reas
 use crate::catalog::{DocCtx, DocError};
 use crate::ids::now_ms;
 use crate::message::{Message, MsgType, Recipients, markdown_to_text, truncate_utf8};
-use crate::secret::{Secret, SecretRef, redact_url, url_credentials};
+use crate::secret::{Secret, SecretRef, SecretUrl};
 
 /// The body may not exceed 20 KB; leave room for the JSON around the content.
 const CONTENT_BYTES: usize = 18_000;
@@ -40,7 +40,7 @@ struct FeishuSpec {
 /// A configured Feishu / Lark bot.
 #[derive(Debug)]
 pub struct Feishu {
-    url: Secret,
+    url: SecretUrl,
     secret: Option<Secret>,
     http: reqwest::Client,
 }
@@ -112,7 +112,8 @@ impl Feishu {
                 let base = spec.base_url.clone().unwrap_or_else(|| {
                     format!("{}/open-apis/bot/v2/hook/", ctx.settings.vendors.feishu)
                 });
-                Secret::new(format!("{}/{}", base.trim_end_matches('/'), token.expose()))
+                let url = format!("{}/{}", base.trim_end_matches('/'), token.expose());
+                SecretUrl::new(Secret::new(url), false)
             }
             (None, Some(u)) => ctx.url(u, "/spec/url").map_err(|e| vec![e])?,
             _ => return Err(vec![DocError::new("/spec", "give either token or url")]),
@@ -142,8 +143,7 @@ impl Feishu {
     }
 
     fn secrets(&self) -> Vec<String> {
-        let mut s = url_credentials(self.url.expose());
-        s.push(self.url.expose().to_string());
+        let mut s = self.url.credentials().to_vec();
         s.extend(self.secret.as_ref().map(|k| k.expose().to_string()));
         s
     }
@@ -265,11 +265,11 @@ impl Channel for Feishu {
         if body.get("sign").is_some() {
             body["sign"] = json!("***");
         }
-        Ok(Preview::post(self.url.expose(), body))
+        Ok(Preview::post(self.url.shown(), body))
     }
 
     fn describe(&self) -> Value {
-        json!({"type": "feishu-robot", "url": redact_url(self.url.expose()), "signed": self.secret.is_some()})
+        json!({"type": "feishu-robot", "url": self.url.shown(), "signed": self.secret.is_some()})
     }
 }
 

@@ -13,7 +13,7 @@ use super::{Channel, ChannelKind, DeliveryError, Outgoing, Preview, Reason, Rece
 use crate::catalog::{DocCtx, DocError};
 use crate::message::normalized_json;
 use crate::render::{RenderCtx, Tpl};
-use crate::secret::{Secret, SecretBytes, redact_url, url_credentials};
+use crate::secret::{Secret, SecretBytes, SecretUrl};
 use crate::signature;
 
 #[derive(Debug)]
@@ -26,7 +26,7 @@ enum Body {
 /// A configured webhook destination.
 #[derive(Debug)]
 pub struct Webhook {
-    url: Secret,
+    url: SecretUrl,
     body: Body,
     content_type: HeaderValue,
     headers: Vec<(HeaderName, Secret)>,
@@ -49,7 +49,7 @@ impl Webhook {
                 _ => {
                     errors.push(DocError::new(
                         "/spec/url",
-                        format!("{} is not an http(s) URL", redact_url(u.expose())),
+                        format!("{} is not an http(s) URL", u.shown()),
                     ));
                     None
                 }
@@ -149,8 +149,7 @@ impl Webhook {
     }
 
     fn secrets(&self) -> Vec<String> {
-        let mut s = url_credentials(self.url.expose());
-        s.push(self.url.expose().to_string());
+        let mut s = self.url.credentials().to_vec();
         s.extend(self.headers.iter().map(|(_, v)| v.expose().to_string()));
         s
     }
@@ -202,13 +201,13 @@ impl Channel for Webhook {
         let bytes = self.render_body(out)?;
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(Preview::post(self.url.expose(), body))
+        Ok(Preview::post(self.url.shown(), body))
     }
 
     fn describe(&self) -> Value {
         json!({
             "type": "webhook",
-            "url": redact_url(self.url.expose()),
+            "url": self.url.shown(),
             "body": match self.body { Body::Message => "message", Body::Event => "event", Body::Template(_) => "template" },
             "headers": self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             "signed": self.signing_key.is_some(),

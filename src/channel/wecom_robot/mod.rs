@@ -10,7 +10,7 @@ use super::reply::{ReplyTable, VendorReply, Verdict, call, judge};
 use super::{Channel, ChannelKind, DeliveryError, Limits, Outgoing, Preview, Reason, Receipt};
 use crate::catalog::{DocCtx, DocError};
 use crate::message::{MsgType, markdown_to_text, truncate_utf8};
-use crate::secret::{Secret, SecretRef, URL_VALUE, redact_url, url_credentials};
+use crate::secret::{Secret, SecretRef, SecretUrl, URL_VALUE};
 
 const TEXT_BYTES: usize = 2048;
 const MARKDOWN_BYTES: usize = 4096;
@@ -30,7 +30,7 @@ struct WecomRobotSpec {
 #[derive(Debug)]
 pub struct WecomRobot {
     /// The full send URL, key included.
-    url: Secret,
+    url: SecretUrl,
     key: Option<Secret>,
     http: reqwest::Client,
 }
@@ -68,7 +68,7 @@ impl WecomRobot {
                     percent_encoding::utf8_percent_encode(key.expose(), URL_VALUE)
                 );
                 Ok(WecomRobot {
-                    url: Secret::new(url),
+                    url: SecretUrl::new(Secret::new(url), false),
                     key: Some(key),
                     http: ctx.http.clone(),
                 })
@@ -125,8 +125,7 @@ impl WecomRobot {
     }
 
     fn secrets(&self) -> Vec<String> {
-        let mut s = url_credentials(self.url.expose());
-        s.push(self.url.expose().to_string());
+        let mut s = self.url.credentials().to_vec();
         s.extend(self.key.as_ref().map(|k| k.expose().to_string()));
         s
     }
@@ -164,11 +163,11 @@ impl Channel for WecomRobot {
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
-        Ok(Preview::post(self.url.expose(), WecomRobot::body(out)))
+        Ok(Preview::post(self.url.shown(), WecomRobot::body(out)))
     }
 
     fn describe(&self) -> Value {
-        json!({"type": "wecom-robot", "url": redact_url(self.url.expose())})
+        json!({"type": "wecom-robot", "url": self.url.shown()})
     }
 }
 

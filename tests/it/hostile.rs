@@ -1,0 +1,162 @@
+//! Hostile input and unlucky operators: credentials in URL paths and secret files never show,
+//! `{file: …}` secrets stay inside hooks.d, a panic on a request path is a 500 that leaves the
+//! relay working, oversized headers get a JSON 431.
+
+use serde_json::Value;
+
+use crate::support::*;
+
+const TOKEN: &str = "xoxbT0kenInThePath42";
+
+fn doc(kind: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec: {spec}\n---\n"
+    )
+}
+
+/// A Slack-style webhook whose credential is its path, read from a file; a plain Source.
+fn path_credential_hooks(base: &str) -> (Hooks, String) {
+    let mut files = doc(
+        "Source",
+        "plain",
+        "{auth: none, event: {type: {value: plain.note}}}",
+    );
+    files.push_str(&doc(
+        "Channel",
+        "slack",
+        "{type: webhook, url: {file: secrets/slack-url}}",
+    ));
+    files.push_str(&doc("Route", "r", "{sources: [plain], channels: [slack]}"));
+    let hooks = Hooks::new(&[("10-all.yaml", &files)]);
+    std::fs::create_dir_all(hooks.path().join("secrets")).unwrap();
+    let url = format!("{base}/services/T0AAA/B0BBB/{TOKEN}");
+    hooks.write("secrets/slack-url", &url);
+    (hooks, url)
+}
+
+#[tokio::test]
+async fn a_credential_in_a_url_path_never_shows() {
+    // The receiver refuses, echoing the URL it was called on (as gateways do).
+    let receiver = FakeServer::with_responder(|r| {
+        Reply::json(
+            400,
+            serde_json::json!({"error": format!("no such hook: {}", r.path)}),
+        )
+    })
+    .await;
+    let (hooks, url) = path_credential_hooks(&receiver.base);
+    let data = data_dir();
+    let relay = TestRelay::start(settings(hooks.path(), data.path())).await;
+    let catalog = relay.admin_get("/admin/catalog").await;
+    assert_eq!(
+        catalog["report"]["errors"],
+        serde_json::json!([]),
+        "{catalog:#}"
+    );
+    let shown = catalog.to_string();
+    assert!(!shown.contains(TOKEN), "{shown}");
+    assert!(
+        shown.contains(&format!("{}/***", receiver.base)),
+        "shown as scheme and host: {shown}"
+    );
+
+    let (status, answer) = relay.post("plain", &[], r#"{"note":"x"}"#).await;
+    assert_eq!(status, 202, "{answer}");
+    let event = answer["event"].as_str().unwrap().to_string();
+    let got = receiver.wait_for(1).await;
+    assert!(got[0].path.ends_with(TOKEN), "sent to the real URL");
+    let ev = relay.admin_get(&format!("/admin/events/{event}")).await;
+    let id = ev["deliveries"][0]["id"].as_str().unwrap().to_string();
+    let dead = relay.wait_delivery_state(&id, "dead").await;
+    let letters = relay.admin_get("/admin/dead-letters").await;
+    for (what, text) in [
+        ("delivery", dead.to_string()),
+        ("dead letters", letters.to_string()),
+        ("event", ev.to_string()),
+        ("logs", logs()),
+    ] {
+        assert!(!text.contains(TOKEN), "{what} shows the credential: {text}");
+    }
+    assert!(dead.to_string().contains("HTTP 400"), "{dead}");
+
+    // `hookrelay render` and `check` show no more than the admin API.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["render", "--hooks"])
+        .arg(hooks.path())
+        .args(["--source", "plain", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(br#"{"note":"x"}"#)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("POST"), "{printed}");
+    assert!(
+        !printed.contains(TOKEN) && !printed.contains(&url),
+        "{printed}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn file_secrets_outside_hooks_d_are_refused_and_never_echoed() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("shadow"), "root:$6$SHADOWHASH:19000\n").unwrap();
+    let escape = format!("{}/shadow", outside.path().display());
+    let mut files = doc(
+        "Source",
+        "plain",
+        "{auth: none, event: {type: {value: plain.note}}}",
+    );
+    files.push_str(&doc(
+        "Channel",
+        "up",
+        "{type: webhook, url: {file: ../../../../../../../etc/passwd}}",
+    ));
+    files.push_str(&doc(
+        "Channel",
+        "abs",
+        &format!("{{type: webhook, url: {{file: {escape}}}}}"),
+    ));
+    // Inside hooks.d, but not a URL: the error must not quote the file's content.
+    files.push_str(&doc(
+        "Channel",
+        "notaurl",
+        "{type: webhook, url: {file: secrets/not-a-url}}",
+    ));
+    let hooks = Hooks::new(&[("10-all.yaml", &files)]);
+    std::fs::create_dir_all(hooks.path().join("secrets")).unwrap();
+    hooks.write("secrets/not-a-url", "hunter2-not-a-url-SECRET");
+    let data = data_dir();
+    let relay = TestRelay::start(settings(hooks.path(), data.path())).await;
+    let catalog = relay.admin_get("/admin/catalog").await;
+    let errors: Vec<Value> = catalog["report"]["errors"].as_array().unwrap().clone();
+    let text = serde_json::to_string(&errors).unwrap();
+    assert!(text.contains("outside hooks.d"), "{text}");
+    for leaked in ["SHADOWHASH", "root:", "hunter2", "SECRET"] {
+        assert!(!text.contains(leaked), "{leaked} leaked: {text}");
+    }
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("notaurl")),
+        "{text}"
+    );
+    // The operator may allow a directory explicitly.
+    let mut s = settings(hooks.path(), data_dir().path());
+    s.secret_dirs = vec![outside.path().to_path_buf()];
+    relay.stop().await;
+    let http = hookrelay::channel::http::client();
+    let allowed =
+        hookrelay::catalog::Loader::new(hooks.path(), std::sync::Arc::new(s), http).load(true);
+    let allowed_errors = serde_json::to_string(&allowed.report.errors).unwrap();
+    assert_eq!(text.matches("outside hooks.d").count(), 2, "{text}");
+    assert_eq!(
+        allowed_errors.matches("outside hooks.d").count(),
+        1,
+        "only ../etc/passwd is still outside: {allowed_errors}"
+    );
+    assert!(!allowed_errors.contains("SHADOWHASH"), "{allowed_errors}");
+}
