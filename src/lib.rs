@@ -15,7 +15,8 @@
 //! - [`ingress`], [`event`], [`route`], [`plan`], [`render`], [`message`]: from request to planned deliveries.
 //! - [`store`]: the durable queue behind the `Store` trait.
 //! - [`deliver`], [`channel`]: from due delivery to vendor request and back.
-//! - [`server`], [`admin`], [`metrics`]: the process and its operating surface.
+//! - [`server`], [`admin`], [`metrics`]: the process and its operating surface; `edge`: what
+//!   guards every request (panics answered 500, oversized request heads 431).
 //!
 //! [`server::Relay`] is the whole relay: `Relay::open(settings)?.serve(listener, shutdown)`.
 
@@ -27,6 +28,7 @@ pub mod channel;
 pub mod config;
 pub mod deliver;
 pub mod dryrun;
+mod edge;
 pub mod event;
 pub mod ids;
 pub mod ingress;

@@ -19,7 +19,7 @@ use crate::deliver::Engine;
 use crate::ids::now_ms;
 use crate::metrics::Metrics;
 use crate::store::{self, Store, StoreError};
-use crate::{admin, ingress};
+use crate::{admin, edge, ingress};
 
 /// What request handlers share.
 pub struct AppState {
@@ -134,6 +134,7 @@ fn http_server(
     let settings = state.settings.clone();
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap_fn(edge::catch_panics)
             .app_data(state.clone())
             .configure(ingress::configure)
             .configure(admin::configure)

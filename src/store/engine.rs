@@ -333,8 +333,10 @@ impl<K: Kv> KvStore<K> {
         live.kv.write(ops).inspect_err(|e| self.failed(e))
     }
 
-    fn due(&self) -> Result<std::sync::MutexGuard<'_, BTreeSet<(u64, DeliveryId)>>, StoreError> {
-        self.due.lock().map_err(|_| StoreError::Closed)
+    /// The due index. No call that can panic runs while it is held, so a poisoned lock (a
+    /// panic elsewhere in the holding thread) leaves it whole.
+    fn due(&self) -> Result<MutexGuard<'_, BTreeSet<(u64, DeliveryId)>>, StoreError> {
+        Ok(lock(&self.due))
     }
 
     /// The atomic write of [`Store::enqueue`], without waiting for it to be durable: what it

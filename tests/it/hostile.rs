@@ -2,6 +2,9 @@
 //! `{file: …}` secrets stay inside hooks.d, a panic on a request path is a 500 that leaves the
 //! relay working, oversized headers get a JSON 431.
 
+use hookrelay::store::StoreError;
+use hookrelay::store::engine::KvStore;
+use hookrelay::store::kv::{Kv, Op, Syncer, Visitor};
 use serde_json::Value;
 
 use crate::support::*;
@@ -159,4 +162,86 @@ async fn file_secrets_outside_hooks_d_are_refused_and_never_echoed() {
         "only ../etc/passwd is still outside: {allowed_errors}"
     );
     assert!(!allowed_errors.contains("SHADOWHASH"), "{allowed_errors}");
+}
+
+/// fjall that panics on a write carrying a marked value, as an engine bug would — inside the
+/// store's ingest lock.
+struct Panicky(hookrelay::store::fjall::FjallKv);
+
+const BOOM: &[u8] = b"PANIC-IN-THE-ENGINE";
+
+impl Kv for Panicky {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.get(key)
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        self.0.scan(from, to, visit)
+    }
+
+    fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let marked = ops.iter().any(|op| match op {
+            Op::Put(_, v) => v.windows(BOOM.len()).any(|w| w == BOOM),
+            Op::Delete(_) => false,
+        });
+        assert!(!marked, "injected: the engine panics on this write");
+        self.0.write(ops)
+    }
+
+    fn syncer(&self) -> Result<Syncer, StoreError> {
+        self.0.syncer()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.0.size_on_disk()
+    }
+
+    fn compact(&self) -> Result<(), StoreError> {
+        self.0.compact()
+    }
+}
+
+#[tokio::test]
+async fn a_panic_while_answering_is_a_500_and_ingest_keeps_working() {
+    let receiver = FakeServer::start().await;
+    let mut files = doc(
+        "Source",
+        "plain",
+        "{auth: none, event: {type: {value: plain.note}}}",
+    );
+    files.push_str(&doc(
+        "Channel",
+        "hook",
+        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
+    ));
+    files.push_str(&doc("Route", "r", "{sources: [plain], channels: [hook]}"));
+    let hooks = Hooks::new(&[("10-all.yaml", &files)]);
+    let data = data_dir();
+    let path = data.path().to_path_buf();
+    let store = std::sync::Arc::new(
+        KvStore::new(move || Ok(Panicky(hookrelay::store::fjall::open_kv(&path, 8 << 20)?)))
+            .unwrap(),
+    );
+    let relay = TestRelay::serve(hookrelay::Relay::with_store(
+        settings(hooks.path(), data.path()),
+        store,
+    ))
+    .await;
+    let marked = format!(r#"{{"note":"{}"}}"#, String::from_utf8_lossy(BOOM));
+    let (status, answer) = relay.post("plain", &[], &marked).await;
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(answer["error"], "internal", "{answer}");
+    assert!(
+        logs().lines().any(|l| l.contains("ERROR") && l.contains("injected: the engine panics")),
+        "the panic is logged"
+    );
+    // The same relay, its store and its ingest lock, all still work.
+    for i in 0..3 {
+        let (status, answer) = relay.post("plain", &[], &format!(r#"{{"note":"ok {i}"}}"#)).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    relay.wait_ready(200).await;
+    assert_eq!(receiver.wait_for(3).await.len(), 3);
+    assert_eq!(relay.store.counts().unwrap().events, 3, "nothing of the panicked request");
+    relay.stop().await;
 }
