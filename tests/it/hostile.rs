@@ -232,16 +232,24 @@ async fn a_panic_while_answering_is_a_500_and_ingest_keeps_working() {
     assert_eq!(status, 500, "{answer}");
     assert_eq!(answer["error"], "internal", "{answer}");
     assert!(
-        logs().lines().any(|l| l.contains("ERROR") && l.contains("injected: the engine panics")),
+        logs()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("injected: the engine panics")),
         "the panic is logged"
     );
     // The same relay, its store and its ingest lock, all still work.
     for i in 0..3 {
-        let (status, answer) = relay.post("plain", &[], &format!(r#"{{"note":"ok {i}"}}"#)).await;
+        let (status, answer) = relay
+            .post("plain", &[], &format!(r#"{{"note":"ok {i}"}}"#))
+            .await;
         assert_eq!(status, 202, "{answer}");
     }
     relay.wait_ready(200).await;
     assert_eq!(receiver.wait_for(3).await.len(), 3);
-    assert_eq!(relay.store.counts().unwrap().events, 3, "nothing of the panicked request");
+    assert_eq!(
+        relay.store.counts().unwrap().events,
+        3,
+        "nothing of the panicked request"
+    );
     relay.stop().await;
 }

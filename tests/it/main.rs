@@ -6,6 +6,7 @@ mod fence;
 mod foundation;
 mod hostile;
 mod messages;
+mod props;
 mod render;
 mod scenarios;
 mod support;
