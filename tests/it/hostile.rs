@@ -253,3 +253,66 @@ async fn a_panic_while_answering_is_a_500_and_ingest_keeps_working() {
     );
     relay.stop().await;
 }
+
+/// Sends raw bytes and returns what came back before the connection closed (or reset).
+async fn raw(base: &str, request: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(&request).await;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = s.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn oversized_or_malformed_request_heads_get_a_json_answer() {
+    let files = doc(
+        "Source",
+        "plain",
+        "{auth: none, event: {type: {value: plain.note}}}",
+    );
+    let (_h, _d, relay) = start_clean(&[("10-all.yaml", &files)], |_| {}).await;
+    let head = |extra: Vec<u8>| {
+        let mut r = b"POST /hooks/plain HTTP/1.1\r\nHost: x\r\n".to_vec();
+        r.extend(extra);
+        r.extend_from_slice(b"Content-Length: 2\r\n\r\n{}");
+        r
+    };
+    let many: Vec<u8> = (0..500)
+        .flat_map(|i| format!("X-H{i}: v\r\n").into_bytes())
+        .collect();
+    let mut big = b"X-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 200_000));
+    big.extend_from_slice(b"\r\n");
+    for (what, request, status, error) in [
+        ("500 headers", head(many), "431", "headers_too_large"),
+        ("a 200 KB header", head(big), "431", "headers_too_large"),
+        (
+            "a malformed header",
+            head(b"No colon here\r\n".to_vec()),
+            "400",
+            "malformed_request",
+        ),
+    ] {
+        let answer = raw(&relay.base, request).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{what}: {answer}"
+        );
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
+        let json: Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {answer}"));
+        assert_eq!(json["error"], error, "{what}");
+    }
+    assert_eq!(relay.store.counts().unwrap().events, 0);
+    let (status, _) = relay.post("plain", &[], r#"{"n":1}"#).await;
+    assert_eq!(status, 202, "the relay still serves");
+    relay.stop().await;
+}
