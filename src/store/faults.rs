@@ -130,8 +130,11 @@ pub async fn a_store_that_cannot_write_refuses_until_it_recovers<K: Kv>(open: Op
     s.close().unwrap();
 }
 
-/// A tmpfs mounted for a test, unmounted when dropped.
-struct Tmpfs(PathBuf, tempfile::TempDir);
+/// A tmpfs mounted for a test, unmounted when dropped (before its mount point is removed).
+struct Tmpfs {
+    path: PathBuf,
+    _mount_point: tempfile::TempDir,
+}
 
 impl Tmpfs {
     /// `None` where mounting is not permitted (not root, no mount namespace).
@@ -143,14 +146,18 @@ impl Tmpfs {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.path().to_path_buf(), dir))
+        ok.then(|| Tmpfs {
+            path: dir.path().to_path_buf(),
+            _mount_point: dir,
+        })
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
-        let _ = &self.1;
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
     }
 }
 
@@ -178,13 +185,13 @@ pub async fn a_full_file_system_is_survived<K: Kv>(open: OpenKv<K>) {
         eprintln!("not run here: mounting a tmpfs needs root (CI runs as root)");
         return;
     };
-    let data = fs.0.join("data");
+    let data = fs.path.join("data");
     let store = KvStore::new(move || open(&data, 4 << 20)).unwrap();
     let s: &dyn Store = &store;
     s.enqueue(vec![new_event("before", 0, vec![delivery(0)])])
         .await
         .unwrap();
-    let filler = fill(&fs.0);
+    let filler = fill(&fs.path);
     let mut refused = None;
     for i in 0..10_000u64 {
         // Values that do not compress, so the engine must write what it takes.

@@ -17,13 +17,18 @@ fn doc(kind: &str, name: &str, spec: &str) -> String {
     )
 }
 
-/// A Slack-style webhook whose credential is its path, read from a file; a plain Source.
-fn path_credential_hooks(base: &str) -> (Hooks, String) {
-    let mut files = doc(
+/// An open Source whose events are `plain.note`.
+fn plain_source() -> String {
+    doc(
         "Source",
         "plain",
         "{auth: none, event: {type: {value: plain.note}}}",
-    );
+    )
+}
+
+/// A Slack-style webhook whose credential is its path, read from a file; a plain Source.
+fn path_credential_hooks(base: &str) -> (Hooks, String) {
+    let mut files = plain_source();
     files.push_str(&doc(
         "Channel",
         "slack",
@@ -110,11 +115,7 @@ async fn file_secrets_outside_hooks_d_are_refused_and_never_echoed() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("shadow"), "root:$6$SHADOWHASH:19000\n").unwrap();
     let escape = format!("{}/shadow", outside.path().display());
-    let mut files = doc(
-        "Source",
-        "plain",
-        "{auth: none, event: {type: {value: plain.note}}}",
-    );
+    let mut files = plain_source();
     files.push_str(&doc(
         "Channel",
         "up",
@@ -204,11 +205,7 @@ impl Kv for Panicky {
 #[tokio::test]
 async fn a_panic_while_answering_is_a_500_and_ingest_keeps_working() {
     let receiver = FakeServer::start().await;
-    let mut files = doc(
-        "Source",
-        "plain",
-        "{auth: none, event: {type: {value: plain.note}}}",
-    );
+    let mut files = plain_source();
     files.push_str(&doc(
         "Channel",
         "hook",
@@ -273,11 +270,7 @@ async fn raw(base: &str, request: Vec<u8>) -> String {
 
 #[tokio::test]
 async fn oversized_or_malformed_request_heads_get_a_json_answer() {
-    let files = doc(
-        "Source",
-        "plain",
-        "{auth: none, event: {type: {value: plain.note}}}",
-    );
+    let files = plain_source();
     let (_h, _d, relay) = start_clean(&[("10-all.yaml", &files)], |_| {}).await;
     let head = |extra: Vec<u8>| {
         let mut r = b"POST /hooks/plain HTTP/1.1\r\nHost: x\r\n".to_vec();
