@@ -97,6 +97,10 @@ impl Guarded {
 
     /// The JSON answer for an empty-bodied refusal actix is about to write, if `buf` is one.
     fn rewrite(buf: &[u8]) -> Option<Vec<u8>> {
+        // Every response passes here: only the two refusals are looked at further.
+        if !(buf.starts_with(b"HTTP/1.1 431 ") || buf.starts_with(b"HTTP/1.1 400 ")) {
+            return None;
+        }
         let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
         let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
         if !head.contains("\r\ncontent-length: 0") {
