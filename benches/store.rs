@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use hookrelay::store::{AttemptRecord, AttemptResult, Completion, Engine, NewEvent, Next, Store};
+use hookrelay::store::{
+    AttemptRecord, AttemptResult, Backend, Completion, Ending, NewEvent, Store,
+};
 use serde_json::json;
 
 #[path = "common/sample.rs"]
@@ -24,14 +26,14 @@ fn completion() -> Completion {
             receipt: Some(json!({"status": 200})),
         },
         counted: true,
-        next: Next::Delivered,
+        next: Ending::Delivered,
     }
 }
 
 /// Engines to measure: `STORE_BENCH_ENGINES=fjall,sled` (default both).
-fn engines() -> Vec<(&'static str, Engine)> {
+fn engines() -> Vec<(&'static str, Backend)> {
     let wanted = std::env::var("STORE_BENCH_ENGINES").unwrap_or_else(|_| "fjall,sled".into());
-    [("fjall", Engine::Fjall), ("sled", Engine::Sled)]
+    [("fjall", Backend::Fjall), ("sled", Backend::Sled)]
         .into_iter()
         .filter(|(n, _)| wanted.split(',').any(|w| w.trim() == *n))
         .collect()
@@ -43,7 +45,7 @@ fn store_ops(c: &mut Criterion) {
     }
 }
 
-fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
+fn bench_engine(c: &mut Criterion, name: &str, engine: Backend) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = hookrelay::store::open(engine, dir.path(), 64 << 20).unwrap();
@@ -85,7 +87,7 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: Engine) {
     });
     g.finish();
     // What the write itself costs, without waiting for the flush.
-    if engine == Engine::Fjall {
+    if engine == Backend::Fjall {
         let dir = tempfile::tempdir().unwrap();
         let s = hookrelay::store::fjall::open(dir.path(), 64 << 20).unwrap();
         c.bench_function("store/fjall/enqueue (write only)", |b| {

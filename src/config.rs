@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::deliver::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 use crate::secret::Secret;
-use crate::store::Engine;
+use crate::store::Backend;
 
 /// Settings as written in the file and environment (durations as text, e.g. `90s`, `24h`).
 #[derive(Debug, Deserialize)]
@@ -98,7 +98,7 @@ pub struct Settings {
     /// How long dead letters are kept (`dead_retention`, default 30d).
     pub dead_retention: Duration,
     /// The storage engine: `fjall` (default) or `sled` (`store`).
-    pub store: Engine,
+    pub store: Backend,
     /// Store block cache in MiB (`cache_mb`, default 16).
     pub cache_mb: u64,
     /// How often hooks.d is checked for changes; 0 disables (`reload_interval`, default 2s).
@@ -227,7 +227,7 @@ impl Settings {
                 ));
             }
         }
-        let store = Engine::parse(&raw.store).ok_or_else(|| {
+        let store = Backend::parse(&raw.store).ok_or_else(|| {
             invalid(
                 "store",
                 format!("{:?} is neither \"fjall\" nor \"sled\"", raw.store),

@@ -9,13 +9,13 @@ use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::catalog::source::Auth;
-use crate::catalog::{Catalog, Loader, SourceDef};
+use crate::catalog::{Catalog, Loader};
 use crate::channel::Outgoing;
 use crate::config::Settings;
 use crate::event::Event;
 use crate::ids::{DeliveryId, EventId, now_ms};
-use crate::ingress::decode;
+use crate::ingress::source::Auth;
+use crate::ingress::{SourceDef, decode};
 use crate::plan::plan;
 use crate::route::explain;
 
@@ -173,7 +173,7 @@ fn render_event(
     }
     let ce = event.to_json();
     writeln!(out, "\nrouting")?;
-    let verdicts = explain(catalog, event, &ce);
+    let verdicts = explain(catalog.routing(), event, &ce);
     if verdicts.is_empty() {
         writeln!(out, "  (no Routes or Subscriptions are loaded)")?;
     }
@@ -211,7 +211,7 @@ fn render_event(
             "\n{}. {} ({}) ← {}{}",
             i + 1,
             d.channel,
-            ch.kind.as_str(),
+            ch.kind,
             d.origin,
             d.template
                 .as_deref()
@@ -258,7 +258,7 @@ fn render_event(
             event: Some(&ce),
             timeout: ch.timeout,
         };
-        match ch.channel.preview(&outgoing) {
+        match ch.preview(&outgoing) {
             Ok(p) => {
                 writeln!(out, "   {} {}", p.method, p.url)?;
                 for line in serde_json::to_string_pretty(&p.body)?.lines() {

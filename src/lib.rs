@@ -11,31 +11,36 @@
 //! ```
 //!
 //! - [`config`]: settings (defaults → `hookrelay.toml` → `HOOKRELAY_*`).
-//! - [`catalog`]: hooks.d resources, validated against `schemas/`, hot-reloaded.
-//! - [`ingress`], [`event`], [`route`], [`plan`], [`render`], [`message`]: from request to planned deliveries.
-//! - [`store`]: the durable queue behind the `Store` trait.
-//! - [`deliver`], [`channel`]: from due delivery to vendor request and back.
-//! - [`server`], [`admin`], [`metrics`]: the process and its operating surface; `edge`: what
-//!   guards every request (panics answered 500, oversized request heads 431).
+//! - [`doc`]: what every hooks.d compiler shares; [`catalog`]: the loader that reads hooks.d,
+//!   validates it against `schemas/`, has each kind compiled where it lives, hot-reloads.
+//! - [`ingress`] (Sources), [`event`], [`directory`] (Users), [`route`] (Routes, Subscriptions),
+//!   [`plan`], [`render`] (Templates), [`message`]: from request to planned deliveries.
+//! - [`store`]: the durable queue behind the `Store` trait (and its retention).
+//! - [`deliver`], [`channel`] (Channels), [`retry`], [`reason`]: from due delivery to vendor
+//!   request and back.
+//! - [`server`], [`metrics`]: the process and its HTTP surface (hooks, admin API, health; what
+//!   guards every request).
 //!
 //! [`server::Relay`] is the whole relay: `Relay::open(settings)?.serve(listener, shutdown)`.
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
 pub mod catalog;
 pub mod channel;
 pub mod config;
 pub mod deliver;
+pub mod directory;
+pub mod doc;
 pub mod dryrun;
-mod edge;
 pub mod event;
 pub mod ids;
 pub mod ingress;
 pub mod message;
 pub mod metrics;
 pub mod plan;
+pub mod reason;
 pub mod render;
+pub mod retry;
 pub mod route;
 pub mod secret;
 pub mod server;

@@ -1,12 +1,12 @@
-//! The normalized message `{touser, msgtype, text:{content}, title?, url?}`, its recipients,
-//! and cutting content to a byte limit on a UTF-8 boundary.
+//! The normalized message (msgtype, content, title, url), its recipients, and cutting content
+//! to a byte limit on a UTF-8 boundary.
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 /// How the content is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -129,38 +129,6 @@ pub fn split_ids(list: &str) -> Vec<String> {
         .collect()
 }
 
-/// The normalized JSON form a `webhook` channel sends by default.
-pub fn normalized_json(message: &Message, to: &Recipients) -> Value {
-    let mut m = Map::new();
-    let touser = if to.all {
-        "@all".to_string()
-    } else {
-        to.users.join("|")
-    };
-    m.insert("touser".into(), Value::String(touser));
-    if !to.parties.is_empty() {
-        m.insert("toparty".into(), Value::String(to.parties.join("|")));
-    }
-    if !to.tags.is_empty() {
-        m.insert("totag".into(), Value::String(to.tags.join("|")));
-    }
-    if !to.mobiles.is_empty() {
-        m.insert("mobiles".into(), json!(to.mobiles));
-    }
-    m.insert(
-        "msgtype".into(),
-        Value::String(message.msgtype.as_str().into()),
-    );
-    m.insert("text".into(), json!({ "content": message.content }));
-    if let Some(t) = &message.title {
-        m.insert("title".into(), Value::String(t.clone()));
-    }
-    if let Some(u) = &message.url {
-        m.insert("url".into(), Value::String(u.clone()));
-    }
-    Value::Object(m)
-}
-
 /// Markdown made readable as plain text, for channels or message types that cannot show it:
 /// emphasis and heading marks dropped, links as `text (url)`, quotes and colour tags unwrapped,
 /// `<@userid>` mentions as `@userid`.
@@ -235,6 +203,7 @@ pub fn truncate_utf8(text: &mut String, max_bytes: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn recognizes_cnb_user_notify() {
@@ -261,28 +230,6 @@ mod tests {
         let mut tiny = "abcdefgh".to_string();
         assert!(truncate_utf8(&mut tiny, 3));
         assert_eq!(tiny, "abc");
-    }
-
-    #[test]
-    fn normalized_form_joins_ids() {
-        let m = Message {
-            msgtype: MsgType::Markdown,
-            content: "**hi**".into(),
-            title: Some("t".into()),
-            url: None,
-        };
-        let to = Recipients {
-            users: vec!["a".into(), "b".into()],
-            parties: vec!["2".into()],
-            ..Default::default()
-        };
-        let v = normalized_json(&m, &to);
-        assert_eq!(v["touser"], "a|b");
-        assert_eq!(v["toparty"], "2");
-        assert_eq!(v["msgtype"], "markdown");
-        assert_eq!(v["text"]["content"], "**hi**");
-        assert_eq!(v["title"], "t");
-        assert!(v.get("totag").is_none());
     }
 
     #[test]

@@ -12,31 +12,35 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::plan::Plan;
+use crate::reason::Reason;
+use crate::store::AttemptResult;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct IngressLabels {
+struct IngressLabels {
     /// The Source name, or `(unknown)` for paths that name none (bounded cardinality).
-    pub source: String,
-    pub code: u16,
+    source: String,
+    code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabels {
+struct SourceLabels {
     /// A configured Source name (requests to unknown ones are never counted here).
-    pub source: String,
+    source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ChannelLabels {
-    pub channel: String,
+struct ChannelLabels {
+    channel: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AttemptLabels {
-    pub channel: String,
+struct AttemptLabels {
+    channel: String,
     /// delivered, retryable, throttled, permanent.
-    pub result: &'static str,
-    /// ok, client, server, auth, rate-limited, timeout, network, config, render.
-    pub reason: &'static str,
+    result: &'static str,
+    /// ok, client, server, auth, rate-limited, timeout, network, config, render, other.
+    reason: &'static str,
 }
 
 type HistogramFamily = Family<ChannelLabels, Histogram, fn() -> Histogram>;
@@ -44,23 +48,29 @@ type HistogramFamily = Family<ChannelLabels, Histogram, fn() -> Histogram>;
 /// Every metric the relay exports.
 pub struct Metrics {
     registry: Registry,
-    pub ingress: Family<IngressLabels, Counter>,
-    pub duplicates: Family<SourceLabels, Counter>,
-    pub planned: Family<ChannelLabels, Counter>,
-    pub attempts: Family<AttemptLabels, Counter>,
-    pub attempt_seconds: HistogramFamily,
-    pub dead: Family<ChannelLabels, Counter>,
-    pub cel_errors: Counter,
-    pub rejected: Family<ChannelLabels, Counter>,
-    pub unresolved: Family<ChannelLabels, Counter>,
-    pub catalog_errors: Gauge,
-    pub store_fsyncs: Counter,
-    pub store_bytes: Gauge,
+    ingress: Family<IngressLabels, Counter>,
+    duplicates: Family<SourceLabels, Counter>,
+    planned: Family<ChannelLabels, Counter>,
+    attempts: Family<AttemptLabels, Counter>,
+    attempt_seconds: HistogramFamily,
+    dead: Family<ChannelLabels, Counter>,
+    cel_errors: Counter,
+    rejected: Family<ChannelLabels, Counter>,
+    unresolved: Family<ChannelLabels, Counter>,
+    catalog_errors: Gauge,
+    store_fsyncs: Counter,
+    store_bytes: Gauge,
     /// 1 while the store can write, 0 while it refuses writes (full disk, read-only, I/O).
-    pub store_writable: Gauge,
-    pub events_purged: Counter,
+    store_writable: Gauge,
+    events_purged: Counter,
     /// Conditions already logged once (unresolved recipients).
     seen: Mutex<HashSet<String>>,
+}
+
+fn channel(name: &str) -> ChannelLabels {
+    ChannelLabels {
+        channel: name.to_string(),
+    }
 }
 
 /// Most conditions remembered as logged; then the memory starts over.
@@ -194,9 +204,21 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts what planning one event noticed, and logs each unresolved recipient the first
-    /// time it is seen (every later one is counted only).
-    pub fn record_plan(&self, plan: &crate::plan::Plan) {
+    /// Counts an event answered as a duplicate.
+    pub fn duplicate(&self, source: &str) {
+        self.duplicates
+            .get_or_create(&SourceLabels {
+                source: source.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts what planning one event gave and noticed: deliveries per channel, CEL errors,
+    /// and each unresolved recipient (logged the first time it is seen, counted always).
+    pub fn record_plan(&self, plan: &Plan) {
+        for d in &plan.deliveries {
+            self.planned.get_or_create(&channel(&d.channel)).inc();
+        }
         self.cel_errors.inc_by(plan.cel_errors as u64);
         for u in &plan.unresolved {
             if !self.first_sight(format!("{}\n{}\n{}", u.origin, u.user, u.channel)) {
@@ -210,12 +232,49 @@ impl Metrics {
                     "recipient has no id for this channel in the User directory; not notified \
                      (logged once, counted in hookrelay_recipients_unresolved)");
             }
-            self.unresolved
-                .get_or_create(&ChannelLabels {
-                    channel: u.channel.clone(),
-                })
-                .inc();
+            self.unresolved.get_or_create(&channel(&u.channel)).inc();
         }
+    }
+
+    /// Counts one attempt's outcome on `channel`: its result, why it failed (`None`: it did
+    /// not), how long it took, and whether the delivery became a dead letter.
+    pub fn delivery_outcome(
+        &self,
+        channel_name: &str,
+        result: AttemptResult,
+        reason: Option<Reason>,
+        seconds: f64,
+        dead: bool,
+    ) {
+        let ch = channel(channel_name);
+        self.attempt_seconds.get_or_create(&ch).observe(seconds);
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                channel: ch.channel.clone(),
+                result: result.as_str(),
+                reason: reason.map_or("ok", Reason::as_str),
+            })
+            .inc();
+        if dead {
+            self.dead.get_or_create(&ch).inc();
+        }
+    }
+
+    /// Counts recipients a vendor refused while delivering to the others.
+    pub fn recipients_rejected(&self, channel_name: &str, n: u32) {
+        self.rejected
+            .get_or_create(&channel(channel_name))
+            .inc_by(u64::from(n));
+    }
+
+    /// Counts events removed by retention.
+    pub fn events_purged(&self, n: u64) {
+        self.events_purged.inc_by(n);
+    }
+
+    /// Sets the number of errors in the last hooks.d load.
+    pub fn set_catalog_errors(&self, n: usize) {
+        self.catalog_errors.set(n as i64);
     }
 
     /// Whether `key` is new to this process (a bounded memory: past its size, everything is).

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::catalog::{Catalog, ChannelDef};
-use crate::channel::Limits;
+use crate::catalog::Catalog;
+use crate::channel::{ChannelDef, Limits};
 use crate::event::Event;
 use crate::message::{Message, MsgType, Recipients, truncate_utf8};
+use crate::reason::Reason;
 use crate::render::RenderCtx;
 use crate::route::{self, Audience, Unresolved};
 use crate::store::{ErrorInfo, NewDelivery};
@@ -27,7 +28,7 @@ pub struct Plan {
 /// the error, so they show up as dead letters.
 pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
     let ce = event.to_json();
-    let routed = route::route(catalog, event, &ce);
+    let routed = route::route(catalog.routing(), event, &ce);
     let mut plan = Plan {
         deliveries: Vec::new(),
         cel_errors: routed.cel_errors,
@@ -56,7 +57,7 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
                 Err(e) => (
                     None,
                     Some(ErrorInfo {
-                        reason: "render".into(),
+                        reason: Reason::Render,
                         detail: e.clone(),
                         status: None,
                     }),
@@ -88,7 +89,7 @@ pub fn render(catalog: &Catalog, event: &Event, ctx: &RenderCtx, a: &Audience<'_
         None => catalog.template_for(&event.ty),
     };
     let rendered = match template {
-        Some(t) => t.render(ctx, &a.channel.name, a.channel.kind.as_str()),
+        Some(t) => t.render(ctx, &a.channel.name, a.channel.kind),
         None => Ok(match &event.message {
             Some(ready) => ready.message.clone(),
             None => fallback(event),

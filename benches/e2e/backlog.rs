@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use hookrelay::ids::now_ms;
-use hookrelay::store::{self, Engine};
+use hookrelay::store::{self, Backend};
 
 #[path = "../common/sample.rs"]
 mod sample;
@@ -13,7 +13,7 @@ mod sample;
 const BATCH: u64 = 2_000;
 
 /// Stores events `1..=n` on `engine`, each with one delivery to `channel`, due now.
-pub async fn preload(engine: Engine, dir: &Path, n: u64, channel: &str) -> Result<(), String> {
+pub async fn preload(engine: Backend, dir: &Path, n: u64, channel: &str) -> Result<(), String> {
     let store = store::open(engine, dir, 64 << 20).map_err(|e| e.to_string())?;
     let mut next = 1;
     while next <= n {

@@ -13,7 +13,7 @@ mod relay;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hookrelay::store::{Engine, dir_size};
+use hookrelay::store::{Backend, dir_size};
 use serde_json::{Value, json};
 
 use driver::{Drive, Target};
@@ -153,7 +153,7 @@ async fn until(limit: Duration, mut probe: impl AsyncFnMut() -> bool) -> Option<
 /// first delivery, memory and bytes per pending delivery, drain rate, and the data dir after the
 /// backlog drains and retention removes it.
 async fn run_backlog(k: &Knobs, receiver: &Receiver) -> Result<Figures, String> {
-    let engine = Engine::parse(&k.store).ok_or("E2E_STORE is fjall or sled")?;
+    let engine = Backend::parse(&k.store).ok_or("E2E_STORE is fjall or sled")?;
     let scratch = Scratch::new();
     let data = scratch.path("data");
     relay::write_hooks(&scratch.path("hooks.d"), &receiver.url, 0).map_err(|e| e.to_string())?;

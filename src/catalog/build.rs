@@ -7,16 +7,18 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::error::{CatalogError, DocError};
+use super::error::CatalogError;
 use super::load::{self, RawDoc};
-use super::subscription::{self, SubscriptionDef};
-use super::user::{self, UserDef};
-use super::{
-    Catalog, ChannelDef, DocCtx, FileReport, FileStatus, Report, RouteDef, SourceDef, TemplateDef,
-    channel, route, schema, source, template,
-};
+use super::{Catalog, FileReport, FileStatus, Report, schema};
+use crate::channel::{self, ChannelDef};
 use crate::config::Settings;
+use crate::directory::{self, User};
+use crate::doc::{DocCtx, DocError};
+use crate::ingress::source::{self, SourceDef};
+use crate::render::template::{self, TemplateDef};
+use crate::route::def::{self as route, RouteDef};
 use crate::route::index::SubscriptionIndex;
+use crate::route::subscription::{self, SubscriptionDef};
 use crate::route::{Unresolved, address};
 
 /// One compiled resource.
@@ -27,7 +29,7 @@ enum Item {
     Template(Arc<TemplateDef>),
     Route(Arc<RouteDef>),
     Subscription(Arc<SubscriptionDef>),
-    User(Arc<UserDef>),
+    User(Arc<User>),
 }
 
 impl Item {
@@ -197,13 +199,7 @@ impl Loader {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
         for doc in &docs {
-            let mut ctx = DocCtx {
-                base_dir,
-                secret_roots: &self.secret_roots,
-                settings: &self.settings,
-                http: &self.http,
-                warnings: Vec::new(),
-            };
+            let mut ctx = DocCtx::new(base_dir, &self.secret_roots, &self.settings, &self.http);
             let resource = describe(&doc.value);
             match compile_doc(doc, &mut ctx) {
                 Ok(item) => items.push((doc.index, item)),
@@ -273,13 +269,13 @@ fn compile_doc(doc: &RawDoc, ctx: &mut DocCtx<'_>) -> Result<Item, Vec<DocError>
     let spec = &v["spec"];
     Ok(match kind {
         "Source" => Item::Source(Arc::new(source::compile(name, spec, ctx)?)),
-        "Channel" => Item::Channel(Arc::new(channel::compile(name, spec, ctx)?)),
+        "Channel" => Item::Channel(Arc::new(channel::def::compile(name, spec, ctx)?)),
         "Template" => Item::Template(Arc::new(template::compile(name, spec)?)),
         "Route" => Item::Route(Arc::new(route::compile(name, spec)?)),
         "Subscription" | "ClusterSubscription" => {
             Item::Subscription(Arc::new(subscription::compile(name, v, &mut ctx.warnings)?))
         }
-        "User" => Item::User(Arc::new(user::compile(name, spec)?)),
+        "User" => Item::User(Arc::new(directory::compile(name, spec)?)),
         other => unreachable!("schema exists for {other} but no compiler"),
     })
 }
@@ -364,12 +360,7 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
                 }
                 Item::Route(x) => c.routes.push(x),
                 Item::Subscription(x) => subscriptions.push(x),
-                Item::User(x) => {
-                    if let Some(mail) = &x.mail {
-                        c.users_by_mail.insert(mail.to_lowercase(), x.name.clone());
-                    }
-                    c.users.insert(x.name.clone(), x);
-                }
+                Item::User(x) => c.directory.insert(x),
             }
         }
     }
@@ -387,7 +378,7 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
     for s in &subscriptions {
         for name in &s.channels {
             if let Some(ch) = c.channels.get(name)
-                && address(c.users.get(&s.subscriber), &s.subscriber, ch).is_none()
+                && address(c.directory.get(&s.subscriber), &s.subscriber, ch).is_none()
             {
                 report.unresolved.push(Unresolved {
                     origin: s.name.clone(),

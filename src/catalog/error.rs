@@ -1,25 +1,11 @@
-//! What went wrong (or deserves a warning) in which file, document and field.
+//! What went wrong (or deserves a warning) in which file, document and field of hooks.d.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-/// A problem inside one document, at a JSON-pointer-like field path (`/spec/auth/token`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DocError {
-    pub path: String,
-    pub message: String,
-}
-
-impl DocError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> DocError {
-        DocError {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
+use crate::doc::DocError;
 
 /// A problem located in hooks.d: file, document (1-based; 0 = the file as a whole), the
 /// resource if known, field path and reason.

@@ -1,84 +1,32 @@
-//! hooks.d: the resource catalog — read, validate against the schemas, resolve secrets,
-//! cross-check references, and hand out one immutable [`Catalog`] that reloads swap atomically.
+//! hooks.d: the loader. Files → documents (`load`), validated against the schemas (`schema`),
+//! each compiled where its definition lives (Sources in `ingress`, Channels in `channel`,
+//! Templates in `render`, Routes and Subscriptions in `route`, Users in `directory`), assembled
+//! with name clashes, references and last-good versions checked (`build`), and handed out as one
+//! immutable [`Catalog`] that reloads swap atomically (`reload`).
 
 mod build;
-pub mod channel;
 pub mod error;
 mod load;
-pub mod pattern;
-mod preset;
 pub mod reload;
-pub mod route;
 mod schema;
-pub mod source;
-pub mod subscription;
-pub mod template;
-pub mod user;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::config::Settings;
-use crate::route::Unresolved;
+use crate::channel::ChannelDef;
+use crate::directory::Directory;
+use crate::ingress::SourceDef;
+use crate::render::template::{self, TemplateDef};
+use crate::route::def::RouteDef;
 use crate::route::index::SubscriptionIndex;
-use crate::secret::{Secret, SecretRef, SecretUrl};
+use crate::route::{Routing, Unresolved};
 
 pub use build::Loader;
-pub use channel::ChannelDef;
-pub use error::{CatalogError, DocError};
-pub use route::RouteDef;
-pub use source::SourceDef;
-pub use template::TemplateDef;
-pub use user::UserDef;
-
-/// What compiling one document may use, and where it leaves warnings.
-pub struct DocCtx<'a> {
-    /// Directory of the file (relative `{file: …}` secrets resolve against it).
-    pub base_dir: &'a Path,
-    /// Where `{file: …}` secrets may be read from: hooks.d, then the `secret_dirs` setting.
-    pub secret_roots: &'a [PathBuf],
-    pub settings: &'a Settings,
-    /// The shared outbound HTTP client channels send with.
-    pub http: &'a reqwest::Client,
-    pub warnings: Vec<DocError>,
-}
-
-impl DocCtx<'_> {
-    /// Resolves a secret reference found at `path`; a literal is accepted with a warning.
-    pub fn secret(&mut self, r: &SecretRef, path: &str) -> Result<Secret, DocError> {
-        let resolved = r
-            .resolve(self.base_dir, self.secret_roots)
-            .map_err(|m| DocError::new(path, m))?;
-        if resolved.literal {
-            self.warnings.push(DocError::new(
-                path,
-                "secret written literally; prefer {env: NAME} or {file: PATH}",
-            ));
-        }
-        Ok(resolved.secret)
-    }
-
-    /// Resolves a URL that may carry credentials: a literal one is fine unless it visibly
-    /// carries a credential (userinfo, `key=`, `access_token=`, a hook token, …). One from a
-    /// reference is shown as scheme and host only.
-    pub fn url(&mut self, r: &SecretRef, path: &str) -> Result<SecretUrl, DocError> {
-        let resolved = r
-            .resolve(self.base_dir, self.secret_roots)
-            .map_err(|m| DocError::new(path, m))?;
-        let url = SecretUrl::new(resolved.secret, !resolved.literal);
-        if resolved.literal && url.shown() != url.expose() {
-            self.warnings.push(DocError::new(
-                path,
-                "URL carries a credential written literally; prefer {env: NAME} or {file: PATH}",
-            ));
-        }
-        Ok(url)
-    }
-}
+pub use error::CatalogError;
 
 /// How one file fared in the last load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,28 +73,26 @@ pub struct Catalog {
     pub templates: HashMap<String, Arc<TemplateDef>>,
     pub routes: Vec<Arc<RouteDef>>,
     pub subscriptions: SubscriptionIndex,
-    /// The User directory, by platform user name.
-    pub users: HashMap<String, Arc<UserDef>>,
-    /// User names by mail address.
-    pub users_by_mail: HashMap<String, String>,
+    /// The User directory.
+    pub directory: Directory,
     /// Settings' `vars`, as templates see them.
     pub vars: Value,
     pub report: Report,
 }
 
 impl Catalog {
-    /// The template for an event type when a route names none: the most specific `types`
-    /// match (exact over glob, longer glob over shorter); on a tie hooks.d beats the built-ins,
-    /// then names decide.
+    /// What routing reads.
+    pub fn routing(&self) -> Routing<'_> {
+        Routing {
+            routes: &self.routes,
+            subscriptions: &self.subscriptions,
+            channels: &self.channels,
+            directory: &self.directory,
+        }
+    }
+
+    /// The template for an event type when a route names none.
     pub fn template_for(&self, event_type: &str) -> Option<&Arc<TemplateDef>> {
-        self.templates
-            .values()
-            .filter_map(|t| t.types.specificity(event_type).map(|s| (s, t)))
-            .max_by(|(sa, a), (sb, b)| {
-                sa.cmp(sb)
-                    .then_with(|| b.builtin.cmp(&a.builtin))
-                    .then_with(|| b.name.cmp(&a.name))
-            })
-            .map(|(_, t)| t)
+        template::for_type(&self.templates, event_type)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use super::error::DocError;
+use crate::doc::DocError;
 
 const COMMON: &str = include_str!("../../schemas/common.json");
 

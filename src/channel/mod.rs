@@ -1,65 +1,40 @@
-//! Outbound channels: the [`Channel`] contract, classified delivery errors, and [`build`], the
-//! one place that turns a channel type into an implementation.
+//! Outbound channels: the [`Channel`] contract, classified delivery errors, a channel's
+//! registered [`Credentials`], and the [`registry`] of channel types.
 //!
-//! Adding a channel: a folder here (config, wire message, signing/token, tests), its fields in
-//! `schemas/channel.json`, an arm in [`build`], a classification table with a row-by-row test,
-//! a no-secret-leak test and a fake-server test in `tests/it`, and a line in ARCHITECTURE.md.
+//! Every channel folder has one shape: `config.rs` (its spec as hooks.d writes it), `wire.rs`
+//! (the vendor's request and reply types), `classify.rs` (its [`reply::ReplyTable`], tested row
+//! by row), `mod.rs` (the [`Channel`] impl, including how a directory [`User`] is addressed).
 
-pub mod dingtalk;
-pub mod feishu;
+mod credentials;
+pub mod def;
+mod dingtalk;
+mod feishu;
 pub mod http;
+#[cfg(test)]
+mod leak_test;
 pub mod ratelimit;
+pub mod registry;
 pub mod reply;
-pub mod webhook;
-pub mod wecom_app;
-pub mod wecom_robot;
+mod webhook;
+mod wecom_app;
+mod wecom_robot;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::catalog::{DocCtx, DocError};
+use crate::directory::User;
+use crate::doc::{DocCtx, DocError};
 use crate::ids::DeliveryId;
 use crate::message::{Message, MsgType, Recipients};
-use crate::secret::scrub;
+use crate::reason::Reason;
+use crate::secret::{Secret, SecretRef, SecretUrl, scrub};
 
-/// The channel types hooks.d may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ChannelKind {
-    Webhook,
-    WecomApp,
-    WecomRobot,
-    DingtalkRobot,
-    FeishuRobot,
-}
-
-impl ChannelKind {
-    pub fn parse(s: &str) -> Option<ChannelKind> {
-        Some(match s {
-            "webhook" => ChannelKind::Webhook,
-            "wecom-app" => ChannelKind::WecomApp,
-            "wecom-robot" => ChannelKind::WecomRobot,
-            "dingtalk-robot" => ChannelKind::DingtalkRobot,
-            "feishu-robot" => ChannelKind::FeishuRobot,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChannelKind::Webhook => "webhook",
-            ChannelKind::WecomApp => "wecom-app",
-            ChannelKind::WecomRobot => "wecom-robot",
-            ChannelKind::DingtalkRobot => "dingtalk-robot",
-            ChannelKind::FeishuRobot => "feishu-robot",
-        }
-    }
-}
+pub use credentials::Credentials;
+pub use def::ChannelDef;
 
 /// What a channel's vendor accepts per request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,41 +66,6 @@ pub struct Outgoing<'a> {
     /// The event in CloudEvents JSON, for channels that say [`Channel::needs_event`].
     pub event: Option<&'a Value>,
     pub timeout: Duration,
-}
-
-/// Why an attempt failed, for metrics and the admin API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Reason {
-    Client,
-    Server,
-    Auth,
-    RateLimited,
-    Timeout,
-    Network,
-    Config,
-    Render,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::Client => "client",
-            Reason::Server => "server",
-            Reason::Auth => "auth",
-            Reason::RateLimited => "rate-limited",
-            Reason::Timeout => "timeout",
-            Reason::Network => "network",
-            Reason::Config => "config",
-            Reason::Render => "render",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A failed attempt, classified. Details are already free of secrets.
@@ -252,7 +192,18 @@ impl Preview {
 /// one classification table and never put secrets in errors or receipts.
 #[async_trait]
 pub trait Channel: Send + Sync + fmt::Debug {
-    fn kind(&self) -> ChannelKind;
+    /// Its type as hooks.d names it (`wecom-app`), from its [`registry`] entry.
+    fn kind(&self) -> &'static str;
+
+    /// How a directory user is addressed here: the vendor id this channel reads from the User
+    /// document (a robot may fall back to the mobile number); `None` when the entry lacks it.
+    fn address(&self, user: &User) -> Option<Recipients>;
+
+    /// Whether it takes platform user names as they are (a webhook passes them on), so a name
+    /// the directory does not know is addressed as written without being reported.
+    fn takes_names(&self) -> bool {
+        false
+    }
 
     fn limits(&self) -> Limits {
         Limits::default()
@@ -284,18 +235,43 @@ pub trait Channel: Send + Sync + fmt::Debug {
     fn describe(&self) -> Value;
 }
 
-/// Builds the channel of `kind` from its validated `spec`.
-pub fn build(
-    kind: ChannelKind,
-    name: &str,
-    spec: &Value,
-    ctx: &mut DocCtx<'_>,
-) -> Result<Arc<dyn Channel>, Vec<DocError>> {
-    Ok(match kind {
-        ChannelKind::Webhook => Arc::new(webhook::Webhook::build(name, spec, ctx)?),
-        ChannelKind::WecomApp => Arc::new(wecom_app::WecomApp::build(spec, ctx)?),
-        ChannelKind::WecomRobot => Arc::new(wecom_robot::WecomRobot::build(spec, ctx)?),
-        ChannelKind::DingtalkRobot => Arc::new(dingtalk::Dingtalk::build(spec, ctx)?),
-        ChannelKind::FeishuRobot => Arc::new(feishu::Feishu::build(spec, ctx)?),
+/// A directory user by their id on the vendor whose User field is `field`.
+pub(crate) fn by_id(user: &User, field: &str) -> Option<Recipients> {
+    user.id(field).map(|id| Recipients {
+        users: vec![id.to_string()],
+        ..Recipients::default()
     })
+}
+
+/// A directory user by their vendor id, or else by mobile number (robots mention either).
+pub(crate) fn by_id_or_mobile(user: &User, field: &str) -> Option<Recipients> {
+    by_id(user, field).or_else(|| {
+        user.mobile.clone().map(|m| Recipients {
+            mobiles: vec![m],
+            ..Recipients::default()
+        })
+    })
+}
+
+/// A robot's send URL: made from its token (the spec's `field`, put into the URL by `with`), or
+/// given whole as `url` (then shown as scheme and host only when it came from a reference).
+pub(crate) fn robot_url(
+    ctx: &mut DocCtx<'_>,
+    (field, token): (&str, Option<&SecretRef>),
+    url: Option<&SecretRef>,
+    with: impl FnOnce(&DocCtx<'_>, &Secret) -> String,
+) -> Result<SecretUrl, Vec<DocError>> {
+    match (token, url) {
+        (Some(t), None) => {
+            let token = ctx
+                .secret(t, &format!("/spec/{field}"))
+                .map_err(|e| vec![e])?;
+            Ok(SecretUrl::new(Secret::new(with(ctx, &token)), false))
+        }
+        (None, Some(u)) => ctx.url(u, "/spec/url").map_err(|e| vec![e]),
+        _ => Err(vec![DocError::new(
+            "/spec",
+            format!("give either {field} or url"),
+        )]),
+    }
 }

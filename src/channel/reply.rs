@@ -16,8 +16,9 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
+use super::DeliveryError;
 use super::http::{read_body, retry_after, snippet, transport_error};
-use super::{DeliveryError, Reason};
+use crate::reason::Reason;
 
 /// What one answer means.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,17 +61,6 @@ pub trait ReplyTable {
     /// How long a throttle lasts according to the answer's headers.
     fn throttle_wait(&self, reply: &VendorReply) -> Option<Duration> {
         retry_after(&reply.headers)
-    }
-}
-
-/// The table of a receiver with no code of its own (a webhook): its status is its answer.
-pub struct StatusOnly;
-
-impl ReplyTable for StatusOnly {
-    const CODE: &'static [&'static str] = &[];
-
-    fn classify(&self, _: i64, _: &VendorReply) -> Verdict {
-        Verdict::Sent
     }
 }
 
@@ -358,24 +348,7 @@ pub mod table_test {
 mod tests {
     use super::table_test::*;
     use super::*;
-
-    #[test]
-    fn a_plain_receiver_is_judged_by_its_status_alone() {
-        for (status, body, want) in [
-            (200, "", Verdict::Sent),
-            (204, "", Verdict::Sent),
-            (202, "anything", Verdict::Sent),
-            (500, "", Verdict::Retry(Reason::Server)),
-            (429, "", Verdict::Throttle(None)),
-            (410, "", Verdict::Fail(Reason::Client)),
-        ] {
-            assert_eq!(
-                first_round(&StatusOnly, status, &[], body),
-                want,
-                "{status}"
-            );
-        }
-    }
+    use crate::channel::webhook::StatusOnly;
 
     #[test]
     fn redirects_say_they_are_not_followed() {

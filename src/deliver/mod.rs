@@ -7,7 +7,6 @@
 //! the worker that finishes one of the lane's deliveries takes the next. So a hung destination
 //! holds at most its cap of workers, and the others' deliveries go out meanwhile.
 
-pub mod retry;
 mod worker;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -36,13 +35,13 @@ const MAX_PAUSE: Duration = Duration::from_secs(30);
 const SETTLED: Duration = Duration::from_secs(60);
 
 /// The delivery side of the relay.
-pub struct Engine {
+pub struct Dispatcher {
     store: Arc<dyn Store>,
     catalog: Arc<LiveCatalog>,
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
     wake: Arc<Notify>,
-    dispatch: Mutex<Dispatch>,
+    held: Mutex<Held>,
     /// Set at shutdown: workers take no further deliveries from their lane.
     stopping: AtomicBool,
     /// When each channel's throttling was last logged (ms).
@@ -78,7 +77,7 @@ impl Pause {
 
 /// What the dispatcher holds in memory.
 #[derive(Default)]
-struct Dispatch {
+struct Held {
     /// Deliveries being sent or waiting in a lane (their due entries stay until the outcome).
     held: HashSet<DeliveryId>,
     lanes: HashMap<String, Lane>,
@@ -92,21 +91,21 @@ struct Lane {
     waiting: VecDeque<(u64, DeliveryId)>,
 }
 
-impl Engine {
+impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
         catalog: Arc<LiveCatalog>,
         metrics: Arc<Metrics>,
         settings: Arc<Settings>,
         wake: Arc<Notify>,
-    ) -> Engine {
-        Engine {
+    ) -> Dispatcher {
+        Dispatcher {
             store,
             catalog,
             metrics,
             settings,
             wake,
-            dispatch: Mutex::default(),
+            held: Mutex::default(),
             stopping: AtomicBool::new(false),
             throttle_logged: Mutex::default(),
         }
@@ -114,12 +113,12 @@ impl Engine {
 
     /// The dispatcher's memory. Nothing panics while holding it; a poisoned lock would only
     /// mean a panic elsewhere in a thread that held it, and the sets stay consistent.
-    fn dispatch(&self) -> MutexGuard<'_, Dispatch> {
-        self.dispatch.lock().unwrap_or_else(PoisonError::into_inner)
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn is_held(&self, id: &DeliveryId) -> bool {
-        self.dispatch().held.contains(id)
+        self.held().held.contains(id)
     }
 
     /// The cap of `channel` (the default for one no longer loaded).
@@ -128,7 +127,7 @@ impl Engine {
             .current()
             .channels
             .get(channel)
-            .map_or(crate::catalog::channel::DEFAULT_MAX_IN_FLIGHT, |c| {
+            .map_or(crate::channel::def::DEFAULT_MAX_IN_FLIGHT, |c| {
                 c.max_in_flight
             })
     }
@@ -150,7 +149,7 @@ impl Engine {
 
     /// Takes `l` into its lane: `true` if it may be sent now, `false` if it waits for a turn.
     fn admit(&self, l: &Leased, cap: usize) -> bool {
-        let mut d = self.dispatch();
+        let mut d = self.held();
         d.held.insert(l.record.id);
         let lane = d.lanes.entry(l.record.channel.clone()).or_default();
         if lane.sending < cap {
@@ -168,7 +167,7 @@ impl Engine {
         let channel = &done.record.channel;
         let cap = self.cap(channel);
         let mut next = {
-            let mut d = self.dispatch();
+            let mut d = self.held();
             d.held.remove(&done.record.id);
             let lane = d.lanes.entry(channel.clone()).or_default();
             lane.sending = lane.sending.saturating_sub(1);
@@ -184,7 +183,7 @@ impl Engine {
                     return Some(Leased { due_ms, record });
                 }
                 _ => {
-                    let mut d = self.dispatch();
+                    let mut d = self.held();
                     d.held.remove(&id);
                     if let Some(lane) = d.lanes.get_mut(channel) {
                         lane.sending = lane.sending.saturating_sub(1);
@@ -199,12 +198,7 @@ impl Engine {
     /// The next waiting delivery of `channel`, counted as sending, if its cap allows and the
     /// relay is not stopping; the lane is forgotten once idle. While the store cannot write,
     /// the lane's waiting deliveries are let go (they stay due for after its recovery).
-    fn take_waiting(
-        &self,
-        d: &mut Dispatch,
-        channel: &str,
-        cap: usize,
-    ) -> Option<(u64, DeliveryId)> {
+    fn take_waiting(&self, d: &mut Held, channel: &str, cap: usize) -> Option<(u64, DeliveryId)> {
         let lane = d.lanes.get_mut(channel)?;
         let paused = self.store.fault().is_some();
         if paused {

@@ -5,37 +5,37 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Engine;
-use super::retry::{Next as RetryNext, RetryPolicy};
+use super::Dispatcher;
 use crate::catalog::Catalog;
-use crate::channel::{DeliveryError, Outgoing, Reason, Receipt};
+use crate::channel::{DeliveryError, Outgoing, Receipt};
 use crate::ids::now_ms;
-use crate::metrics::{AttemptLabels, ChannelLabels};
 use crate::plan::rerender;
+use crate::reason::Reason;
+use crate::retry::{Decision, RetryPolicy};
 use crate::store::{
-    AttemptRecord, AttemptResult, Completion, DeliveryRecord, ErrorInfo, Leased, Next,
+    AttemptRecord, AttemptResult, Completion, DeliveryRecord, Ending, ErrorInfo, Leased,
 };
 
 /// A worker: delivers `leased`, then the deliveries waiting in its lane while there are any;
 /// the permit frees its slot at the end.
-pub(super) async fn run(engine: Arc<Engine>, leased: Leased, _slot: OwnedSemaphorePermit) {
+pub(super) async fn run(dispatcher: Arc<Dispatcher>, leased: Leased, _slot: OwnedSemaphorePermit) {
     let mut next = Some(leased);
     while let Some(leased) = next {
-        deliver(&engine, &leased).await;
-        next = engine.next_in_lane(&leased);
+        deliver(&dispatcher, &leased).await;
+        next = dispatcher.next_in_lane(&leased);
     }
 }
 
 /// Delivers one leased delivery and records the outcome.
-async fn deliver(engine: &Arc<Engine>, leased: &Leased) {
+async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
     let id = leased.record.id;
-    let catalog = engine.catalog.current();
+    let catalog = dispatcher.catalog.current();
     let at_ms = now_ms();
     let started = Instant::now();
-    let result = attempt(engine, &catalog, &leased.record).await;
+    let result = attempt(dispatcher, &catalog, &leased.record).await;
     let elapsed = started.elapsed();
     let channel = catalog.channels.get(&leased.record.channel);
-    let policy = channel.map_or(&engine.settings.retry, |c| &c.retry);
+    let policy = channel.map_or(&dispatcher.settings.retry, |c| &c.retry);
     let now = now_ms();
     let completion = decide(
         policy,
@@ -46,37 +46,16 @@ async fn deliver(engine: &Arc<Engine>, leased: &Leased) {
         now,
         rand::random_range(-1.0..=1.0),
     );
-    let label = leased.record.channel.clone();
-    engine
-        .metrics
-        .attempt_seconds
-        .get_or_create(&ChannelLabels {
-            channel: label.clone(),
-        })
-        .observe(elapsed.as_secs_f64());
-    engine
-        .metrics
-        .attempts
-        .get_or_create(&AttemptLabels {
-            channel: label.clone(),
-            result: result_name(completion.attempt.result),
-            reason: completion
-                .attempt
-                .error
-                .as_ref()
-                .map_or("ok", |e| reason_name(&e.reason)),
-        })
-        .inc();
-    if matches!(completion.next, Next::Dead) {
-        engine
-            .metrics
-            .dead
-            .get_or_create(&ChannelLabels { channel: label })
-            .inc();
-    }
-    let retry = matches!(completion.next, Next::RetryAt(_));
-    report(engine, &leased.record, &completion, now);
-    match engine.store.complete(leased, completion, now) {
+    dispatcher.metrics.delivery_outcome(
+        &leased.record.channel,
+        completion.attempt.result,
+        completion.attempt.error.as_ref().map(|e| e.reason),
+        elapsed.as_secs_f64(),
+        matches!(completion.next, Ending::Dead),
+    );
+    let retry = matches!(completion.next, Ending::RetryAt(_));
+    report(dispatcher, &leased.record, &completion, now);
+    match dispatcher.store.complete(leased, completion, now) {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
         }
@@ -86,26 +65,26 @@ async fn deliver(engine: &Arc<Engine>, leased: &Leased) {
     }
     if retry {
         // The dispatcher may be asleep until a later time than this retry's.
-        engine.wake.notify_one();
+        dispatcher.wake.notify_one();
     }
 }
 
 /// Says what became of an attempt at the level an operator must see: a dead letter at WARN, a
 /// retry at INFO, a throttled destination at INFO once a minute (every wait is in the metrics).
-fn report(engine: &Engine, rec: &DeliveryRecord, c: &Completion, now: u64) {
+fn report(dispatcher: &Dispatcher, rec: &DeliveryRecord, c: &Completion, now: u64) {
     let Some(error) = &c.attempt.error else {
         return;
     };
     let (id, event, channel) = (rec.id, rec.id.event, rec.channel.as_str());
     let (reason, detail) = (error.reason.as_str(), error.detail.as_str());
     match c.next {
-        Next::Dead => tracing::warn!(delivery = %id, %event, channel, reason, detail,
+        Ending::Dead => tracing::warn!(delivery = %id, %event, channel, reason, detail,
             attempts = rec.attempts + u32::from(c.counted), "dead letter: delivery given up"),
-        Next::RetryAt(at) if c.counted => tracing::info!(delivery = %id, %event, channel, reason,
+        Ending::RetryAt(at) if c.counted => tracing::info!(delivery = %id, %event, channel, reason,
             detail, attempt = rec.attempts + 1, retry_in_s = at.saturating_sub(now) / 1000,
             "delivery failed; retry scheduled"),
-        Next::RetryAt(at) => {
-            if engine.first_throttle_in_a_minute(channel, now) {
+        Ending::RetryAt(at) => {
+            if dispatcher.first_throttle_in_a_minute(channel, now) {
                 tracing::info!(
                     channel,
                     detail,
@@ -114,13 +93,13 @@ fn report(engine: &Engine, rec: &DeliveryRecord, c: &Completion, now: u64) {
                 );
             }
         }
-        Next::Delivered => {}
+        Ending::Delivered => {}
     }
 }
 
 /// Sends the delivery once.
 async fn attempt(
-    engine: &Engine,
+    dispatcher: &Dispatcher,
     catalog: &Catalog,
     rec: &DeliveryRecord,
 ) -> Result<Receipt, DeliveryError> {
@@ -133,7 +112,7 @@ async fn attempt(
     let store_err =
         |e: crate::store::StoreError| DeliveryError::retryable(Reason::Config, e.to_string());
     let event = if ch.channel.needs_event() || rec.message.is_none() {
-        let stored = engine.store.event(&rec.id.event).map_err(store_err)?;
+        let stored = dispatcher.store.event(&rec.id.event).map_err(store_err)?;
         Some(
             stored
                 .ok_or_else(|| {
@@ -151,7 +130,7 @@ async fn attempt(
         (None, Some(event)) => {
             rerendered = rerender(catalog, event, rec.template.as_deref(), ch)
                 .map_err(|e| DeliveryError::permanent(Reason::Render, e))?;
-            engine
+            dispatcher
                 .store
                 .set_message(&rec.id, rerendered.clone())
                 .map_err(store_err)?;
@@ -176,7 +155,7 @@ async fn attempt(
             wait: Some(wait),
         });
     }
-    let result = ch.channel.send(&out).await;
+    let result = ch.send(&out).await;
     if let (Err(DeliveryError::Throttled { wait: Some(w), .. }), Some(limiter)) =
         (&result, &ch.limiter)
     {
@@ -188,13 +167,7 @@ async fn attempt(
     if let Ok(r) = &result
         && r.rejected > 0
     {
-        engine
-            .metrics
-            .rejected
-            .get_or_create(&ChannelLabels {
-                channel: ch.name.clone(),
-            })
-            .inc_by(r.rejected as u64);
+        dispatcher.metrics.recipients_rejected(&ch.name, r.rejected);
     }
     result
 }
@@ -215,7 +188,7 @@ fn decide(
         duration_ms: elapsed.as_millis() as u64,
         result,
         error: error.map(|e| ErrorInfo {
-            reason: e.reason().as_str().to_string(),
+            reason: e.reason(),
             detail: e.detail().to_string(),
             status: e.status(),
         }),
@@ -225,7 +198,7 @@ fn decide(
         Ok(receipt) => Completion {
             attempt: record(AttemptResult::Delivered, None, receipt.detail),
             counted: true,
-            next: Next::Delivered,
+            next: Ending::Delivered,
         },
         Err(e @ DeliveryError::Throttled { .. }) => {
             let DeliveryError::Throttled { wait, .. } = &e else {
@@ -233,9 +206,9 @@ fn decide(
             };
             let wait = policy.throttle_wait(*wait, rec.attempts, jitter);
             let next = if age + wait > policy.max_age {
-                Next::Dead
+                Ending::Dead
             } else {
-                Next::RetryAt(now + wait.as_millis() as u64)
+                Ending::RetryAt(now + wait.as_millis() as u64)
             };
             Completion {
                 attempt: record(AttemptResult::Throttled, Some(&e), None),
@@ -248,8 +221,8 @@ fn decide(
                 unreachable!()
             };
             let next = match policy.after_failure(rec.attempts + 1, age, *retry_after, jitter) {
-                RetryNext::RetryIn(d) => Next::RetryAt(now + d.as_millis() as u64),
-                RetryNext::GiveUp(_) => Next::Dead,
+                Decision::RetryIn(d) => Ending::RetryAt(now + d.as_millis() as u64),
+                Decision::GiveUp(_) => Ending::Dead,
             };
             Completion {
                 attempt: record(AttemptResult::Retryable, Some(&e), None),
@@ -260,36 +233,9 @@ fn decide(
         Err(e @ DeliveryError::Permanent { .. }) => Completion {
             attempt: record(AttemptResult::Permanent, Some(&e), None),
             counted: true,
-            next: Next::Dead,
+            next: Ending::Dead,
         },
     }
-}
-
-fn result_name(r: AttemptResult) -> &'static str {
-    match r {
-        AttemptResult::Delivered => "delivered",
-        AttemptResult::Retryable => "retryable",
-        AttemptResult::Throttled => "throttled",
-        AttemptResult::Permanent => "permanent",
-    }
-}
-
-/// Metric label for a stored reason (a fixed set; anything else is "other").
-fn reason_name(reason: &str) -> &'static str {
-    [
-        Reason::Client,
-        Reason::Server,
-        Reason::Auth,
-        Reason::RateLimited,
-        Reason::Timeout,
-        Reason::Network,
-        Reason::Config,
-        Reason::Render,
-    ]
-    .into_iter()
-    .map(Reason::as_str)
-    .find(|r| *r == reason)
-    .unwrap_or("other")
 }
 
 #[cfg(test)]
@@ -334,7 +280,7 @@ mod tests {
     #[test]
     fn success_is_final() {
         let c = run(Ok(Receipt::default()), &rec(0, 0), 1000);
-        assert!(matches!(c.next, Next::Delivered));
+        assert!(matches!(c.next, Ending::Delivered));
         assert!(c.counted);
         assert_eq!(c.attempt.duration_ms, 3);
     }
@@ -343,11 +289,11 @@ mod tests {
     fn retryable_follows_the_schedule_until_max_age() {
         let e = DeliveryError::retryable(Reason::Server, "HTTP 500");
         let c = run(Err(e.clone()), &rec(0, 0), 1000);
-        assert!(matches!(c.next, Next::RetryAt(6000)), "{:?}", c.next);
-        assert_eq!(c.attempt.error.as_ref().unwrap().reason, "server");
+        assert!(matches!(c.next, Ending::RetryAt(6000)), "{:?}", c.next);
+        assert_eq!(c.attempt.error.as_ref().unwrap().reason, Reason::Server);
         let day = 24 * 3600 * 1000;
         let c = run(Err(e), &rec(7, 0), day - 1000);
-        assert!(matches!(c.next, Next::Dead));
+        assert!(matches!(c.next, Ending::Dead));
     }
 
     #[test]
@@ -358,7 +304,7 @@ mod tests {
         };
         let c = run(Err(e), &rec(2, 0), 1000);
         assert!(!c.counted);
-        assert!(matches!(c.next, Next::RetryAt(601_000)));
+        assert!(matches!(c.next, Ending::RetryAt(601_000)));
         assert_eq!(c.attempt.result, AttemptResult::Throttled);
     }
 
@@ -369,8 +315,6 @@ mod tests {
             &rec(0, 0),
             1,
         );
-        assert!(matches!(c.next, Next::Dead));
-        assert_eq!(reason_name("client"), "client");
-        assert_eq!(reason_name("weird"), "other");
+        assert!(matches!(c.next, Ending::Dead));
     }
 }

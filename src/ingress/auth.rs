@@ -2,7 +2,7 @@
 
 use actix_web::http::header::HeaderMap;
 
-use crate::catalog::source::{Auth, HmacStyle};
+use crate::ingress::source::{Auth, HmacStyle};
 use crate::signature;
 
 /// Checks `headers` and `body` against the Source's auth; the error says what was wrong

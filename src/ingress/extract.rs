@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::IdKind;
+use super::SourceDef;
 use super::error::IngressError;
-use crate::catalog::SourceDef;
-use crate::catalog::source::{Extract, Extractor};
 use crate::event::{Data, Event};
+use crate::ingress::source::{Extract, Extractor};
 use crate::message::ReadyMessage;
 use crate::render::RenderCtx;
 
@@ -157,7 +157,7 @@ pub fn json_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::source::{Auth, EventRules};
+    use crate::ingress::source::{Auth, EventRules};
     use crate::render::Tpl;
     use actix_web::http::header::{HeaderName, HeaderValue};
 

@@ -1,18 +1,18 @@
-//! Ingress: `POST /hooks/{source}` — authentication, decoding into an [`Event`](crate::event::Event),
-//! planning, and the durable acknowledgement.
+//! Ingress: what a Source accepts — its definition (`source.rs`, with the platform presets of
+//! `preset.rs`), authentication, and decoding a request into [`Event`]s. The HTTP endpoint that
+//! plans and stores them is `server/hooks.rs`.
 
 mod auth;
 mod cloudevents;
 pub mod error;
 mod extract;
-mod handler;
+mod preset;
+pub mod source;
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderMap};
-use actix_web::web;
 
-use crate::catalog::SourceDef;
-pub use crate::catalog::source::IdKind;
 use crate::event::Event;
+pub use source::{IdKind, SourceDef};
 
 pub use error::IngressError;
 
@@ -133,13 +133,4 @@ fn bounded(e: &Event) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// Registers the hook endpoint.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/hooks/{source}")
-            .route(web::post().to(handler::receive_hook))
-            .default_service(web::to(handler::method_not_allowed)),
-    );
 }

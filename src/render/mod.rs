@@ -2,6 +2,7 @@
 //! event's context.
 
 mod helpers;
+pub mod template;
 
 use std::sync::OnceLock;
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::cel::{CelFilter, CelInput, substitute};
-use crate::catalog::DocError;
+use crate::doc::DocError;
 use crate::event::Event;
 
 /// A filter as written in hooks.d.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::cel::strings;
-use crate::catalog::subscription::{Rule, SubscriptionDef};
+use super::subscription::{Rule, SubscriptionDef};
 
 /// A rule's position: (subscription, rule within it).
 type RuleRef = (u32, u32);

@@ -2,8 +2,10 @@
 //! the template to render with, and recipients resolved through the User directory.
 
 pub mod cel;
+pub mod def;
 pub mod filter;
 pub mod index;
+pub mod subscription;
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -12,13 +14,24 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use self::cel::CelInput;
+use self::def::{FromEvent, RouteDef};
 use self::filter::{Filter, ObjectFacts};
-use crate::catalog::route::{FromEvent, RouteDef};
-use crate::catalog::subscription::Rule;
-use crate::catalog::user::UserDef;
-use crate::catalog::{Catalog, ChannelDef};
+use self::index::SubscriptionIndex;
+use self::subscription::Rule;
+use crate::channel::ChannelDef;
+use crate::directory::{Directory, User};
 use crate::event::Event;
 use crate::message::Recipients;
+
+/// What routing reads: the Routes, the Subscriptions, the Channels they name and the User
+/// directory (a view of the catalog, which owns them).
+#[derive(Debug, Clone, Copy)]
+pub struct Routing<'c> {
+    pub routes: &'c [Arc<RouteDef>],
+    pub subscriptions: &'c SubscriptionIndex,
+    pub channels: &'c HashMap<String, Arc<ChannelDef>>,
+    pub directory: &'c Directory,
+}
 
 /// One channel's worth of recipients for one event.
 #[derive(Debug)]
@@ -137,15 +150,15 @@ fn check_rule<'r>(
     cel.check(&rule.filter, origin)
 }
 
-/// Routes `event` (whose CloudEvents JSON is `ce`) through `catalog`.
-pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> {
+/// Routes `event` (whose CloudEvents JSON is `ce`).
+pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> {
     let mut out = Routed::default();
     let mut cel = Cel {
         ce,
         input: OnceCell::new(),
         errors: 0,
     };
-    for r in &catalog.routes {
+    for r in routing.routes {
         if check_route(r, event, &mut cel).is_err() {
             continue;
         }
@@ -156,7 +169,7 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
         }
         if !r.from_event.is_empty() {
             read_recipients(
-                catalog,
+                routing.directory,
                 &r.from_event,
                 ce,
                 &r.name,
@@ -166,13 +179,13 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
         }
         for name in &r.channels {
             // References were checked when the catalog loaded, so the channel exists.
-            let Some(channel) = catalog.channels.get(name) else {
+            let Some(channel) = routing.channels.get(name) else {
                 continue;
             };
             let to = resolve(
                 &named,
                 channel,
-                &catalog.users,
+                routing.directory,
                 &r.name,
                 &mut out.unresolved,
             );
@@ -184,28 +197,32 @@ pub fn route<'c>(catalog: &'c Catalog, event: &Event, ce: &Value) -> Routed<'c> 
             });
         }
     }
-    if !catalog.subscriptions.is_empty() {
+    if !routing.subscriptions.is_empty() {
         let facts = ObjectFacts::of(event);
         let mut matched: Vec<u32> = Vec::new();
-        for (s, rule) in catalog
+        for (s, rule) in routing
             .subscriptions
             .candidates(&event.ty, facts.namespace.as_deref(), ce)
         {
             if matched.last() == Some(&s) {
                 continue; // this subscription already matched through another rule
             }
-            let sub = catalog.subscriptions.get(s);
+            let sub = routing.subscriptions.get(s);
             if check_rule(rule, &sub.name, event, &facts, &mut cel).is_ok() {
                 matched.push(s);
             }
         }
         for s in matched {
-            let sub = catalog.subscriptions.get(s);
+            let sub = routing.subscriptions.get(s);
             for name in &sub.channels {
-                let Some(channel) = catalog.channels.get(name) else {
+                let Some(channel) = routing.channels.get(name) else {
                     continue;
                 };
-                match address(catalog.users.get(&sub.subscriber), &sub.subscriber, channel) {
+                match address(
+                    routing.directory.get(&sub.subscriber),
+                    &sub.subscriber,
+                    channel,
+                ) {
                     Some(to) => out.audiences.push(Audience {
                         origin: &sub.name,
                         channel,
@@ -236,14 +253,14 @@ pub struct Verdict {
     pub why: String,
 }
 
-pub fn explain(catalog: &Catalog, event: &Event, ce: &Value) -> Vec<Verdict> {
+pub fn explain(routing: Routing<'_>, event: &Event, ce: &Value) -> Vec<Verdict> {
     let mut cel = Cel {
         ce,
         input: OnceCell::new(),
         errors: 0,
     };
     let mut out = Vec::new();
-    for r in &catalog.routes {
+    for r in routing.routes {
         let result = check_route(r, event, &mut cel);
         out.push(Verdict {
             what: format!("Route {}", r.name),
@@ -255,7 +272,7 @@ pub fn explain(catalog: &Catalog, event: &Event, ce: &Value) -> Vec<Verdict> {
         });
     }
     let facts = ObjectFacts::of(event);
-    for sub in catalog.subscriptions.iter() {
+    for sub in routing.subscriptions.iter() {
         let mut misses = Vec::new();
         let mut hit = None;
         for (i, rule) in sub.rules.iter().enumerate() {
@@ -285,7 +302,7 @@ pub fn explain(catalog: &Catalog, event: &Event, ce: &Value) -> Vec<Verdict> {
 /// Adds the recipients `from` points at in the event; mail addresses become user names through
 /// the directory (or are reported).
 fn read_recipients(
-    catalog: &Catalog,
+    directory: &Directory,
     from: &FromEvent,
     ce: &Value,
     origin: &str,
@@ -303,8 +320,8 @@ fn read_recipients(
     };
     let mut users = read(&from.users);
     for mail in read(&from.mails) {
-        match catalog.users_by_mail.get(&mail.to_lowercase()) {
-            Some(name) => users.push(name.clone()),
+        match directory.name_of_mail(&mail) {
+            Some(name) => users.push(name.to_string()),
             None => unresolved.push(Unresolved {
                 origin: origin.to_string(),
                 user: mail,
@@ -337,16 +354,12 @@ fn ids_in(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// How a subscriber is reached on a channel: through the directory; a webhook also takes the
-/// bare user name.
-pub fn address(
-    user: Option<&Arc<UserDef>>,
-    name: &str,
-    channel: &ChannelDef,
-) -> Option<Recipients> {
+/// How a subscriber is reached on a channel: through the directory; a channel that takes user
+/// names (a webhook) also takes one the directory does not know.
+pub fn address(user: Option<&Arc<User>>, name: &str, channel: &ChannelDef) -> Option<Recipients> {
     match user {
-        Some(u) => u.address(channel.kind),
-        None if channel.kind == crate::channel::ChannelKind::Webhook => Some(Recipients {
+        Some(u) => channel.channel.address(u),
+        None if channel.channel.takes_names() => Some(Recipients {
             users: vec![name.to_string()],
             ..Recipients::default()
         }),
@@ -359,7 +372,7 @@ pub fn address(
 fn resolve(
     named: &Recipients,
     channel: &ChannelDef,
-    users: &HashMap<String, Arc<UserDef>>,
+    directory: &Directory,
     origin: &str,
     unresolved: &mut Vec<Unresolved>,
 ) -> Recipients {
@@ -368,14 +381,14 @@ fn resolve(
         ..named.clone()
     };
     for name in &named.users {
-        match users.get(name) {
+        match directory.get(name) {
             None => {
                 if !to.users.contains(name) {
                     to.users.push(name.clone());
                 }
                 // A webhook takes names; a chat vendor needs its own id, which the directory
                 // did not give: say so instead of mentioning `<@name>` silently.
-                if channel.kind != crate::channel::ChannelKind::Webhook {
+                if !channel.channel.takes_names() {
                     unresolved.push(Unresolved {
                         origin: origin.to_string(),
                         user: name.clone(),
@@ -384,7 +397,7 @@ fn resolve(
                     });
                 }
             }
-            Some(u) => match u.address(channel.kind) {
+            Some(u) => match channel.channel.address(u) {
                 Some(r) => to.merge(&r),
                 None => unresolved.push(Unresolved {
                     origin: origin.to_string(),

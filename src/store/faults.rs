@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::engine::KvStore;
 use super::kv::{Kv, Op, Syncer, Visitor};
+use super::kv_store::KvStore;
 use super::suite::{delivery, done, idle, new_event};
 use super::*;
 
@@ -99,7 +99,7 @@ pub async fn a_store_that_cannot_write_refuses_until_it_recovers<K: Kv>(open: Op
     let fault = s.fault().expect("the store says it cannot write");
     assert_eq!(fault.cause, Cause::DiskFull);
     assert!(fault.to_string().starts_with("disk full"), "{fault}");
-    let recorded = s.complete(&leased[0], done(Next::Delivered), 2);
+    let recorded = s.complete(&leased[0], done(Ending::Delivered), 2);
     assert!(recorded.is_err(), "an outcome is not recorded");
     assert!(s.recover().is_err_and(|e| is_disk_full(&e)));
     assert!(s.fault().is_some(), "still full: still refusing");

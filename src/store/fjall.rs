@@ -9,9 +9,9 @@ use ::fjall::compaction::Leveled;
 use ::fjall::config::PinningPolicy;
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use super::engine::KvStore;
 use super::journal::ActiveJournal;
 use super::kv::{Kv, Op, Syncer, Visitor};
+use super::kv_store::KvStore;
 use super::{Fault, StoreError, keys};
 
 impl From<::fjall::Error> for StoreError {

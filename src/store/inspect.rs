@@ -13,26 +13,26 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::engine::{Audit, KvStore};
 use super::kv::Kv;
+use super::kv_store::{Audit, KvStore};
 use super::marker::{self, Keeper, Marker};
-use super::{Engine, Store, StoreError, fjall, sled};
+use super::{Backend, Store, StoreError, fjall, sled};
 
 /// Opens the store in `dir` on `engine`, refusing a data dir of the other engine, one whose
 /// files are missing, and one that holds fewer writes than it acknowledged.
-pub fn open(engine: Engine, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open(engine: Backend, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
     std::fs::create_dir_all(dir)
         .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
     let (marker, before) = look(engine, dir)?;
     Ok(match engine {
-        Engine::Fjall => keep(checked(
+        Backend::Fjall => keep(checked(
             open_fjall(dir, cache_bytes)?,
             dir,
             engine,
             marker,
             &before,
         )?)?,
-        Engine::Sled => keep(checked(
+        Backend::Sled => keep(checked(
             open_sled(dir, cache_bytes)?,
             dir,
             engine,
@@ -67,9 +67,12 @@ fn opening(dir: &Path, e: StoreError) -> StoreError {
 
 /// What the data dir holds before the engine touches it: its marker, and the sizes of the
 /// files an engine cuts short when it finds them damaged.
-fn look(engine: Engine, dir: &Path) -> Result<(Option<Marker>, BTreeMap<String, u64>), StoreError> {
+fn look(
+    engine: Backend,
+    dir: &Path,
+) -> Result<(Option<Marker>, BTreeMap<String, u64>), StoreError> {
     let marker = Marker::read(dir)?;
-    let files = Engine::found_in(dir);
+    let files = Backend::found_in(dir);
     if let Some(m) = &marker
         && m.engine != engine.name()
     {
@@ -96,7 +99,7 @@ fn look(engine: Engine, dir: &Path) -> Result<(Option<Marker>, BTreeMap<String, 
     Ok((marker, journals(engine, dir)))
 }
 
-fn other_engine(dir: &Path, found: &str, engine: Engine) -> StoreError {
+fn other_engine(dir: &Path, found: &str, engine: Backend) -> StoreError {
     StoreError::Io(format!(
         "{} holds a {found} store but store = \"{}\"; set store = \"{found}\" (or use another data_dir)",
         dir.display(),
@@ -105,7 +108,7 @@ fn other_engine(dir: &Path, found: &str, engine: Engine) -> StoreError {
 }
 
 /// The files whose tail an engine cuts at a damaged record: fjall's journals, sled's log.
-fn journals(engine: Engine, dir: &Path) -> BTreeMap<String, u64> {
+fn journals(engine: Backend, dir: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -113,8 +116,8 @@ fn journals(engine: Engine, dir: &Path) -> BTreeMap<String, u64> {
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let journal = match engine {
-            Engine::Fjall => name.ends_with(".jnl"),
-            Engine::Sled => name == "db",
+            Backend::Fjall => name.ends_with(".jnl"),
+            Backend::Sled => name == "db",
         };
         if journal && let Ok(meta) = entry.metadata() {
             out.insert(name, meta.len());
@@ -127,7 +130,7 @@ fn journals(engine: Engine, dir: &Path) -> BTreeMap<String, u64> {
 fn checked<K: Kv>(
     store: KvStore<K>,
     dir: &Path,
-    engine: Engine,
+    engine: Backend,
     marker: Option<Marker>,
     before: &BTreeMap<String, u64>,
 ) -> Result<(KvStore<K>, PathBuf, Marker), StoreError> {
@@ -231,7 +234,7 @@ impl fmt::Display for Loss {
 #[derive(Debug)]
 pub struct Report {
     pub dir: PathBuf,
-    pub engine: Engine,
+    pub engine: Backend,
     pub marker: Option<Marker>,
     /// Problems found; empty when the store is whole.
     pub problems: Vec<String>,
@@ -244,7 +247,7 @@ pub struct Report {
 impl Report {
     fn of(
         dir: &Path,
-        engine: Engine,
+        engine: Backend,
         marker: Option<Marker>,
         problems: Vec<String>,
         counts: super::Counts,
@@ -300,14 +303,14 @@ impl fmt::Display for Report {
 
 /// Checks the store in `dir` without changing it: a copy is opened (an engine cuts a damaged
 /// journal when it opens it), every record is read, and the count is held against the marker.
-pub fn verify(engine: Engine, dir: &Path) -> Result<Report, StoreError> {
+pub fn verify(engine: Backend, dir: &Path) -> Result<Report, StoreError> {
     let copy = Snapshot::of(dir)?;
     examine(engine, dir, &copy.0, false)
 }
 
 /// Like [`verify`], on the store itself; with `accept_loss`, what is missing or unreadable is
 /// given up: unreadable records are removed and the marker is set to what the store holds.
-pub fn repair(engine: Engine, dir: &Path, accept_loss: bool) -> Result<Report, StoreError> {
+pub fn repair(engine: Backend, dir: &Path, accept_loss: bool) -> Result<Report, StoreError> {
     let report = verify(engine, dir)?;
     if report.is_clean() || !accept_loss {
         return Ok(report);
@@ -317,10 +320,10 @@ pub fn repair(engine: Engine, dir: &Path, accept_loss: bool) -> Result<Report, S
 
 /// Opens the store in `at` (the data dir `dir` or a copy of it) and reports on it; with `fix`,
 /// gives up what is lost and rewrites the marker of `dir`.
-fn examine(engine: Engine, dir: &Path, at: &Path, fix: bool) -> Result<Report, StoreError> {
+fn examine(engine: Backend, dir: &Path, at: &Path, fix: bool) -> Result<Report, StoreError> {
     let marker = Marker::read(at)?;
     let mut problems = Vec::new();
-    let files = Engine::found_in(at);
+    let files = Backend::found_in(at);
     if let Some(m) = &marker
         && m.engine != engine.name()
     {
@@ -338,8 +341,8 @@ fn examine(engine: Engine, dir: &Path, at: &Path, fix: bool) -> Result<Report, S
     }
     let before = journals(engine, at);
     let audited = match engine {
-        Engine::Fjall => open_fjall(at, 8 << 20).and_then(|s| audit(s, fix)),
-        Engine::Sled => open_sled(at, 8 << 20).and_then(|s| audit(s, fix)),
+        Backend::Fjall => open_fjall(at, 8 << 20).and_then(|s| audit(s, fix)),
+        Backend::Sled => open_sled(at, 8 << 20).and_then(|s| audit(s, fix)),
     };
     let audit = match audited {
         Ok(a) => a,
@@ -358,8 +361,8 @@ fn examine(engine: Engine, dir: &Path, at: &Path, fix: bool) -> Result<Report, S
             let aside = set_aside(dir)?;
             problems.push(format!("its files were moved to {}", aside.display()));
             match engine {
-                Engine::Fjall => audit(open_fjall(at, 8 << 20)?, false)?,
-                Engine::Sled => audit(open_sled(at, 8 << 20)?, false)?,
+                Backend::Fjall => audit(open_fjall(at, 8 << 20)?, false)?,
+                Backend::Sled => audit(open_sled(at, 8 << 20)?, false)?,
             }
         }
         Err(e) => return Err(e),
@@ -465,7 +468,7 @@ mod tests {
     const EVENTS: usize = 600;
 
     /// A closed store in `dir` that acknowledged [`EVENTS`] events, in batches of 20.
-    async fn filled(engine: Engine, dir: &Path) {
+    async fn filled(engine: Backend, dir: &Path) {
         let store = open(engine, dir, 8 << 20).unwrap();
         for b in 0..EVENTS / 20 {
             let batch = (0..20)
@@ -477,7 +480,7 @@ mod tests {
     }
 
     /// The file an engine appends acknowledged writes to (fjall's newest journal, sled's log).
-    fn journal(engine: Engine, dir: &Path) -> PathBuf {
+    fn journal(engine: Backend, dir: &Path) -> PathBuf {
         let names = journals(engine, dir);
         dir.join(names.keys().last().expect("a journal"))
     }
@@ -497,7 +500,7 @@ mod tests {
 
     /// Damage is refused at open with a message naming `names`, verify reports it without
     /// changing anything, repair needs `--accept-loss`, and after it the relay opens.
-    async fn refused_then_repaired(engine: Engine, damage: impl Fn(&Path), names: &str) {
+    async fn refused_then_repaired(engine: Backend, damage: impl Fn(&Path), names: &str) {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         filled(engine, &data).await;
@@ -536,8 +539,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_journal_garbled_in_the_middle_is_refused() {
-        for engine in [Engine::Fjall, Engine::Sled] {
-            let name = if engine == Engine::Fjall {
+        for engine in [Backend::Fjall, Backend::Sled] {
+            let name = if engine == Backend::Fjall {
                 ".jnl"
             } else {
                 "db"
@@ -548,8 +551,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_journal_garbled_at_its_head_is_refused() {
-        for engine in [Engine::Fjall, Engine::Sled] {
-            let name = if engine == Engine::Fjall {
+        for engine in [Backend::Fjall, Backend::Sled] {
+            let name = if engine == Backend::Fjall {
                 ".jnl"
             } else {
                 "db"
@@ -560,9 +563,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_deleted_journal_is_refused() {
-        for engine in [Engine::Fjall, Engine::Sled] {
+        for engine in [Backend::Fjall, Backend::Sled] {
             let delete = |d: &Path| std::fs::remove_file(journal(engine, d)).unwrap();
-            let name = if engine == Engine::Fjall {
+            let name = if engine == Backend::Fjall {
                 "no journal"
             } else {
                 "gone"
@@ -574,17 +577,17 @@ mod tests {
     #[tokio::test]
     async fn deleted_engine_files_are_refused() {
         let delete_fjall = |d: &Path| std::fs::remove_dir_all(d.join("keyspaces")).unwrap();
-        refused_then_repaired(Engine::Fjall, delete_fjall, "keyspaces/").await;
+        refused_then_repaired(Backend::Fjall, delete_fjall, "keyspaces/").await;
         let delete_sled = |d: &Path| {
             std::fs::remove_file(d.join("conf")).unwrap();
             std::fs::remove_file(d.join("db")).unwrap();
         };
-        refused_then_repaired(Engine::Sled, delete_sled, "conf and db").await;
+        refused_then_repaired(Backend::Sled, delete_sled, "conf and db").await;
     }
 
     #[tokio::test]
     async fn a_clean_restart_is_not_damage() {
-        for engine in [Engine::Fjall, Engine::Sled] {
+        for engine in [Backend::Fjall, Backend::Sled] {
             let dir = tempfile::tempdir().unwrap();
             filled(engine, dir.path()).await;
             let store = open(engine, dir.path(), 8 << 20).unwrap();

@@ -1,8 +1,7 @@
 //! Durable storage of events and their deliveries behind the [`Store`] trait; the logic lives
-//! once in `engine.rs`, over fjall (the default) or sled.
+//! once in `kv_store.rs`, over fjall (the default) or sled.
 
 mod commit;
-pub mod engine;
 #[cfg(test)]
 mod faults;
 pub mod fjall;
@@ -10,8 +9,10 @@ pub mod inspect;
 mod journal;
 mod keys;
 pub mod kv;
+pub mod kv_store;
 mod marker;
 pub mod record;
+pub mod retention;
 pub mod sled;
 #[cfg(test)]
 pub mod suite;
@@ -109,42 +110,42 @@ impl std::fmt::Display for Fault {
 
 /// The storage engines a relay can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Engine {
+pub enum Backend {
     Fjall,
     Sled,
 }
 
-impl Engine {
-    pub fn parse(s: &str) -> Option<Engine> {
+impl Backend {
+    pub fn parse(s: &str) -> Option<Backend> {
         match s {
-            "fjall" => Some(Engine::Fjall),
-            "sled" => Some(Engine::Sled),
+            "fjall" => Some(Backend::Fjall),
+            "sled" => Some(Backend::Sled),
             _ => None,
         }
     }
 
     pub fn name(self) -> &'static str {
         match self {
-            Engine::Fjall => "fjall",
-            Engine::Sled => "sled",
+            Backend::Fjall => "fjall",
+            Backend::Sled => "sled",
         }
     }
 
     /// The files that make a data dir this engine's.
     fn own_files(self) -> &'static str {
         match self {
-            Engine::Fjall => "keyspaces/",
-            Engine::Sled => "conf and db",
+            Backend::Fjall => "keyspaces/",
+            Backend::Sled => "conf and db",
         }
     }
 
     /// The engine whose files `dir` already holds, if any (a fjall store has `keyspaces/`,
     /// a sled store `conf` and `db`).
-    fn found_in(dir: &Path) -> Option<Engine> {
+    fn found_in(dir: &Path) -> Option<Backend> {
         if dir.join("keyspaces").is_dir() {
-            Some(Engine::Fjall)
+            Some(Backend::Fjall)
         } else if dir.join("conf").is_file() && dir.join("db").is_file() {
-            Some(Engine::Sled)
+            Some(Backend::Sled)
         } else {
             None
         }
@@ -153,7 +154,7 @@ impl Engine {
 
 /// Opens the store in `dir` on `engine` with `cache_bytes` of cache, after the checks of
 /// `inspect.rs` (the other engine's data dir, missing files, acknowledged writes missing).
-pub fn open(engine: Engine, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+pub fn open(engine: Backend, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
     inspect::open(engine, dir, cache_bytes)
 }
 
@@ -224,7 +225,7 @@ pub struct Leased {
 
 /// How a leased delivery ends this round.
 #[derive(Debug, Clone)]
-pub enum Next {
+pub enum Ending {
     Delivered,
     /// Due again at this time.
     RetryAt(u64),
@@ -237,7 +238,7 @@ pub struct Completion {
     pub attempt: AttemptRecord,
     /// Whether it counts against the retry budget (a throttle wait does not).
     pub counted: bool,
-    pub next: Next,
+    pub next: Ending,
 }
 
 /// Sizes of the store's record families (admin, metrics, tests).
@@ -350,7 +351,10 @@ mod tests {
 
     #[test]
     fn a_data_dir_of_the_other_engine_is_refused() {
-        for (first, second) in [(Engine::Sled, Engine::Fjall), (Engine::Fjall, Engine::Sled)] {
+        for (first, second) in [
+            (Backend::Sled, Backend::Fjall),
+            (Backend::Fjall, Backend::Sled),
+        ] {
             let dir = tempfile::tempdir().unwrap();
             open(first, dir.path(), 4 << 20).unwrap().close().unwrap();
             let err = open(second, dir.path(), 4 << 20).err().expect("refused");

@@ -7,6 +7,7 @@ use serde_json::Value;
 use crate::event::Event;
 use crate::ids::DeliveryId;
 use crate::message::{Message, Recipients};
+use crate::reason::Reason;
 
 use super::StoreError;
 
@@ -53,9 +54,8 @@ pub enum DeliveryState {
 /// The last error of a delivery, already classified and redacted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInfo {
-    /// Classification: `client`, `server`, `auth`, `rate-limited`, `timeout`, `network`,
-    /// `config`, `render`.
-    pub reason: String,
+    /// Classification (stored by its kebab-case name, so older records read back).
+    pub reason: Reason,
     pub detail: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -106,6 +106,17 @@ pub enum AttemptResult {
     Retryable,
     Throttled,
     Permanent,
+}
+
+impl AttemptResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptResult::Delivered => "delivered",
+            AttemptResult::Retryable => "retryable",
+            AttemptResult::Throttled => "throttled",
+            AttemptResult::Permanent => "permanent",
+        }
+    }
 }
 
 /// One attempt, as stored under its delivery.

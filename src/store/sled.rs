@@ -8,8 +8,8 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::engine::KvStore;
 use super::kv::{Kv, Op, Syncer, Visitor};
+use super::kv_store::KvStore;
 use super::{Fault, StoreError};
 
 impl From<sled::Error> for StoreError {

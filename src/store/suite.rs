@@ -77,7 +77,7 @@ fn attempt(result: AttemptResult) -> AttemptRecord {
     }
 }
 
-pub fn done(next: Next) -> Completion {
+pub fn done(next: Ending) -> Completion {
     Completion {
         attempt: attempt(AttemptResult::Delivered),
         counted: true,
@@ -145,16 +145,16 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
     .unwrap();
     let leased = lease(s, 10, 10);
     assert_eq!(leased.len(), 3);
-    let d = s.complete(&leased[0], done(Next::Delivered), 20).unwrap();
+    let d = s.complete(&leased[0], done(Ending::Delivered), 20).unwrap();
     assert_eq!(d.state, DeliveryState::Delivered);
     let r = s
-        .complete(&leased[1], done(Next::RetryAt(500)), 20)
+        .complete(&leased[1], done(Ending::RetryAt(500)), 20)
         .unwrap();
     assert_eq!(
         (r.state, r.next_ms, r.attempts),
         (DeliveryState::Pending, Some(500), 1)
     );
-    let x = s.complete(&leased[2], done(Next::Dead), 20).unwrap();
+    let x = s.complete(&leased[2], done(Ending::Dead), 20).unwrap();
     assert_eq!(x.state, DeliveryState::Dead);
     let retried = leased[1].record.id;
     let in_flight = |id: &DeliveryId| *id != retried;
@@ -178,7 +178,7 @@ pub async fn throttles_do_not_use_the_budget(s: &dyn Store) {
     let c = Completion {
         attempt: attempt(AttemptResult::Throttled),
         counted: false,
-        next: Next::RetryAt(50),
+        next: Ending::RetryAt(50),
     };
     let rec = s.complete(&l[0], c, 1).unwrap();
     assert_eq!((rec.attempts, rec.tries), (0, 1));
@@ -191,7 +191,7 @@ pub async fn dead_letters_replay(s: &dyn Store) {
     let l = lease(s, 0, 1);
     let id = l[0].record.id;
     assert_eq!(s.replay(&id, 5).unwrap(), Replay::NotDead);
-    s.complete(&l[0], done(Next::Dead), 10).unwrap();
+    s.complete(&l[0], done(Ending::Dead), 10).unwrap();
     assert_eq!(s.replay(&id, 20).unwrap(), Replay::Scheduled);
     assert!(s.dead_letters(None, 10).unwrap().is_empty());
     let again = lease(s, 20, 1);
@@ -211,7 +211,7 @@ pub async fn failed_plans_are_dead_from_the_start(s: &dyn Store) {
     let mut d = delivery(0);
     d.message = None;
     d.failed = Some(ErrorInfo {
-        reason: "render".into(),
+        reason: crate::reason::Reason::Render,
         detail: "text: missing".into(),
         status: None,
     });
@@ -220,7 +220,10 @@ pub async fn failed_plans_are_dead_from_the_start(s: &dyn Store) {
         .unwrap();
     assert!(lease(s, 10, 10).is_empty());
     let dead = s.dead_letters(None, 10).unwrap();
-    assert_eq!(dead[0].last_error.as_ref().unwrap().reason, "render");
+    assert_eq!(
+        dead[0].last_error.as_ref().unwrap().reason,
+        crate::reason::Reason::Render
+    );
 }
 
 pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
@@ -234,7 +237,7 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
         .await
         .unwrap();
     let l = lease(s, 0, 1);
-    s.complete(&l[0], done(Next::Delivered), 5).unwrap();
+    s.complete(&l[0], done(Ending::Delivered), 5).unwrap();
     let step = s.purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
     assert_eq!(
         step,

@@ -4,9 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use hookrelay::store::engine::KvStore;
 use hookrelay::store::fjall::{FjallKv, open_kv};
 use hookrelay::store::kv::{Kv, Op, Syncer, Visitor};
+use hookrelay::store::kv_store::KvStore;
 use hookrelay::store::{Fault, StoreError};
 use tokio::sync::Notify;
 

@@ -3,8 +3,8 @@
 //! relay working, oversized headers get a JSON 431.
 
 use hookrelay::store::StoreError;
-use hookrelay::store::engine::KvStore;
 use hookrelay::store::kv::{Kv, Op, Syncer, Visitor};
+use hookrelay::store::kv_store::KvStore;
 use serde_json::Value;
 
 use crate::support::*;

@@ -9,6 +9,7 @@ mod messages;
 mod props;
 mod render;
 mod scenarios;
+mod structure;
 mod support;
 mod trust;
 mod vendors;

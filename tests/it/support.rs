@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use hookrelay::config::Settings;
-use hookrelay::deliver::retry::RetryPolicy;
+use hookrelay::retry::RetryPolicy;
 use hookrelay::store::Store;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};

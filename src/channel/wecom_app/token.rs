@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::channel::reply::{ReplyTable, VendorReply, Verdict, call, judge};
-use crate::channel::{DeliveryError, Reason};
+use super::classify::GetToken;
+use crate::channel::DeliveryError;
+use crate::channel::reply::{call, judge};
+use crate::reason::Reason;
 use crate::secret::Secret;
 
 /// Refresh this long before WeCom says the token expires.
@@ -101,61 +103,19 @@ impl TokenCache {
                 ("corpsecret", self.secret.expose()),
             ])
             .timeout(timeout);
-        let reply = call(req).await;
-        let token = reply.and_then(|reply| {
-            judge(&GetToken, &reply)?;
-            match reply.body.get("access_token").and_then(|t| t.as_str()) {
-                Some(t) if !t.is_empty() => {
-                    let ttl = reply.int("expires_in").unwrap_or(7200).max(60) as u64;
-                    Ok((Secret::new(t), Duration::from_secs(ttl)))
-                }
-                _ => Err(DeliveryError::retryable(
-                    Reason::Server,
-                    "unrecognised reply: gettoken answered errcode 0 without a token",
-                )),
+        // The corp secret in the query is a registered credential: the caller's errors are
+        // scrubbed of it.
+        let reply = call(req).await?;
+        judge(&GetToken, &reply)?;
+        match reply.body.get("access_token").and_then(|t| t.as_str()) {
+            Some(t) if !t.is_empty() => {
+                let ttl = reply.int("expires_in").unwrap_or(7200).max(60) as u64;
+                Ok((Secret::new(t), Duration::from_secs(ttl)))
             }
-        });
-        token.map_err(|e| e.scrubbed(&[self.secret.expose()]))
-    }
-}
-
-/// The errcode table of `gettoken` (PROTOCOLS.md §1).
-struct GetToken;
-
-impl ReplyTable for GetToken {
-    const CODE: &'static [&'static str] = &["errcode"];
-    const MESSAGE: &'static [&'static str] = &["errmsg"];
-
-    fn classify(&self, errcode: i64, _: &VendorReply) -> Verdict {
-        // A wrong secret or corp id will not fix itself; nor will the unknown codes.
-        super::common_code(errcode).unwrap_or(Verdict::Fail(Reason::Auth))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::channel::reply::table_test::{first_round, shared_rows};
-
-    #[test]
-    fn reply_table() {
-        shared_rows(
-            &GetToken,
-            r#"{"errcode":0,"access_token":"t","expires_in":7200}"#,
-        );
-        for (body, want) in [
-            (
-                r#"{"errcode":40001,"errmsg":"invalid credential"}"#,
-                Verdict::Fail(Reason::Auth),
-            ),
-            (r#"{"errcode":40013}"#, Verdict::Fail(Reason::Auth)),
-            (r#"{"errcode":-1}"#, Verdict::Retry(Reason::Server)),
-            (
-                r#"{"errcode":45009}"#,
-                Verdict::Throttle(Some(Duration::from_secs(60))),
-            ),
-        ] {
-            assert_eq!(first_round(&GetToken, 200, &[], body), want, "{body}");
+            _ => Err(DeliveryError::retryable(
+                Reason::Server,
+                "unrecognised reply: gettoken answered errcode 0 without a token",
+            )),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `kind: Channel` — the settings every channel shares (type, timeout, retry, byte limit); the
-//! type-specific part is built by `channel::build`.
+//! `kind: Channel` — the settings every channel shares (type, timeout, retry, byte limit, rate
+//! limit, in-flight cap); the type-specific part is built by its [`registry`] entry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,13 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::DocCtx;
-use super::error::DocError;
-use crate::channel::ratelimit::{Limit, RateLimiter};
-use crate::channel::{self, Channel, ChannelKind};
+use super::ratelimit::{Limit, RateLimiter};
+use super::{Channel, Credentials, DeliveryError, Outgoing, Preview, Receipt, registry};
 use crate::config::parse_duration;
-use crate::deliver::retry::RetryPolicy;
+use crate::doc::{DocCtx, DocError, parse_spec};
 use crate::message::MsgType;
+use crate::retry::RetryPolicy;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,8 +60,11 @@ struct RetrySpec {
 #[derive(Debug, Clone)]
 pub struct ChannelDef {
     pub name: String,
-    pub kind: ChannelKind,
+    /// Its type (`wecom-app`, …).
+    pub kind: &'static str,
     pub channel: Arc<dyn Channel>,
+    /// What every error, receipt and preview of it is scrubbed of.
+    pub credentials: Credentials,
     pub retry: RetryPolicy,
     pub timeout: Duration,
     /// Operator's cap on content bytes, on top of the vendor's.
@@ -82,6 +84,22 @@ impl ChannelDef {
             (a, b) => a.or(b),
         }
     }
+
+    /// Sends through the channel; the outcome carries none of its credentials.
+    pub async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
+        match self.channel.send(out).await {
+            Ok(r) => Ok(self.credentials.receipt(r)),
+            Err(e) => Err(self.credentials.error(e)),
+        }
+    }
+
+    /// The request a send would make, without its credentials.
+    pub fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        match self.channel.preview(out) {
+            Ok(p) => Ok(self.credentials.preview(p)),
+            Err(e) => Err(self.credentials.error(e)),
+        }
+    }
 }
 
 /// Default per-attempt timeout.
@@ -96,13 +114,16 @@ pub fn compile(
     spec: &Value,
     ctx: &mut DocCtx<'_>,
 ) -> Result<ChannelDef, Vec<DocError>> {
-    let common: CommonSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let common: CommonSpec = parse_spec(spec)?;
     let mut errors = Vec::new();
-    let Some(kind) = ChannelKind::parse(&common.ty) else {
+    let Some(registered) = registry::find(&common.ty) else {
         return Err(vec![DocError::new(
             "/spec/type",
-            format!("unknown channel type {:?}", common.ty),
+            format!(
+                "unknown channel type {:?}; expected one of {}",
+                common.ty,
+                registry::kinds().collect::<Vec<_>>().join(", ")
+            ),
         )]);
     };
     let mut duration = |text: &Option<String>, path: &str, default: Duration| match text {
@@ -132,7 +153,7 @@ pub fn compile(
         retry.max_attempts = r.max_attempts.or(retry.max_attempts);
         retry.jitter = r.jitter.unwrap_or(retry.jitter);
     }
-    let built = channel::build(kind, name, spec, ctx);
+    let built = (registered.build)(name, spec, ctx);
     match built {
         Ok(channel) if errors.is_empty() => {
             let limits = match common.rate_limit {
@@ -156,8 +177,9 @@ pub fn compile(
             };
             Ok(ChannelDef {
                 name: name.to_string(),
-                kind,
+                kind: registered.kind,
                 channel,
+                credentials: Credentials::new(std::mem::take(&mut ctx.credentials)),
                 retry,
                 timeout,
                 max_bytes: common.max_bytes,

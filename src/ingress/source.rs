@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::DocError;
-use super::{DocCtx, preset};
+use super::preset;
 use crate::config::parse_duration;
+use crate::doc::{DocCtx, DocError, parse_spec};
 use crate::render::Tpl;
 use crate::secret::{Secret, SecretBytes, SecretRef};
 use crate::signature;
@@ -217,8 +217,7 @@ pub struct SourceDef {
 pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceDef, Vec<DocError>> {
     let mut spec = spec.clone();
     preset::apply(&mut spec).map_err(|m| vec![DocError::new("/spec/preset", m)])?;
-    let spec: SourceSpec =
-        serde_json::from_value(spec).map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let spec: SourceSpec = parse_spec(&spec)?;
     let mut errors = Vec::new();
     let auth = match spec.auth {
         AuthSpec::None(_) => Auth::None,

@@ -4,17 +4,24 @@ use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::error::IngressError;
-use super::{Decoded, Format, IdKind, decode};
+use super::AppState;
 use crate::ids::{EventId, now_ms};
-use crate::metrics::{ChannelLabels, SourceLabels};
+use crate::ingress::{Decoded, Format, IdKind, IngressError, decode};
 use crate::plan::plan;
-use crate::server::AppState;
 use crate::store::{Enqueued, NewEvent};
+
+/// Registers the hook endpoint.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/hooks/{source}")
+            .route(web::post().to(receive_hook))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
 
 /// Receives one hook. Every refusal happens before anything is stored; the 202 is sent only
 /// after the event and all its deliveries are on disk.
-pub async fn receive_hook(
+async fn receive_hook(
     req: HttpRequest,
     source: web::Path<String>,
     payload: web::Payload,
@@ -80,15 +87,6 @@ async fn accept(
         let planned = plan(&catalog, &event, now);
         state.metrics.record_plan(&planned);
         let deliveries = planned.deliveries;
-        for d in &deliveries {
-            state
-                .metrics
-                .planned
-                .get_or_create(&ChannelLabels {
-                    channel: d.channel.clone(),
-                })
-                .inc();
-        }
         for d in deliveries.iter().filter(|d| d.failed.is_some()) {
             let detail = d.failed.as_ref().map_or("", |f| f.detail.as_str());
             tracing::warn!(source = %name, id = %event.id, channel = %d.channel,
@@ -118,13 +116,7 @@ async fn accept(
     }
     for (o, ce_id) in outcomes.iter().zip(&ids) {
         if let Enqueued::Duplicate { id } = o {
-            state
-                .metrics
-                .duplicates
-                .get_or_create(&SourceLabels {
-                    source: name.to_string(),
-                })
-                .inc();
+            state.metrics.duplicate(name);
             tracing::info!(source = %name, id = %ce_id, event = %id, "duplicate event; nothing new planned");
         }
     }
@@ -179,6 +171,6 @@ const EVENT_HEADER: &str = "X-Hookrelay-Event";
 const STATUS_HEADER: &str = "X-Hookrelay-Status";
 
 /// Anything but POST on a hook path.
-pub async fn method_not_allowed() -> Result<HttpResponse, IngressError> {
+async fn method_not_allowed() -> Result<HttpResponse, IngressError> {
     Err(IngressError::MethodNotAllowed)
 }

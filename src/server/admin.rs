@@ -1,12 +1,15 @@
 //! The admin API under `/admin`, behind its own bearer token (disabled without one): the
 //! catalog report, store figures, events, deliveries with their attempts, dead letters, replay.
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::AppState;
 use crate::ids::{DeliveryId, EventId, now_ms};
-use crate::server::AppState;
 use crate::signature::secrets_equal;
 use crate::store::{DeliveryRecord, DeliveryState, Replay};
 
@@ -14,13 +17,14 @@ use crate::store::{DeliveryRecord, DeliveryState, Replay};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
-            .route("/catalog", web::get().to(catalog))
-            .route("/catalog/reload", web::post().to(reload))
-            .route("/stats", web::get().to(stats))
-            .route("/events/{id}", web::get().to(event))
-            .route("/deliveries/{id}", web::get().to(delivery))
-            .route("/deliveries/{id}/replay", web::post().to(replay))
-            .route("/dead-letters", web::get().to(dead_letters)),
+            .wrap(from_fn(require_token))
+            .route("/catalog", web::get().to(show_catalog))
+            .route("/catalog/reload", web::post().to(reload_catalog))
+            .route("/stats", web::get().to(show_stats))
+            .route("/events/{id}", web::get().to(get_event))
+            .route("/deliveries/{id}", web::get().to(get_delivery))
+            .route("/deliveries/{id}/replay", web::post().to(replay_delivery))
+            .route("/dead-letters", web::get().to(list_dead_letters)),
     );
 }
 
@@ -30,6 +34,25 @@ fn error(
     message: impl Into<String>,
 ) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": code, "message": message.into() }))
+}
+
+/// Every admin route passes here first: without the bearer token nothing else runs.
+async fn require_token(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let refused = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => authorize(req.request(), state).err(),
+        None => Some(error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the relay state is missing",
+        )),
+    };
+    match refused {
+        Some(r) => Ok(req.into_response(r)),
+        None => Ok(next.call(req).await?.map_into_boxed_body()),
+    }
 }
 
 /// Deny by default: no token configured means no admin API.
@@ -88,10 +111,7 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
     v
 }
 
-async fn catalog(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn show_catalog(state: web::Data<AppState>) -> HttpResponse {
     let c = state.catalog.current();
     let mut channels: Vec<Value> = c
         .channels
@@ -108,10 +128,7 @@ async fn catalog(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn reload_catalog(state: web::Data<AppState>) -> HttpResponse {
     let live = state.catalog.clone();
     match web::block(move || live.reload(true)).await {
         Ok(c) => HttpResponse::Ok().json(json!({ "report": c.report })),
@@ -123,10 +140,7 @@ async fn reload(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn show_stats(state: web::Data<AppState>) -> HttpResponse {
     match state.store.counts() {
         Ok(counts) => HttpResponse::Ok().json(json!({
             "counts": counts,
@@ -137,14 +151,7 @@ async fn stats(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn event(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn get_event(id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let Some(id) = EventId::parse(&id) else {
         return not_found("no such event id");
     };
@@ -160,14 +167,7 @@ async fn event(
     }
 }
 
-async fn delivery(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn get_delivery(id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let Some(id) = DeliveryId::parse(&id) else {
         return not_found("no such delivery id");
     };
@@ -188,14 +188,7 @@ struct Page {
     limit: Option<usize>,
 }
 
-async fn dead_letters(
-    req: HttpRequest,
-    page: web::Query<Page>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn list_dead_letters(page: web::Query<Page>, state: web::Data<AppState>) -> HttpResponse {
     let after = page.after.as_deref().and_then(DeliveryId::parse);
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     match state.store.dead_letters(after.as_ref(), limit) {
@@ -212,14 +205,7 @@ async fn dead_letters(
     }
 }
 
-async fn replay(
-    req: HttpRequest,
-    id: web::Path<String>,
-    state: web::Data<AppState>,
-) -> HttpResponse {
-    if let Err(r) = authorize(&req, &state) {
-        return r;
-    }
+async fn replay_delivery(id: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
     let Some(id) = DeliveryId::parse(&id) else {
         return not_found("no such delivery id");
     };

@@ -1,15 +1,15 @@
 //! `kind: Template` — how an event type reads as a message, with per-channel overrides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::DocError;
-use super::pattern::Patterns;
+use super::{RenderCtx, Tpl};
+use crate::doc::pattern::Patterns;
+use crate::doc::{DocError, parse_spec};
 use crate::message::{Message, MsgType};
-use crate::render::{RenderCtx, Tpl};
 
 #[derive(Debug, Deserialize)]
 struct TemplateSpec {
@@ -138,8 +138,7 @@ pub fn builtin() -> &'static [Arc<TemplateDef>] {
 
 /// Compiles a Template document's `spec`.
 pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
-    let spec: TemplateSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let spec: TemplateSpec = parse_spec(spec)?;
     let mut errors = Vec::new();
     let types = Patterns::compile(&spec.types, "/spec/types").unwrap_or_else(|e| {
         errors.push(e);
@@ -203,6 +202,24 @@ fn compile_variant(
         text,
         url: url.or_else(|| base.and_then(|b| b.url.clone())),
     })
+}
+
+/// The template for an event type when a route names none: the most specific `types` match
+/// (exact over glob, longer glob over shorter); on a tie hooks.d beats the built-ins, then names
+/// decide.
+pub fn for_type<'t>(
+    templates: &'t HashMap<String, Arc<TemplateDef>>,
+    event_type: &str,
+) -> Option<&'t Arc<TemplateDef>> {
+    templates
+        .values()
+        .filter_map(|t| t.types.specificity(event_type).map(|s| (s, t)))
+        .max_by(|(sa, a), (sb, b)| {
+            sa.cmp(sb)
+                .then_with(|| b.builtin.cmp(&a.builtin))
+                .then_with(|| b.name.cmp(&a.name))
+        })
+        .map(|(_, t)| t)
 }
 
 #[cfg(test)]

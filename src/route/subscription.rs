@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::DocError;
-use super::pattern::Patterns;
-use crate::route::filter::{Filter, FilterSpec, ObjectSelector, ObjectSpec};
+use super::filter::{Filter, FilterSpec, ObjectSelector, ObjectSpec};
+use crate::doc::pattern::Patterns;
+use crate::doc::{DocError, parse_spec};
 
 /// The annotation ACP uses to name a subscription's channels (comma-separated).
 pub const PLUGIN_CLASSES: &str = "core.katanomi.dev/sink.pluginclasses";
@@ -71,8 +71,7 @@ pub fn compile(
     doc: &Value,
     warnings: &mut Vec<DocError>,
 ) -> Result<SubscriptionDef, Vec<DocError>> {
-    let spec: SubscriptionSpec = serde_json::from_value(doc["spec"].clone())
-        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let spec: SubscriptionSpec = parse_spec(&doc["spec"])?;
     let annotations = doc
         .pointer("/metadata/annotations")
         .and_then(Value::as_object);

@@ -1,13 +1,13 @@
-//! `kind: Route` — non-personal routing: events matching sources and types go to channels with
+//! `kind: Route` compiled — non-personal routing: events matching sources and types go to channels with
 //! static recipients.
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::DocError;
-use super::pattern::Patterns;
+use super::filter::{Filter, FilterSpec};
+use crate::doc::pattern::Patterns;
+use crate::doc::{DocError, parse_spec};
 use crate::message::Recipients;
-use crate::route::filter::{Filter, FilterSpec};
 
 #[derive(Debug, Deserialize)]
 struct RouteSpec {
@@ -121,8 +121,7 @@ pub struct RouteDef {
 
 /// Compiles a Route document's `spec`.
 pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
-    let spec: RouteSpec = serde_json::from_value(spec.clone())
-        .map_err(|e| vec![DocError::new("/spec", e.to_string())])?;
+    let spec: RouteSpec = parse_spec(spec)?;
     let mut errors = Vec::new();
     let mut patterns = |list: &[String], path: &str| {
         Patterns::compile(list, path).unwrap_or_else(|e| {

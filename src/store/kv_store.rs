@@ -29,8 +29,8 @@ use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
 use super::record::{decode, encode};
 use super::{
-    AttemptRecord, AttemptResult, Completion, Counts, DeliveryRecord, DeliveryState, Enqueued,
-    EventRecord, Fault, Leased, NewEvent, Next, Purged, Replay, Store, StoreError,
+    AttemptRecord, AttemptResult, Completion, Counts, DeliveryRecord, DeliveryState, Ending,
+    Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store, StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -521,11 +521,11 @@ impl<K: Kv> Store for KvStore<K> {
             rec.receipt = completion.attempt.receipt.clone();
         }
         match completion.next {
-            Next::Delivered => {
+            Ending::Delivered => {
                 rec.state = DeliveryState::Delivered;
                 rec.next_ms = None;
             }
-            Next::RetryAt(at) => {
+            Ending::RetryAt(at) => {
                 rec.state = DeliveryState::Pending;
                 rec.next_ms = Some(at);
                 ops.push(Op::Put(
@@ -533,7 +533,7 @@ impl<K: Kv> Store for KvStore<K> {
                     Vec::new(),
                 ));
             }
-            Next::Dead => {
+            Ending::Dead => {
                 rec.state = DeliveryState::Dead;
                 rec.next_ms = None;
                 ops.push(Op::Put(
@@ -543,6 +543,10 @@ impl<K: Kv> Store for KvStore<K> {
             }
         }
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
+        // One atomic write, not waited on for fsync: an outcome lost to a crash leaves the old
+        // due entry in place, so the delivery is sent again at the next start (at least once,
+        // never lost). The in-memory index changes only after the write is accepted, so a
+        // refused write leaves the delivery due here too.
         self.put(ops)?;
         let mut due = self.due()?;
         due.remove(&(leased.due_ms, id));
@@ -938,7 +942,7 @@ mod tests {
             .unwrap();
         let l = s.lease_due(0, 1, &idle).unwrap();
         let id = l[0].record.id;
-        s.complete(&l[0], done(Next::RetryAt(100)), 1).unwrap();
+        s.complete(&l[0], done(Ending::RetryAt(100)), 1).unwrap();
         // What a scan running alongside that completion may still see: the old entry.
         s.put(vec![Op::Put(
             keys::timed(keys::DUE, 0, &id).to_vec(),

@@ -1,4 +1,5 @@
-//! Retry schedule math as pure functions: failures so far, age, `Retry-After`, policy → next step.
+//! Retry schedule math as pure functions (shared by the settings' default, each Channel's own
+//! policy and the delivery worker): failures so far, age, `Retry-After`, policy → next step.
 
 use std::time::Duration;
 
@@ -42,7 +43,7 @@ pub enum GiveUp {
 
 /// The next step after a retryable failure.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Next {
+pub enum Decision {
     RetryIn(Duration),
     GiveUp(GiveUp),
 }
@@ -56,9 +57,9 @@ impl RetryPolicy {
         age: Duration,
         retry_after: Option<Duration>,
         jitter_sample: f64,
-    ) -> Next {
+    ) -> Decision {
         if self.max_attempts.is_some_and(|max| failures >= max) {
-            return Next::GiveUp(GiveUp::Attempts);
+            return Decision::GiveUp(GiveUp::Attempts);
         }
         let mut delay = self.step(failures, jitter_sample);
         // The receiver asked for a pause: never come back sooner than it asked (within bounds),
@@ -66,10 +67,13 @@ impl RetryPolicy {
         if let Some(ra) = retry_after {
             delay = delay.max(ra.min(self.max_retry_after));
         }
+        // Decided now, not when the late attempt comes due: an attempt that would fall past
+        // `max_age` is never made, so the dead letter shows as soon as the last permitted
+        // attempt has failed instead of a whole retry step later.
         if age + delay > self.max_age {
-            return Next::GiveUp(GiveUp::MaxAge);
+            return Decision::GiveUp(GiveUp::MaxAge);
         }
-        Next::RetryIn(delay)
+        Decision::RetryIn(delay)
     }
 
     /// The scheduled delay after the `failures`-th failure, jittered (`schedule[0]` for none).
@@ -112,19 +116,37 @@ mod tests {
             ..RetryPolicy::default()
         };
         assert_eq!(p.initial_delay(), s(0));
-        assert_eq!(p.after_failure(1, s(0), None, 0.0), Next::RetryIn(s(5)));
-        assert_eq!(p.after_failure(2, s(5), None, 0.0), Next::RetryIn(s(30)));
-        assert_eq!(p.after_failure(7, s(0), None, 0.0), Next::RetryIn(s(7200)));
-        assert_eq!(p.after_failure(30, s(0), None, 0.0), Next::RetryIn(s(7200)));
+        assert_eq!(p.after_failure(1, s(0), None, 0.0), Decision::RetryIn(s(5)));
+        assert_eq!(
+            p.after_failure(2, s(5), None, 0.0),
+            Decision::RetryIn(s(30))
+        );
+        assert_eq!(
+            p.after_failure(7, s(0), None, 0.0),
+            Decision::RetryIn(s(7200))
+        );
+        assert_eq!(
+            p.after_failure(30, s(0), None, 0.0),
+            Decision::RetryIn(s(7200))
+        );
     }
 
     #[test]
     fn jitter_stays_within_twenty_percent() {
         let p = RetryPolicy::default();
-        assert_eq!(p.after_failure(2, s(0), None, 1.0), Next::RetryIn(s(36)));
-        assert_eq!(p.after_failure(2, s(0), None, -1.0), Next::RetryIn(s(24)));
+        assert_eq!(
+            p.after_failure(2, s(0), None, 1.0),
+            Decision::RetryIn(s(36))
+        );
+        assert_eq!(
+            p.after_failure(2, s(0), None, -1.0),
+            Decision::RetryIn(s(24))
+        );
         // Out-of-range samples are clamped rather than trusted.
-        assert_eq!(p.after_failure(2, s(0), None, 9.0), Next::RetryIn(s(36)));
+        assert_eq!(
+            p.after_failure(2, s(0), None, 9.0),
+            Decision::RetryIn(s(36))
+        );
     }
 
     #[test]
@@ -132,17 +154,17 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(
             p.after_failure(1, s(0), Some(s(90)), 0.0),
-            Next::RetryIn(s(90))
+            Decision::RetryIn(s(90))
         );
         // Shorter than our schedule: the schedule wins.
         assert_eq!(
             p.after_failure(2, s(0), Some(s(1)), 0.0),
-            Next::RetryIn(s(30))
+            Decision::RetryIn(s(30))
         );
         // Absurdly long: capped.
         assert_eq!(
             p.after_failure(1, s(0), Some(s(10 * 86400)), 0.0),
-            Next::RetryIn(s(3600))
+            Decision::RetryIn(s(3600))
         );
     }
 
@@ -154,12 +176,12 @@ mod tests {
         };
         assert_eq!(
             p.after_failure(3, s(0), None, 0.0),
-            Next::GiveUp(GiveUp::Attempts)
+            Decision::GiveUp(GiveUp::Attempts)
         );
         let p = RetryPolicy::default();
         assert_eq!(
             p.after_failure(7, s(23 * 3600), None, 0.0),
-            Next::GiveUp(GiveUp::MaxAge)
+            Decision::GiveUp(GiveUp::MaxAge)
         );
     }
 

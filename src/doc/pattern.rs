@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
-use super::error::DocError;
+use crate::doc::DocError;
 
 /// A list of exact values and globs. An empty list matches nothing; callers decide whether
 /// "not given" means "everything".

@@ -1,0 +1,156 @@
+//! The leak test every registered channel runs (as Alertmanager's notifiers share one): the
+//! channel is built from its registration's example, sends to a server that echoes the whole
+//! request back in its error bodies, and nothing it reports, previews or describes may hold a
+//! credential.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::def::compile;
+use super::registry::Registration;
+use super::{Outgoing, Receipt};
+use crate::config::Settings;
+use crate::doc::DocCtx;
+use crate::ids::DeliveryId;
+use crate::message::{Message, MsgType, Recipients};
+
+/// The access token the echo server hands out to token APIs (WeCom `gettoken`).
+const RUNTIME_TOKEN: &str = "RUNTIME-TOKEN-LEAK-1";
+/// Marks the echo in an answer, so the test knows the vendor's words reached the error.
+const ECHO: &str = "ECHOED";
+
+/// Serves until dropped: token APIs get [`RUNTIME_TOKEN`]; every other request is answered with
+/// `status` and a body carrying the request (line, headers, body) in every vendor's code and
+/// message fields.
+async fn echo_server(status: u16) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut read = Vec::new();
+                let mut buf = [0u8; 8192];
+                // Head, then as much body as Content-Length says.
+                loop {
+                    let Ok(n) = conn.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    read.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&read);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if read.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let request = String::from_utf8_lossy(&read).into_owned();
+                let (code, body) = if request
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.contains("gettoken"))
+                {
+                    (
+                        200,
+                        json!({"errcode": 0, "access_token": RUNTIME_TOKEN, "expires_in": 7200}),
+                    )
+                } else {
+                    let echo = format!("{ECHO} {request}");
+                    (
+                        status,
+                        json!({"errcode": 40058, "errmsg": echo, "code": 19024, "msg": echo, "error": echo}),
+                    )
+                };
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    base
+}
+
+/// Builds `r`'s example against an echo server answering `status`, sends once, and returns
+/// everything the relay could show of it: the outcome, the preview, the description.
+async fn shown(r: &Registration, status: u16) -> (String, Vec<&'static str>) {
+    let base = echo_server(status).await;
+    let (mut spec, secrets) = (r.leak_example)(&base);
+    spec["type"] = json!(r.kind);
+    let settings = Settings::defaults();
+    let http = super::http::client();
+    let mut ctx = DocCtx::new(Path::new("."), &[], &settings, &http);
+    let def = compile("leak", &spec, &mut ctx).unwrap_or_else(|e| panic!("{}: {e:?}", r.kind));
+    let message = Message {
+        msgtype: MsgType::Markdown,
+        content: "**deploy failed**".into(),
+        title: Some("deploy".into()),
+        url: Some("https://ci.example/run/1".into()),
+    };
+    let to = Recipients {
+        users: vec!["zhangsan".into()],
+        ..Recipients::default()
+    };
+    let id = DeliveryId::default();
+    let event = json!({"id": "e1", "type": "t", "source": "s", "data": {}});
+    let out = Outgoing {
+        id: &id,
+        message: &message,
+        to: &to,
+        event: Some(&event),
+        timeout: Duration::from_secs(5),
+    };
+    let outcome: Result<Receipt, _> = def.send(&out).await;
+    let preview = def
+        .preview(&out)
+        .map(|p| serde_json::to_string(&p).unwrap_or_default());
+    let text = format!(
+        "{outcome:?}\n{preview:?}\n{}\n{def:?}",
+        def.channel.describe()
+    );
+    (text, secrets)
+}
+
+/// Asserts that `r`'s channel leaks none of its credentials (nor a token fetched at run time)
+/// when the vendor echoes its request back, in a 5xx and in a 2xx carrying a vendor error.
+pub async fn leaks_no_secret(r: &Registration) {
+    for status in [500, 200] {
+        let (text, mut secrets) = shown(r, status).await;
+        secrets.push(RUNTIME_TOKEN);
+        for s in secrets {
+            assert!(
+                !text.contains(s),
+                "{}: {s} leaked (HTTP {status}):\n{text}",
+                r.kind
+            );
+        }
+        if status == 500 {
+            assert!(
+                text.contains(ECHO),
+                "{}: the echo reached the error:\n{text}",
+                r.kind
+            );
+            assert!(
+                text.contains("***"),
+                "{}: the redaction is visible:\n{text}",
+                r.kind
+            );
+        }
+    }
+}
