@@ -6,7 +6,7 @@ message through a recording fake vendor server; hookrelay sends the same message
 server; the requests must agree on everything the vendor reads: path, credentials in the query,
 signature (verified independently here), and the fields of the JSON body.
 
-    python3 -m pip install wechatpy DingtalkChatbot
+    python3 -m pip install -r .ci/requirements.txt
     python3 scripts/interop.py target/debug/hookrelay
 
 Exits non-zero on any difference. Loopback only; every wait is bounded.

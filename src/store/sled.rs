@@ -39,14 +39,31 @@ pub fn open_kv(dir: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
         .path(dir)
         .cache_capacity(cache_bytes)
         .flush_every_ms(Some(1000));
-    // sled 0.34 can panic on damaged files; a bad data dir must be a clear error instead.
-    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
-        .map_err(|_| {
-            StoreError::Damaged(format!(
-                "{}: sled panicked while reading its log (is it damaged?)",
-                dir.join("db").display()
-            ))
-        })?;
+    // A sled instance this process just dropped (a recovery, a restart in tests) releases its
+    // file lock from a background thread, a moment later: wait for it, briefly. Another
+    // process holding the lock still fails, after the wait.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let opened = loop {
+        // sled 0.34 can panic on damaged files; a bad data dir must be a clear error instead.
+        let config = config.clone();
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || config.open()))
+            .map_err(|_| {
+                StoreError::Damaged(format!(
+                    "{}: sled panicked while reading its log (is it damaged?)",
+                    dir.join("db").display()
+                ))
+            })?;
+        match opened {
+            // sled says so only in words (an `ErrorKind::Other` error).
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other,
+        }
+    };
     let db = opened.map_err(|e| {
         let what = format!("cannot open {}: {e}", dir.display());
         match e {
