@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::plan::Plan;
 use crate::reason::Reason;
-use crate::store::AttemptResult;
+use crate::store::{AttemptResult, Backlog};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IngressLabels {
@@ -63,6 +63,10 @@ pub struct Metrics {
     /// 1 while the store can write, 0 while it refuses writes (full disk, read-only, I/O).
     store_writable: Gauge,
     events_purged: Counter,
+    pending: Gauge,
+    due: Gauge,
+    oldest_due_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    in_flight: Family<ChannelLabels, Gauge>,
     /// Conditions already logged once (unresolved recipients).
     seen: Mutex<HashSet<String>>,
 }
@@ -173,6 +177,30 @@ impl Metrics {
             "Finished events (with their deliveries and attempts) removed by retention",
             events_purged.clone(),
         );
+        let pending = Gauge::default();
+        registry.register(
+            "deliveries_pending",
+            "Deliveries not yet delivered or dead: due now or later, in flight included",
+            pending.clone(),
+        );
+        let due = Gauge::default();
+        registry.register(
+            "deliveries_due",
+            "Pending deliveries whose time has come (waiting for a worker, a lane or in flight)",
+            due.clone(),
+        );
+        let oldest_due_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "oldest_due_seconds",
+            "How long the longest-waiting due delivery has been due (0 when none is)",
+            oldest_due_seconds.clone(),
+        );
+        let in_flight = Family::default();
+        registry.register(
+            "deliveries_in_flight",
+            "Deliveries being sent now, by channel (each capped by its maxInFlight)",
+            in_flight.clone(),
+        );
         Metrics {
             registry,
             ingress,
@@ -189,6 +217,10 @@ impl Metrics {
             store_bytes,
             store_writable,
             events_purged,
+            pending,
+            due,
+            oldest_due_seconds,
+            in_flight,
             seen: Mutex::default(),
         }
     }
@@ -296,6 +328,21 @@ impl Metrics {
         self.store_writable.set(i64::from(writable));
     }
 
+    /// Sets the backlog figures, read at each scrape.
+    pub fn set_backlog(&self, b: Backlog, now_ms: u64) {
+        self.pending.set(b.pending as i64);
+        self.due.set(b.due as i64);
+        let waited = b.oldest_due_ms.map_or(0, |at| now_ms.saturating_sub(at));
+        self.oldest_due_seconds.set(waited as f64 / 1000.0);
+    }
+
+    /// Sets how many deliveries of `channel` are being sent now.
+    pub fn in_flight(&self, channel_name: &str, sending: usize) {
+        self.in_flight
+            .get_or_create(&channel(channel_name))
+            .set(sending as i64);
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -316,6 +363,15 @@ mod tests {
         m.ingress("random-1", false, 404);
         m.ingress("random-2", false, 404);
         m.set_store(7, 1024, false);
+        m.set_backlog(
+            Backlog {
+                pending: 5,
+                due: 2,
+                oldest_due_ms: Some(1_000),
+            },
+            91_500,
+        );
+        m.in_flight("corp", 3);
         let text = m.encode();
         assert!(
             text.contains("hookrelay_ingress_requests_total{source=\"cnb\",code=\"202\"} 1"),
@@ -328,5 +384,12 @@ mod tests {
         assert!(!text.contains("random-1"));
         assert!(text.contains("hookrelay_store_fsyncs_total 7"), "{text}");
         assert!(text.contains("hookrelay_store_writable 0"), "{text}");
+        assert!(text.contains("hookrelay_deliveries_pending 5"), "{text}");
+        assert!(text.contains("hookrelay_deliveries_due 2"), "{text}");
+        assert!(text.contains("hookrelay_oldest_due_seconds 90.5"), "{text}");
+        assert!(
+            text.contains("hookrelay_deliveries_in_flight{channel=\"corp\"} 3"),
+            "{text}"
+        );
     }
 }

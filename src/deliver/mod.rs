@@ -152,13 +152,14 @@ impl Dispatcher {
         let mut d = self.held();
         d.held.insert(l.record.id);
         let lane = d.lanes.entry(l.record.channel.clone()).or_default();
-        if lane.sending < cap {
+        let admitted = lane.sending < cap;
+        if admitted {
             lane.sending += 1;
-            true
         } else {
             lane.waiting.push_back((l.due_ms, l.record.id));
-            false
         }
+        self.metrics.in_flight(&l.record.channel, lane.sending);
+        admitted
     }
 
     /// Releases `done` (its outcome is recorded, or it stays due) and hands its lane's next
@@ -213,18 +214,15 @@ impl Dispatcher {
         } else {
             None
         };
-        match next {
-            Some(n) => {
-                lane.sending += 1;
-                Some(n)
-            }
-            None => {
-                if lane.sending == 0 && lane.waiting.is_empty() {
-                    d.lanes.remove(channel);
-                }
-                None
-            }
+        if next.is_some() {
+            lane.sending += 1;
         }
+        // Every change of a lane's count ends here or in `admit`: the gauge follows it.
+        self.metrics.in_flight(channel, lane.sending);
+        if next.is_none() && lane.sending == 0 && lane.waiting.is_empty() {
+            d.lanes.remove(channel);
+        }
+        next
     }
 
     /// Runs until `shutdown` turns true, then waits up to the grace period for deliveries in

@@ -41,6 +41,8 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         state.store.fault().is_none(),
     );
     m.set_catalog_errors(state.catalog.current().report.errors.len());
+    let now = crate::ids::now_ms();
+    m.set_backlog(state.store.backlog(now), now);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(m.encode())

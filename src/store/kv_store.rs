@@ -29,8 +29,8 @@ use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
 use super::record::{decode, encode};
 use super::{
-    AttemptRecord, AttemptResult, Completion, Counts, DeliveryRecord, DeliveryState, Ending,
-    Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store, StoreError,
+    AttemptRecord, AttemptResult, Backlog, Completion, Counts, DeliveryRecord, DeliveryState,
+    Ending, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store, StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -764,6 +764,17 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn fsyncs(&self) -> u64 {
         self.live().map_or(0, |l| l.committer.fsyncs())
+    }
+
+    fn backlog(&self, now_ms: u64) -> Backlog {
+        let due = lock(&self.due);
+        Backlog {
+            pending: due.len() as u64,
+            due: due
+                .range(..(now_ms.saturating_add(1), DeliveryId::default()))
+                .count() as u64,
+            oldest_due_ms: due.first().map(|(ms, _)| *ms).filter(|ms| *ms <= now_ms),
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -252,6 +252,17 @@ pub struct Counts {
     pub attempts: u64,
 }
 
+/// The delivery backlog as the in-memory due index holds it (cheap: no store walk).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Pending deliveries, due now or later, in flight included.
+    pub pending: u64,
+    /// Of those, due at `now` or before.
+    pub due: u64,
+    /// When the longest-waiting due delivery became due.
+    pub oldest_due_ms: Option<u64>,
+}
+
 /// What a replay request found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replay {
@@ -326,6 +337,9 @@ pub trait Store: Send + Sync {
 
     /// Flush + fsync rounds so far (group commit effectiveness).
     fn fsyncs(&self) -> u64;
+
+    /// The backlog at `now_ms`, from memory (for `/metrics`, scraped often).
+    fn backlog(&self, now_ms: u64) -> Backlog;
 
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64, StoreError>;

@@ -358,6 +358,45 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
     );
 }
 
+pub async fn the_backlog_follows_the_due_index(s: &dyn Store) {
+    assert_eq!(s.backlog(0), Backlog::default());
+    s.enqueue_one(
+        new_event("b", 0, vec![delivery(100), delivery(300), delivery(900)]),
+        DAY,
+    )
+    .await
+    .unwrap();
+    let at = |now| s.backlog(now);
+    assert_eq!(
+        at(50),
+        Backlog {
+            pending: 3,
+            due: 0,
+            oldest_due_ms: None
+        }
+    );
+    assert_eq!(
+        at(300),
+        Backlog {
+            pending: 3,
+            due: 2,
+            oldest_due_ms: Some(100)
+        }
+    );
+    let leased = lease(s, 300, 10);
+    s.complete(&leased[0], done(Ending::Delivered), 300)
+        .unwrap();
+    assert_eq!(
+        at(300),
+        Backlog {
+            pending: 2,
+            due: 1,
+            oldest_due_ms: Some(300)
+        },
+        "in flight still counts; what is recorded leaves"
+    );
+}
+
 /// Runs the whole suite, each case against a fresh store from `open`; `reopen` opens a store
 /// on a given directory (for the restart cases).
 #[macro_export]
@@ -378,7 +417,8 @@ macro_rules! store_suite {
             a_purge_pass_steps_past_what_it_keeps,
             purge_leaves_a_dedup_key_a_newer_event_claimed,
             a_batch_is_one_write_and_dedups_within_itself,
-            every_acknowledged_write_was_flushed
+            every_acknowledged_write_was_flushed,
+            the_backlog_follows_the_due_index
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

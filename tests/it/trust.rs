@@ -519,6 +519,53 @@ async fn a_hung_destination_does_not_delay_the_others() {
 }
 
 #[tokio::test]
+async fn the_backlog_and_a_held_lane_show_in_metrics() {
+    let hung = black_hole().await;
+    let files = doc(
+        "Channel",
+        "hung",
+        &format!("{{type: webhook, url: \"{hung}/in\", timeout: 60s, maxInFlight: 2}}"),
+    ) + &doc("Route", "hung", "{sources: [app], channels: [hung]}");
+    let (_h, _d, relay) = relay_with(&files, |_| {}).await;
+    for i in 0..5 {
+        let body = json!({"kind": "build", "id": i, "title": "t"}).to_string();
+        assert_eq!(relay.post("app", &[], &body).await.0, 202);
+    }
+    let want = [
+        "hookrelay_deliveries_in_flight{channel=\"hung\"} 2\n",
+        "hookrelay_deliveries_pending 5\n",
+        "hookrelay_deliveries_due 5\n",
+    ];
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let text = loop {
+        let text = relay
+            .client
+            .get(format!("{}/metrics", relay.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if want.iter().all(|w| text.contains(w)) || tokio::time::Instant::now() > deadline {
+            break text;
+        }
+        // The dispatcher leases on its own time; a short poll of the real figures.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    for w in want {
+        assert!(text.contains(w), "{w:?} in:\n{text}");
+    }
+    let oldest: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hookrelay_oldest_due_seconds "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no oldest_due_seconds in:\n{text}"));
+    assert!(oldest > 0.0, "{oldest}");
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_dead_letter_is_logged_as_a_warning() {
     let receiver = FakeServer::with_responder(|_| Reply::status(404)).await;
     let mut files = doc(
