@@ -1,5 +1,6 @@
-//! Turns hooks.d into a [`Catalog`]: compile each file's documents, keep the last good version of
-//! a file that broke, drop files whose names clash or whose references dangle, assemble.
+//! Turns hooks.d into a [`Catalog`], one document at a time: compile each, keep the last good
+//! version of one that broke (of a whole file that no longer parses), drop the documents whose
+//! names clash or whose references dangle, assemble.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -80,16 +81,22 @@ impl Item {
     }
 }
 
-/// A file's compiled documents, with the text they came from.
+/// A file's compiled documents, with the text they came from. Each document is its own unit:
+/// one that does not compile is reported in `errors`, and serves its last good version if the
+/// file had one with the same kind and name.
 #[derive(Debug, Clone)]
 struct CompiledFile {
     path: PathBuf,
     text: String,
     items: Vec<(usize, Item)>,
+    /// Documents that did not compile now.
+    rejected: usize,
+    errors: Vec<CatalogError>,
     warnings: Vec<CatalogError>,
 }
 
-/// Loads hooks.d, remembering the last good version of every file across reloads.
+/// Loads hooks.d, remembering each file as last compiled (its errors, and the last good version
+/// of each of its documents) across reloads.
 pub struct Loader {
     dir: PathBuf,
     /// hooks.d, then the `secret_dirs` setting: where `{file: …}` secrets may be read.
@@ -118,9 +125,9 @@ impl Loader {
         &self.dir
     }
 
-    /// Loads the directory. Files whose text did not change since their last good load are
-    /// reused as they are (channels keep their token caches) unless `recompile_all`
-    /// (SIGHUP: secrets behind `{file: …}` may have rotated).
+    /// Loads the directory. Files whose text did not change since their last load are reused
+    /// as they are (channels keep their token caches; their errors are reported again) unless
+    /// `recompile_all` (SIGHUP: secrets behind `{file: …}` may have rotated).
     pub fn load(&mut self, recompile_all: bool) -> Catalog {
         let mut report = Report::default();
         let paths = match load::resource_files(&self.dir) {
@@ -134,104 +141,125 @@ impl Loader {
             }
         };
         let mut files = Vec::new();
-        let mut fresh = HashSet::new();
+        let mut statuses = Vec::new();
         for path in &paths {
             let text = std::fs::read_to_string(path);
             let previous = self.last_good.get(path);
             if let (Ok(t), Some(prev), false) = (&text, previous, recompile_all)
                 && *t == prev.text
             {
-                report.files.push(file_report(prev, FileStatus::Loaded));
                 files.push(prev.clone());
+                statuses.push(None);
                 continue;
             }
             let compiled = match text {
-                Ok(t) => self.compile_file(path, t),
-                Err(e) => Err(vec![CatalogError::file(
+                Ok(t) => self.compile_file(path, t, previous),
+                Err(e) => Err(CatalogError::file(
                     path.clone(),
                     format!("cannot read: {e}"),
-                )]),
+                )),
             };
             match compiled {
                 Ok(cf) => {
-                    report.files.push(file_report(&cf, FileStatus::Loaded));
-                    fresh.insert(path.clone());
+                    self.last_good.insert(path.clone(), cf.clone());
                     files.push(cf);
+                    statuses.push(None);
                 }
-                Err(errors) => {
-                    report.errors.extend(errors);
+                Err(error) => {
+                    report.errors.push(error);
                     match previous {
                         Some(prev) => {
-                            report
-                                .files
-                                .push(file_report(prev, FileStatus::KeptPrevious));
                             files.push(prev.clone());
+                            statuses.push(Some(FileStatus::KeptPrevious));
                         }
                         None => report.files.push(FileReport {
                             file: path.clone(),
                             documents: 0,
+                            rejected: 0,
                             status: FileStatus::Rejected,
                         }),
                     }
                 }
             }
         }
-        let (files, rejected) = cross_check(files, &mut report.errors);
-        for r in report.files.iter_mut() {
-            if rejected.contains(&r.file) {
-                r.status = FileStatus::Rejected;
-            }
-        }
         self.last_good.retain(|p, _| paths.contains(p));
         for f in &files {
-            if fresh.contains(&f.path) {
-                self.last_good.insert(f.path.clone(), f.clone());
-            }
+            report.errors.extend(f.errors.iter().cloned());
             report.warnings.extend(f.warnings.iter().cloned());
         }
+        let dropped = cross_check(&mut files, &mut report.errors);
+        for (f, status) in files.iter().zip(statuses) {
+            let rejected = f.rejected + dropped.get(&f.path).copied().unwrap_or(0);
+            let status = status.unwrap_or(if rejected > 0 {
+                FileStatus::Partial
+            } else {
+                FileStatus::Loaded
+            });
+            report.files.push(FileReport {
+                file: f.path.clone(),
+                documents: f.items.len(),
+                rejected,
+                status,
+            });
+        }
+        report.files.sort_by(|a, b| a.file.cmp(&b.file));
         assemble(files, &self.settings, report)
     }
 
-    fn compile_file(&self, path: &Path, text: String) -> Result<CompiledFile, Vec<CatalogError>> {
-        let docs = load::parse_documents(path, &text).map_err(|e| vec![e])?;
+    /// Compiles every document of a file. `Err` only when the file as a whole cannot be read
+    /// as documents; a document that does not compile is an error of its own and keeps the
+    /// version of it in `previous`, if any.
+    fn compile_file(
+        &self,
+        path: &Path,
+        text: String,
+        previous: Option<&CompiledFile>,
+    ) -> Result<CompiledFile, CatalogError> {
+        let docs = load::parse_documents(path, &text)?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        let mut items = Vec::new();
-        let mut errors = Vec::new();
-        let mut warnings = Vec::new();
+        let mut cf = CompiledFile {
+            path: path.to_path_buf(),
+            text: String::new(),
+            items: Vec::new(),
+            rejected: 0,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
         for doc in &docs {
             let mut ctx = DocCtx::new(base_dir, &self.secret_roots, &self.settings, &self.http);
             let resource = describe(&doc.value);
+            let at = |e| CatalogError::in_doc(path.to_path_buf(), doc.index, resource.clone(), e);
             match compile_doc(doc, &mut ctx) {
-                Ok(item) => items.push((doc.index, item)),
-                Err(errs) => errors.extend(errs.into_iter().map(|e| {
-                    CatalogError::in_doc(path.to_path_buf(), doc.index, resource.clone(), e)
-                })),
+                Ok(item) => cf.items.push((doc.index, item)),
+                Err(errs) => {
+                    cf.rejected += 1;
+                    cf.errors.extend(errs.into_iter().map(at));
+                    let kept = previous.and_then(|p| {
+                        p.items
+                            .iter()
+                            .find(|(_, item)| same_resource(&doc.value, item))
+                    });
+                    if let Some((_, item)) = kept {
+                        cf.items.push((doc.index, item.clone()));
+                    }
+                }
             }
-            warnings.extend(
-                ctx.warnings.into_iter().map(|w| {
-                    CatalogError::in_doc(path.to_path_buf(), doc.index, resource.clone(), w)
-                }),
-            );
+            cf.warnings.extend(ctx.warnings.into_iter().map(at));
         }
-        if errors.is_empty() {
-            Ok(CompiledFile {
-                path: path.to_path_buf(),
-                text,
-                items,
-                warnings,
-            })
-        } else {
-            Err(errors)
-        }
+        cf.text = text;
+        Ok(cf)
     }
 }
 
-fn file_report(f: &CompiledFile, status: FileStatus) -> FileReport {
-    FileReport {
-        file: f.path.clone(),
-        documents: f.items.len(),
-        status,
-    }
+/// Whether `doc` defines the resource `item` is (its last good version).
+fn same_resource(doc: &Value, item: &Item) -> bool {
+    let kind = match doc.get("kind").and_then(Value::as_str) {
+        Some("ClusterSubscription") => "Subscription",
+        Some(k) => k,
+        None => return false,
+    };
+    let name = doc.pointer("/metadata/name").and_then(Value::as_str);
+    kind == item.kind() && name == Some(item.name())
 }
 
 /// "Kind name" of a document, when it says.
@@ -280,25 +308,26 @@ fn compile_doc(doc: &RawDoc, ctx: &mut DocCtx<'_>) -> Result<Item, Vec<DocError>
     })
 }
 
-/// Removes files whose resources clash by name with an earlier file or name resources that do
-/// not exist, until what remains is consistent. Returns the survivors and the rejected paths.
+/// Drops the documents whose resources clash by name with an earlier one or name resources
+/// that do not exist, until what remains is consistent (dropping one may leave another's
+/// reference dangling). Returns how many were dropped per file.
 fn cross_check(
-    mut files: Vec<CompiledFile>,
+    files: &mut [CompiledFile],
     errors: &mut Vec<CatalogError>,
-) -> (Vec<CompiledFile>, HashSet<PathBuf>) {
-    let mut rejected = HashSet::new();
+) -> HashMap<PathBuf, usize> {
+    let mut dropped: HashMap<PathBuf, usize> = HashMap::new();
     loop {
         let mut defined: HashMap<(&'static str, String), PathBuf> = HashMap::new();
-        let mut bad = HashSet::new();
-        for f in &files {
+        let mut bad: HashSet<(PathBuf, usize)> = HashSet::new();
+        for f in files.iter() {
             for (doc, item) in &f.items {
                 let key = (item.kind(), item.name().to_string());
-                if let Some(first) = defined.get(&key) {
-                    errors.push(CatalogError::in_doc(
-                        f.path.clone(),
-                        *doc,
-                        Some(format!("{} {}", item.kind(), item.name())),
-                        DocError::new(
+                match defined.get(&key) {
+                    Some(first) => {
+                        errors.push(item_error(
+                            f,
+                            *doc,
+                            item,
                             "/metadata/name",
                             format!(
                                 "{} {} is already defined in {}",
@@ -306,37 +335,59 @@ fn cross_check(
                                 item.name(),
                                 first.display()
                             ),
-                        ),
-                    ));
-                    bad.insert(f.path.clone());
-                } else {
-                    defined.insert(key, f.path.clone());
-                }
-            }
-        }
-        let mut dangling = HashSet::new();
-        for f in files.iter().filter(|f| !bad.contains(&f.path)) {
-            for (doc, item) in &f.items {
-                for (kind, name, path) in item.references() {
-                    if !defined.contains_key(&(kind, name.to_string())) {
-                        errors.push(CatalogError::in_doc(
-                            f.path.clone(),
-                            *doc,
-                            Some(format!("{} {}", item.kind(), item.name())),
-                            DocError::new(path, format!("no {kind} named {name:?} is loaded")),
                         ));
-                        dangling.insert(f.path.clone());
+                        bad.insert((f.path.clone(), *doc));
+                    }
+                    None => {
+                        defined.insert(key, f.path.clone());
                     }
                 }
             }
         }
-        bad.extend(dangling);
-        if bad.is_empty() {
-            return (files, rejected);
+        for f in files.iter() {
+            for (doc, item) in &f.items {
+                if bad.contains(&(f.path.clone(), *doc)) {
+                    continue;
+                }
+                for (kind, name, path) in item.references() {
+                    if !defined.contains_key(&(kind, name.to_string())) {
+                        errors.push(item_error(
+                            f,
+                            *doc,
+                            item,
+                            &path,
+                            format!("no {kind} named {name:?} is loaded"),
+                        ));
+                        bad.insert((f.path.clone(), *doc));
+                    }
+                }
+            }
         }
-        files.retain(|f| !bad.contains(&f.path));
-        rejected.extend(bad);
+        if bad.is_empty() {
+            return dropped;
+        }
+        for f in files.iter_mut() {
+            let before = f.items.len();
+            f.items
+                .retain(|(doc, _)| !bad.contains(&(f.path.clone(), *doc)));
+            *dropped.entry(f.path.clone()).or_default() += before - f.items.len();
+        }
     }
+}
+
+fn item_error(
+    f: &CompiledFile,
+    doc: usize,
+    item: &Item,
+    path: &str,
+    message: String,
+) -> CatalogError {
+    CatalogError::in_doc(
+        f.path.clone(),
+        doc,
+        Some(format!("{} {}", item.kind(), item.name())),
+        DocError::new(path, message),
+    )
 }
 
 fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -> Catalog {
@@ -392,4 +443,93 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
     c.subscriptions = SubscriptionIndex::build(subscriptions);
     c.report = report;
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOURCE_OK: &str = "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {name: a}\nspec: {auth: none}\n";
+    const SOURCE_BAD: &str = "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {name: a}\nspec: {auth: {token: {header: X-T}}}\n";
+    const CHANNEL: &str = "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {name: c}\nspec: {type: webhook, url: \"http://127.0.0.1:9/in\"}\n";
+
+    fn route(name: &str, channel: &str) -> String {
+        format!(
+            "apiVersion: hookrelay.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}}}\nspec: {{channels: [{channel}]}}\n"
+        )
+    }
+
+    fn loader(dir: &Path) -> Loader {
+        Loader::new(dir, Arc::new(Settings::defaults()), reqwest::Client::new())
+    }
+
+    fn status(c: &Catalog, file: &str) -> (FileStatus, usize, usize) {
+        let r = c
+            .report
+            .files
+            .iter()
+            .find(|f| f.file.ends_with(file))
+            .unwrap();
+        (r.status, r.documents, r.rejected)
+    }
+
+    #[test]
+    fn a_bad_document_is_skipped_and_its_siblings_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = [CHANNEL, &route("r", "c"), SOURCE_BAD].join("---\n");
+        std::fs::write(dir.path().join("10.yaml"), text).unwrap();
+        let c = loader(dir.path()).load(false);
+        assert_eq!(status(&c, "10.yaml"), (FileStatus::Partial, 2, 1));
+        assert!(c.channels.contains_key("c") && c.routes.len() == 1);
+        assert!(c.sources.is_empty());
+        assert_eq!(c.report.errors.len(), 1, "{:?}", c.report.errors);
+        assert_eq!(c.report.errors[0].document, 3);
+    }
+
+    #[test]
+    fn a_document_that_breaks_keeps_its_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("10.yaml");
+        std::fs::write(&file, [SOURCE_OK, CHANNEL].join("---\n")).unwrap();
+        let mut l = loader(dir.path());
+        assert_eq!(
+            status(&l.load(false), "10.yaml"),
+            (FileStatus::Loaded, 2, 0)
+        );
+        std::fs::write(&file, [SOURCE_BAD, CHANNEL].join("---\n")).unwrap();
+        let c = l.load(false);
+        assert!(c.sources.contains_key("a"), "the last good Source serves");
+        assert_eq!(status(&c, "10.yaml"), (FileStatus::Partial, 2, 1));
+        assert_eq!(c.report.errors[0].path, "/spec/auth/token");
+        let again = l.load(false);
+        assert_eq!(
+            again.report.errors.len(),
+            1,
+            "an unchanged file is reported again"
+        );
+        assert!(again.sources.contains_key("a"));
+    }
+
+    #[test]
+    fn clashes_and_dangling_references_drop_only_their_documents_in_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("10.yaml"),
+            [CHANNEL, &route("r", "c")].join("---\n"),
+        )
+        .unwrap();
+        let text = [CHANNEL, &route("lost", "nowhere"), &route("fine", "c")].join("---\n");
+        std::fs::write(dir.path().join("20.yaml"), text).unwrap();
+        let c = loader(dir.path()).load(false);
+        let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["fine", "r"]);
+        assert_eq!(status(&c, "20.yaml"), (FileStatus::Partial, 1, 2));
+        let paths: Vec<&str> = c.report.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/metadata/name", "/spec/channels/0"],
+            "{:?}",
+            c.report.errors
+        );
+    }
 }

@@ -33,7 +33,10 @@ pub use error::CatalogError;
 #[serde(rename_all = "kebab-case")]
 pub enum FileStatus {
     Loaded,
-    /// Rejected now; its last good version still serves.
+    /// Some documents were rejected (each keeps its last good version if it had one); the
+    /// others serve.
+    Partial,
+    /// Unreadable or unparseable now; its last good version still serves.
     KeptPrevious,
     Rejected,
 }
@@ -42,8 +45,16 @@ pub enum FileStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct FileReport {
     pub file: PathBuf,
+    /// Documents serving from it.
     pub documents: usize,
+    /// Documents rejected in this load.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rejected: usize,
     pub status: FileStatus,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The outcome of a load: every file, every error and warning, and what is serving.
