@@ -207,6 +207,12 @@ fn check(settings: Settings, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     for w in &report.warnings {
         println!("warning: {w}");
     }
+    for u in &report.unresolved {
+        println!(
+            "warning: {}: {} has no id for Channel {} in the User directory; not notified there",
+            u.origin, u.user, u.channel
+        );
+    }
     for e in &report.errors {
         println!("error: {e}");
     }
@@ -225,7 +231,7 @@ fn check(settings: Settings, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             resources.join(", ")
         },
         report.errors.len(),
-        report.warnings.len()
+        report.warnings.len() + report.unresolved.len()
     );
     Ok(if report.is_clean() && !report.files.is_empty() {
         ExitCode::SUCCESS

@@ -69,6 +69,14 @@ impl Item {
                 if let Some(t) = &r.template {
                     refs.push(("Template", t.as_str(), "/spec/template".into()));
                 }
+                // A glob may match a Source loaded later; a name that matches none never will.
+                let mut sources: Vec<&str> = r.sources.exact().collect();
+                sources.sort_unstable();
+                refs.extend(
+                    sources
+                        .into_iter()
+                        .map(|s| ("Source", s, "/spec/sources".into())),
+                );
                 refs
             }
             Item::Subscription(s) => s
@@ -188,6 +196,7 @@ impl Loader {
             report.warnings.extend(f.warnings.iter().cloned());
         }
         let dropped = cross_check(&mut files, &mut report.errors);
+        report.warnings.extend(cannot_deliver(&files));
         for (f, status) in files.iter().zip(statuses) {
             let rejected = f.rejected + dropped.get(&f.path).copied().unwrap_or(0);
             let status = status.unwrap_or(if rejected > 0 {
@@ -375,6 +384,41 @@ fn cross_check(
     }
 }
 
+/// What loads but can deliver nothing, as warnings: a Source no Route takes (and no
+/// Subscription exists to).
+fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
+    let items = || {
+        files
+            .iter()
+            .flat_map(|f| f.items.iter().map(move |(d, i)| (f, *d, i)))
+    };
+    let routes: Vec<&RouteDef> = items()
+        .filter_map(|(_, _, i)| match i {
+            Item::Route(r) => Some(&**r),
+            _ => None,
+        })
+        .collect();
+    let subscribed = items().any(|(_, _, i)| matches!(i, Item::Subscription(_)));
+    let mut out = Vec::new();
+    for (f, doc, item) in items() {
+        if let Item::Source(s) = item
+            && !subscribed
+            && !routes.iter().any(|r| r.sources.matches_or_empty(&s.name))
+        {
+            out.push(item_error(
+                f,
+                doc,
+                item,
+                "/metadata/name",
+                "no Route takes events from this Source (and there is no Subscription): \
+                     what it receives is stored and goes nowhere"
+                    .into(),
+            ));
+        }
+    }
+    out
+}
+
 fn item_error(
     f: &CompiledFile,
     doc: usize,
@@ -531,5 +575,43 @@ mod tests {
             "{:?}",
             c.report.errors
         );
+    }
+
+    #[test]
+    fn a_route_from_a_source_that_is_not_loaded_is_an_error_and_an_unused_source_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = |name: &str, source: &str| {
+            format!(
+                "apiVersion: hookrelay.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}}}\nspec: {{sources: [{source}], channels: [c]}}\n"
+            )
+        };
+        let other = SOURCE_OK.replace("name: a}", "name: idle}");
+        let text = [
+            SOURCE_OK,
+            &other,
+            CHANNEL,
+            &from("typo", "zadgi"),
+            &from("ok", "a"),
+        ];
+        std::fs::write(dir.path().join("10.yaml"), text.join("---\n")).unwrap();
+        let c = loader(dir.path()).load(false);
+        let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["ok"]);
+        assert_eq!(c.report.errors.len(), 1, "{:?}", c.report.errors);
+        let e = &c.report.errors[0];
+        assert_eq!((e.document, e.path.as_str()), (4, "/spec/sources"));
+        assert!(
+            e.message.contains("no Source named \"zadgi\""),
+            "{}",
+            e.message
+        );
+        let unused: Vec<_> = c
+            .report
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("no Route takes"))
+            .collect();
+        assert_eq!(unused.len(), 1, "{:?}", c.report.warnings);
+        assert_eq!(unused[0].resource.as_deref(), Some("Source idle"));
     }
 }

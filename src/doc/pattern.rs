@@ -54,6 +54,11 @@ impl Patterns {
         })
     }
 
+    /// The exact (non-glob) values.
+    pub fn exact(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.globs.is_none()
     }

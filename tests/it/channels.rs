@@ -608,12 +608,22 @@ spec:
   channels: [corp]
   subscriptions: [{events: [{type: app.build}]}]
 "#;
-    let (_h, _d, relay) = relay(&[
+    let (h, _d, relay) = relay(&[
         ("corp-secret", "corp-secret-value"),
         ("10-corp.yaml", &wecom_app(&fake.base, "")),
         ("30-subs.yaml", subs),
     ])
     .await;
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .arg("check")
+        .arg(h.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.contains("warning: zed-builds: zed has no id for Channel corp"),
+        "check names the unaddressable subscriber: {stdout}"
+    );
     let catalog = relay.admin_get("/admin/catalog").await;
     assert_eq!(
         catalog["report"]["unresolved"],
