@@ -478,15 +478,7 @@ spec:
         "admin still hears; erin's error is a non-match"
     );
     assert_eq!(receiver.wait_for(1).await[0].json()["touser"], "admin");
-    let metrics = relay
-        .client
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("hookrelay_cel_errors_total 1"),
         "{metrics}"

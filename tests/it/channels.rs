@@ -141,15 +141,7 @@ async fn wecom_app_caches_its_token_refreshes_it_and_records_partial_failures() 
     let sixth = post(&relay, 6).await;
     let d = relay.wait_delivery_state(&sixth, "delivered").await;
     assert_eq!(d["receipt"]["invaliduser"], "alice.w|bob");
-    let metrics = relay
-        .client
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     // bob on the 4th and 5th sends, both on the 6th.
     assert!(
         metrics.contains("hookrelay_recipients_rejected_total{channel=\"corp\"} 4"),
@@ -569,17 +561,7 @@ spec: {{type: dingtalk-robot, accessToken: {{file: s4}}, secret: {{file: s5}}, b
             .await
             .to_string(),
     );
-    seen.push_str(
-        &relay
-            .client
-            .get(format!("{}/metrics", relay.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    seen.push_str(&relay.metrics().await);
     relay.stop().await;
     seen.push_str(&logs());
     for s in secrets {
@@ -633,15 +615,7 @@ spec:
     assert_eq!(body["deliveries"], 1, "alice only");
     fake.wait_for(2).await;
     assert_eq!(state.lock().unwrap().sent[0]["touser"], "Alice.W");
-    let metrics = relay
-        .client
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("hookrelay_recipients_unresolved_total{channel=\"corp\"} 1"),
         "{metrics}"

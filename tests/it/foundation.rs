@@ -542,15 +542,7 @@ async fn admin_api_is_deny_by_default() {
     assert_eq!(r.status(), 401);
     let ok = relay.admin_get("/admin/stats").await;
     assert_eq!(ok["counts"]["events"], 0);
-    let metrics = relay
-        .client
-        .get(format!("{}/metrics", relay.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = relay.metrics().await;
     assert!(
         metrics.contains("hookrelay_store_fsyncs_total"),
         "{metrics}"

@@ -218,6 +218,12 @@ impl TestRelay {
         (status, answers.remove(0))
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = self.client.get(format!("{}/metrics", self.base)).send();
+        resp.await.unwrap().text().await.unwrap()
+    }
+
     /// GETs an admin path with the admin token.
     pub async fn admin_get(&self, path: &str) -> Value {
         let resp = self

@@ -538,15 +538,7 @@ async fn the_backlog_and_a_held_lane_show_in_metrics() {
     ];
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let text = loop {
-        let text = relay
-            .client
-            .get(format!("{}/metrics", relay.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = relay.metrics().await;
         if want.iter().all(|w| text.contains(w)) || tokio::time::Instant::now() > deadline {
             break text;
         }
