@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use crate::doc::DocError;
 
-const COMMON: &str = include_str!("../../schemas/common.json");
-
-/// (kind, schema text) for every kind hooks.d accepts.
+/// (kind, standalone schema) for every kind hooks.d accepts: `schemas/<kind>.json`, bundled
+/// from `schemas/parts/` (the kind's own file with the shared `$defs` of `common.json`) by the
+/// test below, so editors and other validators can use each file on its own.
 const KINDS: &[(&str, &str)] = &[
     ("Source", include_str!("../../schemas/source.json")),
     ("Channel", include_str!("../../schemas/channel.json")),
@@ -35,30 +35,17 @@ pub fn kinds() -> impl Iterator<Item = &'static str> {
 fn validators() -> &'static HashMap<&'static str, jsonschema::Validator> {
     static V: OnceLock<HashMap<&'static str, jsonschema::Validator>> = OnceLock::new();
     V.get_or_init(|| {
-        let common: Value = serde_json::from_str(COMMON).expect("schemas/common.json is JSON");
         KINDS
             .iter()
-            .map(|(kind, text)| (*kind, compile(kind, text, &common)))
+            .map(|(kind, text)| {
+                let schema: Value = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("schema for {kind} is not JSON: {e}"));
+                let v = jsonschema::draft202012::new(&schema)
+                    .unwrap_or_else(|e| panic!("schema for {kind} does not compile: {e}"));
+                (*kind, v)
+            })
             .collect()
     })
-}
-
-/// Compiles a kind's schema with the shared `$defs` of `common.json` merged into its own.
-fn compile(kind: &str, text: &str, common: &Value) -> jsonschema::Validator {
-    let mut schema: Value =
-        serde_json::from_str(text).unwrap_or_else(|e| panic!("schema for {kind} is not JSON: {e}"));
-    let defs = schema
-        .as_object_mut()
-        .expect("schema is an object")
-        .entry("$defs")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let (Some(defs), Some(shared)) = (defs.as_object_mut(), common["$defs"].as_object()) {
-        for (k, v) in shared {
-            defs.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    jsonschema::draft202012::new(&schema)
-        .unwrap_or_else(|e| panic!("schema for {kind} does not compile: {e}"))
 }
 
 /// Validates a whole document against its kind's schema; `None` when the kind is unknown.
@@ -145,5 +132,80 @@ mod tests {
             errs.iter().any(|e| e.message.contains("template")),
             "{errs:?}"
         );
+    }
+
+    /// The shipped schemas are the bundle of `schemas/parts/`; `HOOKRELAY_BLESS=1 cargo test`
+    /// writes them after a change there.
+    #[test]
+    fn shipped_schemas_are_bundled_from_their_parts() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+        let read = |p: std::path::PathBuf| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        };
+        let common = read(root.join("parts/common.json"));
+        let mut files: Vec<(String, Value)> = Vec::new();
+        let mut by_kind = serde_json::Map::new();
+        let mut cases = Vec::new();
+        for file in [
+            "source",
+            "channel",
+            "template",
+            "route",
+            "subscription",
+            "user",
+        ] {
+            let mut schema = read(root.join(format!("parts/{file}.json")));
+            let defs = schema
+                .as_object_mut()
+                .unwrap()
+                .entry("$defs")
+                .or_insert_with(|| json!({}));
+            for (k, v) in common["$defs"].as_object().unwrap() {
+                defs.as_object_mut()
+                    .unwrap()
+                    .entry(k.clone())
+                    .or_insert_with(|| v.clone());
+            }
+            let kinds: Vec<&str> = KINDS
+                .iter()
+                .filter(|(_, text)| {
+                    serde_json::from_str::<Value>(text).unwrap()["$id"] == schema["$id"]
+                })
+                .map(|(k, _)| *k)
+                .collect();
+            cases.push(json!({
+                "if": {"properties": {"kind": {"enum": kinds}}, "required": ["kind"]},
+                "then": {"$ref": format!("#/$defs/{file}")},
+            }));
+            by_kind.insert(file.to_string(), schema.clone());
+            files.push((format!("{file}.json"), schema));
+        }
+        files.push((
+            "hooks.d.json".into(),
+            json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$id": "https://hookrelay.dev/schemas/hooks.d.json",
+                "title": "Any hooks.d document, validated by its kind",
+                "type": "object",
+                "required": ["kind"],
+                "properties": {"kind": {"enum": kinds().collect::<Vec<_>>()}},
+                "allOf": cases,
+                "$defs": by_kind,
+            }),
+        ));
+        let bless = std::env::var_os("HOOKRELAY_BLESS").is_some();
+        for (name, schema) in files {
+            let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+            let path = root.join(&name);
+            if bless {
+                std::fs::write(&path, &text).unwrap();
+            }
+            let shipped = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                shipped == text,
+                "schemas/{name} is not the bundle of schemas/parts/: run HOOKRELAY_BLESS=1 cargo test"
+            );
+        }
     }
 }
