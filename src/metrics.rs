@@ -67,6 +67,10 @@ pub struct Metrics {
     due: Gauge,
     oldest_due_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     in_flight: Family<ChannelLabels, Gauge>,
+    commit_seconds: Histogram,
+    write_failures: Counter,
+    render_failures: Family<ChannelLabels, Counter>,
+    throttle_wait_seconds: Family<ChannelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Conditions already logged once (unresolved recipients).
     seen: Mutex<HashSet<String>>,
 }
@@ -201,6 +205,30 @@ impl Metrics {
             "Deliveries being sent now, by channel (each capped by its maxInFlight)",
             in_flight.clone(),
         );
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "store_commit_seconds",
+            "Duration of each group commit (the engine's flush and fdatasync)",
+            commit_seconds.clone(),
+        );
+        let write_failures = Counter::default();
+        registry.register(
+            "store_write_failures",
+            "Store writes and flushes that failed (full disk, read-only, I/O error)",
+            write_failures.clone(),
+        );
+        let render_failures = Family::default();
+        registry.register(
+            "render_failures",
+            "Deliveries planned dead because their template could not render the event, by channel",
+            render_failures.clone(),
+        );
+        let throttle_wait_seconds = Family::default();
+        registry.register(
+            "throttle_wait_seconds",
+            "Time deliveries were told to wait by a throttle (vendor or rate limit), by channel",
+            throttle_wait_seconds.clone(),
+        );
         Metrics {
             registry,
             ingress,
@@ -221,6 +249,10 @@ impl Metrics {
             due,
             oldest_due_seconds,
             in_flight,
+            commit_seconds,
+            write_failures,
+            render_failures,
+            throttle_wait_seconds,
             seen: Mutex::default(),
         }
     }
@@ -250,6 +282,11 @@ impl Metrics {
     pub fn record_plan(&self, plan: &Plan) {
         for d in &plan.deliveries {
             self.planned.get_or_create(&channel(&d.channel)).inc();
+            if d.failed.is_some() {
+                self.render_failures
+                    .get_or_create(&channel(&d.channel))
+                    .inc();
+            }
         }
         self.cel_errors.inc_by(plan.cel_errors as u64);
         for u in &plan.unresolved {
@@ -292,6 +329,18 @@ impl Metrics {
         }
     }
 
+    /// Adds how long a throttle on `channel` holds a delivery back.
+    pub fn throttled(&self, channel_name: &str, wait: std::time::Duration) {
+        self.throttle_wait_seconds
+            .get_or_create(&channel(channel_name))
+            .inc_by(wait.as_secs_f64());
+    }
+
+    /// Observes one group commit of the store.
+    pub fn commit(&self, took: std::time::Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
     /// Counts recipients a vendor refused while delivering to the others.
     pub fn recipients_rejected(&self, channel_name: &str, n: u32) {
         self.rejected
@@ -322,8 +371,11 @@ impl Metrics {
     }
 
     /// Sets the store figures that are read rather than counted.
-    pub fn set_store(&self, fsyncs: u64, bytes: u64, writable: bool) {
+    pub fn set_store(&self, fsyncs: u64, failures: u64, bytes: u64, writable: bool) {
         self.store_fsyncs.inner().store(fsyncs, Ordering::Relaxed);
+        self.write_failures
+            .inner()
+            .store(failures, Ordering::Relaxed);
         self.store_bytes.set(bytes as i64);
         self.store_writable.set(i64::from(writable));
     }
@@ -362,7 +414,7 @@ mod tests {
         m.ingress("cnb", true, 202);
         m.ingress("random-1", false, 404);
         m.ingress("random-2", false, 404);
-        m.set_store(7, 1024, false);
+        m.set_store(7, 2, 1024, false);
         m.set_backlog(
             Backlog {
                 pending: 5,
@@ -383,6 +435,10 @@ mod tests {
         );
         assert!(!text.contains("random-1"));
         assert!(text.contains("hookrelay_store_fsyncs_total 7"), "{text}");
+        assert!(
+            text.contains("hookrelay_store_write_failures_total 2"),
+            "{text}"
+        );
         assert!(text.contains("hookrelay_store_writable 0"), "{text}");
         assert!(text.contains("hookrelay_deliveries_pending 5"), "{text}");
         assert!(text.contains("hookrelay_deliveries_due 2"), "{text}");
@@ -391,5 +447,90 @@ mod tests {
             text.contains("hookrelay_deliveries_in_flight{channel=\"corp\"} 3"),
             "{text}"
         );
+    }
+
+    /// The `hookrelay_…` names in a text (a PromQL expression, a rules file, a dashboard).
+    fn names_in(text: &str) -> std::collections::BTreeSet<String> {
+        text.match_indices("hookrelay_")
+            .map(|(i, _)| {
+                text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Every sample name the exposition carries: each family's name with the suffixes its
+    /// type gives its samples.
+    fn exported(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for rest in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let mut parts = rest.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let suffixes: &[&str] = match kind {
+                "counter" => &["_total"],
+                "histogram" => &["_bucket", "_sum", "_count"],
+                _ => &[""],
+            };
+            out.extend(suffixes.iter().map(|s| format!("{name}{s}")));
+        }
+        out
+    }
+
+    /// The alert rules and the dashboard under `deploy/monitoring/` name only metrics the
+    /// relay exports (each family given a sample, so that it is written out).
+    #[test]
+    fn the_monitoring_files_use_only_exported_metrics() {
+        use crate::route::Unresolved;
+        use crate::store::{ErrorInfo, NewDelivery};
+        let m = Metrics::new();
+        m.ingress("s", true, 202);
+        m.duplicate("s");
+        let failed = ErrorInfo {
+            reason: Reason::Render,
+            detail: "x".into(),
+            status: None,
+        };
+        m.record_plan(&Plan {
+            deliveries: vec![NewDelivery {
+                origin: "r".into(),
+                channel: "c".into(),
+                template: None,
+                to: Default::default(),
+                message: None,
+                failed: Some(failed),
+                due_ms: 0,
+            }],
+            cel_errors: 1,
+            unresolved: vec![Unresolved {
+                origin: "r".into(),
+                user: "u".into(),
+                channel: "c".into(),
+                as_written: false,
+            }],
+        });
+        m.delivery_outcome(
+            "c",
+            AttemptResult::Permanent,
+            Some(Reason::Client),
+            0.1,
+            true,
+        );
+        m.recipients_rejected("c", 1);
+        m.throttled("c", std::time::Duration::from_secs(1));
+        m.in_flight("c", 1);
+        m.commit(std::time::Duration::from_millis(1));
+        let exported = exported(&m.encode());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");
+        let mut used = std::collections::BTreeSet::new();
+        for f in ["alerts.yaml", "grafana-dashboard.json"] {
+            used.extend(names_in(&std::fs::read_to_string(root.join(f)).unwrap()));
+        }
+        assert!(used.len() >= 15, "the files name the metrics: {used:?}");
+        let missing: Vec<&String> = used.difference(&exported).collect();
+        assert!(missing.is_empty(), "not exported: {missing:?}");
     }
 }

@@ -53,6 +53,12 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
         elapsed.as_secs_f64(),
         matches!(completion.next, Ending::Dead),
     );
+    if let (AttemptResult::Throttled, Ending::RetryAt(at)) =
+        (completion.attempt.result, &completion.next)
+    {
+        let wait = Duration::from_millis(at.saturating_sub(now));
+        dispatcher.metrics.throttled(&leased.record.channel, wait);
+    }
     let retry = matches!(completion.next, Ending::RetryAt(_));
     report(dispatcher, &leased.record, &completion, now);
     match dispatcher.store.complete(leased, completion, now) {

@@ -37,6 +37,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     m.set_store(
         state.store.fsyncs(),
+        state.store.write_failures(),
         state.store.size_on_disk().unwrap_or(0),
         state.store.fault().is_none(),
     );

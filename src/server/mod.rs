@@ -56,6 +56,8 @@ impl Relay {
         let catalog = Arc::new(LiveCatalog::start(loader));
         let metrics = Arc::new(Metrics::new());
         metrics.set_catalog_errors(catalog.current().report.errors.len());
+        let observer = metrics.clone();
+        store.observe_commits(Arc::new(move |took| observer.commit(took)));
         Relay {
             state: web::Data::new(AppState {
                 settings,

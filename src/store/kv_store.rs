@@ -66,7 +66,14 @@ pub struct KvStore<K: Kv> {
     stored: u64,
     /// Keeps the marker up to date while the store is open (stopped at close).
     keeper: Mutex<Option<Keeper>>,
+    /// Told how long each group commit (flush + fdatasync) took.
+    on_commit: CommitObserver,
+    /// Writes and flushes that failed.
+    write_failures: AtomicU64,
 }
+
+/// Where commit durations go once someone listens (the relay's metrics).
+type CommitObserver = Arc<RwLock<Option<Arc<dyn Fn(Duration) + Send + Sync>>>>;
 
 /// What [`KvStore::audit`] read.
 #[derive(Debug, Clone, Copy)]
@@ -191,7 +198,8 @@ impl<K: Kv> KvStore<K> {
     pub fn new(
         open: impl Fn() -> Result<K, StoreError> + Send + Sync + 'static,
     ) -> Result<KvStore<K>, StoreError> {
-        let live = Live::start(open()?)?;
+        let on_commit = CommitObserver::default();
+        let live = Live::start(open()?, &on_commit)?;
         let due = load_due(&live.kv)?;
         let stored = read_seq(&live.kv)?;
         Ok(KvStore {
@@ -207,6 +215,8 @@ impl<K: Kv> KvStore<K> {
             closed: AtomicBool::new(false),
             enqueue_lock: Mutex::new(()),
             due: Mutex::new(due),
+            on_commit,
+            write_failures: AtomicU64::new(0),
         })
     }
 
@@ -304,6 +314,7 @@ impl<K: Kv> KvStore<K> {
             StoreError::Closed => return,
             other => Fault::other(other.to_string()),
         };
+        self.write_failures.fetch_add(1, Ordering::Relaxed);
         let mut current = lock(&self.fault);
         if current.is_none() {
             tracing::error!(cause = fault.cause.as_str(), detail = %fault.detail,
@@ -766,6 +777,17 @@ impl<K: Kv> Store for KvStore<K> {
         self.live().map_or(0, |l| l.committer.fsyncs())
     }
 
+    fn write_failures(&self) -> u64 {
+        self.write_failures.load(Ordering::Relaxed)
+    }
+
+    fn observe_commits(&self, f: Arc<dyn Fn(Duration) + Send + Sync>) {
+        *self
+            .on_commit
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(f);
+    }
+
     fn backlog(&self, now_ms: u64) -> Backlog {
         let due = lock(&self.due);
         Backlog {
@@ -859,7 +881,7 @@ impl<K: Kv> Store for KvStore<K> {
             }
             self.seq.fetch_max(stored, Ordering::AcqRel);
             let due = load_due(&kv)?;
-            Ok::<_, StoreError>((Live::start(kv)?, due))
+            Ok::<_, StoreError>((Live::start(kv, &self.on_commit)?, due))
         })();
         let (live, due) = match reopened {
             Ok(r) => r,
@@ -884,8 +906,22 @@ impl<K: Kv> Store for KvStore<K> {
 }
 
 impl<K: Kv> Live<K> {
-    fn start(kv: K) -> Result<Live<K>, StoreError> {
-        let committer = Committer::start(kv.syncer()?)
+    fn start(kv: K, on_commit: &CommitObserver) -> Result<Live<K>, StoreError> {
+        let mut sync = kv.syncer()?;
+        let on_commit = on_commit.clone();
+        let timed: super::kv::Syncer = Box::new(move || {
+            let started = Instant::now();
+            let result = sync();
+            if let Some(f) = on_commit
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+            {
+                f(started.elapsed());
+            }
+            result
+        });
+        let committer = Committer::start(timed)
             .map_err(|e| StoreError::Io(format!("cannot start the flusher: {e}")))?;
         Ok(Live { kv, committer })
     }

@@ -338,6 +338,12 @@ pub trait Store: Send + Sync {
     /// Flush + fsync rounds so far (group commit effectiveness).
     fn fsyncs(&self) -> u64;
 
+    /// Writes and flushes that failed since the store was opened.
+    fn write_failures(&self) -> u64;
+
+    /// Calls `f` with the duration of every group commit (flush + fdatasync) from now on.
+    fn observe_commits(&self, f: Arc<dyn Fn(std::time::Duration) + Send + Sync>);
+
     /// The backlog at `now_ms`, from memory (for `/metrics`, scraped often).
     fn backlog(&self, now_ms: u64) -> Backlog;
 

@@ -334,6 +334,13 @@ async fn dingtalk_signs_mentions_and_keeps_its_keyword() {
     let d = relay.wait_delivery_state(&id, "delivered").await;
     assert_eq!(d["attempt_log"][0]["result"], "throttled");
     assert_eq!(d["attempts"], 1);
+    let metrics = relay.metrics().await;
+    let waited: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookrelay_throttle_wait_seconds_total{channel=\"ding\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no throttle wait for ding:\n{metrics}"));
+    assert!(waited > 0.0, "{waited}");
     relay.stop().await;
 }
 

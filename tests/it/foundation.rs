@@ -425,6 +425,11 @@ spec:
             .contains("data.missing.field")
     );
     assert!(d["message"].is_null());
+    let metrics = relay.metrics().await;
+    assert!(
+        metrics.contains("hookrelay_render_failures_total{channel=\"receiver\"} 1"),
+        "{metrics}"
+    );
 
     h.write(
         "50-template.yaml",

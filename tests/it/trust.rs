@@ -554,6 +554,19 @@ async fn the_backlog_and_a_held_lane_show_in_metrics() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no oldest_due_seconds in:\n{text}"));
     assert!(oldest > 0.0, "{oldest}");
+    let commits: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hookrelay_store_commit_seconds_count "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        commits >= 1,
+        "every 202 followed a commit that was timed:\n{text}"
+    );
+    assert!(
+        text.contains("hookrelay_store_write_failures_total 0\n"),
+        "{text}"
+    );
     relay.stop().await;
 }
 
