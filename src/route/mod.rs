@@ -245,7 +245,7 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
 
 /// Whether each Route and Subscription takes `event`, and if not, why (every one, not only
 /// the index's candidates: this is for people reading it, not for speed).
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct Verdict {
     /// `Route <name>` or `Subscription <name>`.
     pub what: String,

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::ids::{DeliveryId, EventId, now_ms};
+use crate::route::explain;
 use crate::signature::secrets_equal;
-use crate::store::{DeliveryRecord, DeliveryState, Replay};
+use crate::store::{DeliveryQuery, DeliveryRecord, DeliveryState, Replay};
 
 /// Registers the admin routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -22,9 +23,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/catalog/reload", web::post().to(reload_catalog))
             .route("/stats", web::get().to(show_stats))
             .route("/events/{id}", web::get().to(get_event))
+            .route("/deliveries", web::get().to(list_deliveries))
             .route("/deliveries/{id}", web::get().to(get_delivery))
             .route("/deliveries/{id}/replay", web::post().to(replay_delivery))
-            .route("/dead-letters", web::get().to(list_dead_letters)),
+            .route("/dead-letters", web::get().to(list_dead_letters))
+            .route("/dead-letters/replay", web::post().to(replay_dead_letters)),
     );
 }
 
@@ -156,12 +159,18 @@ async fn get_event(id: web::Path<String>, state: web::Data<AppState>) -> HttpRes
         return not_found("no such event id");
     };
     match (state.store.event(&id), state.store.deliveries_of(&id)) {
-        (Ok(Some(e)), Ok(ds)) => HttpResponse::Ok().json(json!({
-            "id": id.to_string(),
-            "received_ms": e.received_ms,
-            "event": e.event,
-            "deliveries": ds.iter().map(delivery_json).collect::<Vec<_>>(),
-        })),
+        (Ok(Some(e)), Ok(ds)) => {
+            // The explanation is today's catalog's reading of the event (what `render` prints).
+            let catalog = state.catalog.current();
+            let routing = explain(catalog.routing(), &e.event, &e.event.to_json());
+            HttpResponse::Ok().json(json!({
+                "id": id.to_string(),
+                "received_ms": e.received_ms,
+                "event": e.event,
+                "routing": routing,
+                "deliveries": ds.iter().map(delivery_json).collect::<Vec<_>>(),
+            }))
+        }
         (Ok(None), _) => not_found("no such event"),
         (Err(e), _) | (_, Err(e)) => store_error(e),
     }
@@ -221,5 +230,160 @@ async fn replay_delivery(id: web::Path<String>, state: web::Data<AppState>) -> H
         ),
         Ok(Replay::NotFound) => not_found("no such delivery"),
         Err(e) => store_error(e),
+    }
+}
+
+/// The filters of a delivery listing, as query parameters.
+#[derive(Deserialize)]
+struct Filters {
+    /// `pending`, `waiting` (pending, held back by a throttle), `delivered` or `dead`.
+    state: Option<String>,
+    channel: Option<String>,
+    source: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    recipient: Option<String>,
+    /// RFC 3339, ms since the epoch, or a duration ago (`30m`, `2h`).
+    since: Option<String>,
+    until: Option<String>,
+    before: Option<String>,
+    limit: Option<usize>,
+}
+
+impl Filters {
+    fn query(&self, now_ms: u64) -> Result<DeliveryQuery, HttpResponse> {
+        let (state, waiting) = match self.state.as_deref() {
+            None => (None, None),
+            Some("pending") => (Some(DeliveryState::Pending), None),
+            Some("waiting") => (Some(DeliveryState::Pending), Some(true)),
+            Some("delivered") => (Some(DeliveryState::Delivered), None),
+            Some("dead") => (Some(DeliveryState::Dead), None),
+            Some(other) => {
+                return Err(bad_request(format!(
+                    "state {other:?} is none of pending, waiting, delivered, dead"
+                )));
+            }
+        };
+        Ok(DeliveryQuery {
+            state,
+            waiting,
+            channel: self.channel.clone(),
+            source: self.source.clone(),
+            event_type: self.event_type.clone(),
+            recipient: self.recipient.clone(),
+            since_ms: time_param("since", self.since.as_deref(), now_ms)?,
+            until_ms: time_param("until", self.until.as_deref(), now_ms)?,
+        })
+    }
+}
+
+fn bad_request(message: String) -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        "bad_request",
+        message,
+    )
+}
+
+/// A point in time given as RFC 3339, ms since the epoch, or a duration before `now_ms`.
+fn time_param(name: &str, text: Option<&str>, now_ms: u64) -> Result<Option<u64>, HttpResponse> {
+    let Some(t) = text.map(str::trim) else {
+        return Ok(None);
+    };
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(Some(at.timestamp_millis().max(0) as u64));
+    }
+    if let Ok(ms) = t.parse::<u64>() {
+        return Ok(Some(ms));
+    }
+    match humantime::parse_duration(t) {
+        Ok(ago) => Ok(Some(now_ms.saturating_sub(ago.as_millis() as u64))),
+        Err(_) => Err(bad_request(format!(
+            "{name} {t:?} is not RFC 3339, ms since the epoch, or a duration ago (30m, 2h)"
+        ))),
+    }
+}
+
+/// Deliveries matching the filters, newest first; `next` is the cursor of the next page.
+async fn list_deliveries(filters: web::Query<Filters>, state: web::Data<AppState>) -> HttpResponse {
+    let q = match filters.query(now_ms()) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let before = match filters.before.as_deref() {
+        None => None,
+        Some(b) => match DeliveryId::parse(b) {
+            Some(id) => Some(id),
+            None => return bad_request(format!("before {b:?} is not a delivery id")),
+        },
+    };
+    let limit = filters.limit.unwrap_or(100).clamp(1, 1000);
+    let store = state.store.clone();
+    let page = web::block(move || store.deliveries(&q, before.as_ref(), limit)).await;
+    match page {
+        Ok(Ok(page)) => HttpResponse::Ok().json(json!({
+            "deliveries": page.deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
+            "next": page.next.map(|id| id.to_string()),
+        })),
+        Ok(Err(e)) => store_error(e),
+        Err(e) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        ),
+    }
+}
+
+/// Replays every dead letter matching the filters (`state` is implied). Idempotent: one
+/// replayed already is no longer dead and is counted as skipped.
+async fn replay_dead_letters(
+    filters: web::Query<Filters>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let q = match filters.query(now_ms()) {
+        Ok(q) => DeliveryQuery {
+            state: Some(DeliveryState::Dead),
+            waiting: None,
+            ..q
+        },
+        Err(r) => return r,
+    };
+    let store = state.store.clone();
+    let counted = web::block(move || {
+        // The whole dead index is read before replaying any: a replay moves its letter out of
+        // the index the cursor walks.
+        let mut matching = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.dead_letters(after.as_ref(), 500)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            matching.extend(page.iter().filter(|d| q.matches(d)).map(|d| d.id));
+        }
+        let (mut scheduled, mut skipped) = (0u64, 0u64);
+        for id in &matching {
+            match store.replay(id, now_ms())? {
+                Replay::Scheduled => scheduled += 1,
+                Replay::NotDead | Replay::NotFound => skipped += 1,
+            }
+        }
+        Ok::<_, crate::store::StoreError>((matching.len(), scheduled, skipped))
+    })
+    .await;
+    match counted {
+        Ok(Ok((matched, scheduled, skipped))) => {
+            if scheduled > 0 {
+                state.wake.notify_one();
+            }
+            HttpResponse::Ok().json(json!({
+                "matched": matched, "scheduled": scheduled, "skipped": skipped,
+            }))
+        }
+        Ok(Err(e)) => store_error(e),
+        Err(e) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        ),
     }
 }

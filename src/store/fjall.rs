@@ -112,6 +112,16 @@ impl Kv for FjallKv {
         Ok(())
     }
 
+    fn scan_rev(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        for guard in self.keyspace.range(from..to).rev() {
+            let (k, v) = guard.into_inner()?;
+            if visit(&k, &v).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut batch = self.db.batch();
         for op in ops {

@@ -25,6 +25,10 @@ pub trait Kv: Send + Sync + 'static {
     /// Visits `[from, to)` in key order until `visit` breaks.
     fn scan(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError>;
 
+    /// Visits `[from, to)` in reverse key order (newest first for time-ordered keys) until
+    /// `visit` breaks.
+    fn scan_rev(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError>;
+
     /// Applies `ops` atomically: after a crash, all of them or none.
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError>;
 

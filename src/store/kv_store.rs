@@ -29,8 +29,9 @@ use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
 use super::record::{decode, encode};
 use super::{
-    AttemptRecord, AttemptResult, Backlog, Completion, Counts, DeliveryRecord, DeliveryState,
-    Ending, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store, StoreError,
+    AttemptRecord, AttemptResult, Backlog, Completion, Counts, DeliveryPage, DeliveryQuery,
+    DeliveryRecord, DeliveryState, Ending, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged,
+    Replay, Store, StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -71,6 +72,9 @@ pub struct KvStore<K: Kv> {
     /// Writes and flushes that failed.
     write_failures: AtomicU64,
 }
+
+/// Most records one listing call examines.
+const LIST_BUDGET: usize = 20_000;
 
 /// Where commit durations go once someone listens (the relay's metrics).
 type CommitObserver = Arc<RwLock<Option<Arc<dyn Fn(Duration) + Send + Sync>>>>;
@@ -775,6 +779,56 @@ impl<K: Kv> Store for KvStore<K> {
 
     fn fsyncs(&self) -> u64 {
         self.live().map_or(0, |l| l.committer.fsyncs())
+    }
+
+    fn deliveries(
+        &self,
+        q: &DeliveryQuery,
+        before: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<DeliveryPage, StoreError> {
+        let end = before.map_or_else(
+            || vec![keys::DELIVERY + 1],
+            |id| keys::delivery(id).to_vec(),
+        );
+        let mut page = DeliveryPage::default();
+        let (mut examined, mut last, mut decode_error) = (0usize, None, None);
+        self.live()?
+            .kv
+            .scan_rev(&[keys::DELIVERY], &end, &mut |k, v| {
+                let decoded = DeliveryId::from_bytes(&k[1..])
+                    .ok_or_else(|| StoreError::Corrupt("bad delivery key".into()))
+                    .and_then(|id| decode_delivery(id, v));
+                let rec = match decoded {
+                    Ok(r) => r,
+                    Err(e) => {
+                        decode_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                };
+                // Keys are in receive order: past `since`, nothing older can match.
+                if q.since_ms.is_some_and(|t| rec.created_ms < t) {
+                    last = None;
+                    return ControlFlow::Break(());
+                }
+                examined += 1;
+                last = Some(rec.id);
+                if q.matches(&rec) {
+                    page.deliveries.push(rec);
+                }
+                if page.deliveries.len() >= limit || examined >= LIST_BUDGET {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+        if let Some(e) = decode_error {
+            return Err(e);
+        }
+        if page.deliveries.len() >= limit || examined >= LIST_BUDGET {
+            page.next = last;
+        }
+        Ok(page)
     }
 
     fn write_failures(&self) -> u64 {

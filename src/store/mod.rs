@@ -252,6 +252,51 @@ pub struct Counts {
     pub attempts: u64,
 }
 
+/// Which deliveries a listing wants: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    /// Pending and held back by a throttle or rate limit (`true`), or not (`false`).
+    pub waiting: Option<bool>,
+    pub channel: Option<String>,
+    /// The Source that received the event.
+    pub source: Option<String>,
+    pub event_type: Option<String>,
+    /// A user id or mobile number among the delivery's recipients.
+    pub recipient: Option<String>,
+    /// Created at or after this time (ms).
+    pub since_ms: Option<u64>,
+    /// Created before this time (ms).
+    pub until_ms: Option<u64>,
+}
+
+impl DeliveryQuery {
+    pub fn matches(&self, d: &DeliveryRecord) -> bool {
+        let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        self.state.is_none_or(|s| s == d.state)
+            && self
+                .waiting
+                .is_none_or(|w| w == (d.state == DeliveryState::Pending && d.waiting.is_some()))
+            && is(&self.channel, &d.channel)
+            && is(&self.source, &d.receiver)
+            && is(&self.event_type, &d.event_type)
+            && self
+                .recipient
+                .as_deref()
+                .is_none_or(|r| d.to.users.iter().chain(&d.to.mobiles).any(|x| x == r))
+            && self.since_ms.is_none_or(|t| d.created_ms >= t)
+            && self.until_ms.is_none_or(|t| d.created_ms < t)
+    }
+}
+
+/// One page of a listing, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryRecord>,
+    /// Where the next page starts (pass it as `before`); `None` when there is no more.
+    pub next: Option<DeliveryId>,
+}
+
 /// The delivery backlog as the in-memory due index holds it (cheap: no store walk).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
@@ -337,6 +382,16 @@ pub trait Store: Send + Sync {
 
     /// Flush + fsync rounds so far (group commit effectiveness).
     fn fsyncs(&self) -> u64;
+
+    /// Deliveries matching `q`, newest first, from before `before` (exclusive): at most
+    /// `limit`, and at most a bounded number examined per call (then `next` goes on from where
+    /// it stopped, so a rare match never makes one call walk the whole store).
+    fn deliveries(
+        &self,
+        q: &DeliveryQuery,
+        before: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<DeliveryPage, StoreError>;
 
     /// Writes and flushes that failed since the store was opened.
     fn write_failures(&self) -> u64;

@@ -94,6 +94,16 @@ impl Kv for SledKv {
         Ok(())
     }
 
+    fn scan_rev(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        for item in self.tree.range(from..to).rev() {
+            let (k, v) = item?;
+            if visit(&k, &v).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for op in ops {

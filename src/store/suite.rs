@@ -397,6 +397,53 @@ pub async fn the_backlog_follows_the_due_index(s: &dyn Store) {
     );
 }
 
+pub async fn listings_are_newest_first_filtered_and_paged(s: &dyn Store) {
+    for (i, at) in [1000u64, 2000, 3000, 4000].into_iter().enumerate() {
+        let mut d = delivery(at);
+        if i % 2 == 1 {
+            d.channel = "other".into();
+            d.to.users = vec!["alice".into()];
+        }
+        s.enqueue_one(new_event(&format!("l{i}"), at, vec![d]), DAY)
+            .await
+            .unwrap();
+    }
+    let all = DeliveryQuery::default();
+    let first = s.deliveries(&all, None, 3).unwrap();
+    let times: Vec<u64> = first.deliveries.iter().map(|d| d.created_ms).collect();
+    assert_eq!(times, [4000, 3000, 2000], "newest first");
+    let rest = s.deliveries(&all, first.next.as_ref(), 3).unwrap();
+    assert_eq!(rest.deliveries.len(), 1);
+    assert_eq!(rest.deliveries[0].created_ms, 1000);
+    assert!(rest.next.is_none(), "the last page says so");
+    let alice = DeliveryQuery {
+        recipient: Some("alice".into()),
+        ..DeliveryQuery::default()
+    };
+    let times: Vec<u64> = s
+        .deliveries(&alice, None, 10)
+        .unwrap()
+        .deliveries
+        .iter()
+        .map(|d| d.created_ms)
+        .collect();
+    assert_eq!(times, [4000, 2000]);
+    let window = DeliveryQuery {
+        channel: Some("ch".into()),
+        since_ms: Some(2000),
+        until_ms: Some(4000),
+        ..DeliveryQuery::default()
+    };
+    let found = s.deliveries(&window, None, 10).unwrap();
+    assert_eq!(found.deliveries.len(), 1);
+    assert_eq!(found.deliveries[0].created_ms, 3000);
+    let dead = DeliveryQuery {
+        state: Some(DeliveryState::Dead),
+        ..DeliveryQuery::default()
+    };
+    assert!(s.deliveries(&dead, None, 10).unwrap().deliveries.is_empty());
+}
+
 /// Runs the whole suite, each case against a fresh store from `open`; `reopen` opens a store
 /// on a given directory (for the restart cases).
 #[macro_export]
@@ -418,7 +465,8 @@ macro_rules! store_suite {
             purge_leaves_a_dedup_key_a_newer_event_claimed,
             a_batch_is_one_write_and_dedups_within_itself,
             every_acknowledged_write_was_flushed,
-            the_backlog_follows_the_due_index
+            the_backlog_follows_the_due_index,
+            listings_are_newest_first_filtered_and_paged
         );
     };
     (@cases $open:expr; $($case:ident),*) => {

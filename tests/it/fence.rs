@@ -66,6 +66,10 @@ impl Kv for Gated {
         self.inner.scan(from, to, visit)
     }
 
+    fn scan_rev(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        self.inner.scan_rev(from, to, visit)
+    }
+
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         if self.gate.full.load(Ordering::SeqCst) {
             return Err(StoreError::Unwritable(Fault::of_io(&full())));

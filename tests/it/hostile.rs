@@ -180,6 +180,10 @@ impl Kv for Panicky {
         self.0.scan(from, to, visit)
     }
 
+    fn scan_rev(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        self.0.scan_rev(from, to, visit)
+    }
+
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let marked = ops.iter().any(|op| match op {
             Op::Put(_, v) => v.windows(BOOM.len()).any(|w| w == BOOM),

@@ -571,6 +571,91 @@ async fn the_backlog_and_a_held_lane_show_in_metrics() {
 }
 
 #[tokio::test]
+async fn deliveries_are_found_by_filter_explained_and_dead_letters_replayed_in_bulk() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fixed = Arc::new(AtomicBool::new(false));
+    let f = fixed.clone();
+    let receiver = FakeServer::with_responder(move |_| {
+        Reply::status(if f.load(Ordering::SeqCst) { 200 } else { 404 })
+    })
+    .await;
+    let files = doc(
+        "Channel",
+        "gone",
+        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
+    ) + &doc("Route", "r", "{sources: [plain], channels: [gone]}");
+    let (_h, _d, relay) = relay_with(&files, |_| {}).await;
+    let mut ids = Vec::new();
+    let mut event = String::new();
+    for i in 0..3 {
+        let (_, answer) = relay
+            .post("plain", &[], &json!({"note": i}).to_string())
+            .await;
+        event = answer["event"].as_str().unwrap().to_string();
+        ids.push(deliveries(&relay, &answer)[0].id.to_string());
+    }
+    for id in &ids {
+        relay.wait_delivery_state(id, "dead").await;
+    }
+    let first = relay
+        .admin_get("/admin/deliveries?state=dead&channel=gone&limit=2")
+        .await;
+    let listed: Vec<&str> = first["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()], "newest first");
+    let next = first["next"].as_str().expect("a cursor");
+    let rest = relay
+        .admin_get(&format!("/admin/deliveries?state=dead&before={next}"))
+        .await;
+    assert_eq!(rest["deliveries"][0]["id"], ids[0].as_str());
+    assert!(rest["next"].is_null(), "{rest}");
+    let none = relay.admin_get("/admin/deliveries?source=app").await;
+    assert!(none["deliveries"].as_array().unwrap().is_empty());
+    for query in ["state=lost", "since=1h&until=tomorrow", "before=nope"] {
+        let resp = relay
+            .client
+            .get(format!("{}/admin/deliveries?{query}", relay.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 400, "{query}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "bad_request", "{query}: {body}");
+    }
+
+    let explained = relay.admin_get(&format!("/admin/events/{event}")).await;
+    let routing = explained["routing"].as_array().unwrap();
+    assert!(
+        routing
+            .iter()
+            .any(|v| v["what"] == "Route r" && v["matched"] == true),
+        "{explained}"
+    );
+
+    fixed.store(true, Ordering::SeqCst);
+    let (code, replayed) = relay
+        .admin_post("/admin/dead-letters/replay?channel=gone")
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        replayed,
+        json!({"matched": 3, "scheduled": 3, "skipped": 0})
+    );
+    for id in &ids {
+        relay.wait_delivery_state(id, "delivered").await;
+    }
+    let (_, again) = relay.admin_post("/admin/dead-letters/replay").await;
+    assert_eq!(again["matched"], 0, "idempotent: nothing is dead any more");
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_dead_letter_is_logged_as_a_warning() {
     let receiver = FakeServer::with_responder(|_| Reply::status(404)).await;
     let mut files = doc(
