@@ -96,6 +96,15 @@ fn store_error(e: crate::store::StoreError) -> HttpResponse {
     )
 }
 
+/// A blocking task that did not finish (it panicked or was cancelled).
+fn internal(e: actix_web::error::BlockingError) -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        e.to_string(),
+    )
+}
+
 fn not_found(what: &str) -> HttpResponse {
     error(actix_web::http::StatusCode::NOT_FOUND, "not_found", what)
 }
@@ -135,11 +144,7 @@ async fn reload_catalog(state: web::Data<AppState>) -> HttpResponse {
     let live = state.catalog.clone();
     match web::block(move || live.reload(true)).await {
         Ok(c) => HttpResponse::Ok().json(json!({ "report": c.report })),
-        Err(e) => error(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        ),
+        Err(e) => internal(e),
     }
 }
 
@@ -326,11 +331,7 @@ async fn list_deliveries(filters: web::Query<Filters>, state: web::Data<AppState
             "next": page.next.map(|id| id.to_string()),
         })),
         Ok(Err(e)) => store_error(e),
-        Err(e) => error(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        ),
+        Err(e) => internal(e),
     }
 }
 
@@ -380,10 +381,6 @@ async fn replay_dead_letters(
             }))
         }
         Ok(Err(e)) => store_error(e),
-        Err(e) => error(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        ),
+        Err(e) => internal(e),
     }
 }
