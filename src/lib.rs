@@ -18,6 +18,7 @@
 //! - [`store`]: the durable queue behind the `Store` trait (and its retention).
 //! - [`deliver`], [`channel`] (Channels), [`retry`], [`reason`]: from due delivery to vendor
 //!   request and back.
+//! - [`ctl`]: the admin API from a terminal.
 //! - [`server`], [`metrics`]: the process and its HTTP surface (hooks, admin API, health; what
 //!   guards every request).
 //!
@@ -28,6 +29,7 @@
 pub mod catalog;
 pub mod channel;
 pub mod config;
+pub mod ctl;
 pub mod deliver;
 pub mod directory;
 pub mod doc;

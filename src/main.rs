@@ -20,6 +20,8 @@ struct Cli {
     /// Settings file (default: ./hookrelay.toml if present).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    target: hookrelay::ctl::Target,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -57,6 +59,9 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// Ask a running relay (admin API; `--url` / HOOKRELAY_URL, HOOKRELAY_ADMIN_TOKEN).
+    #[command(flatten)]
+    Ctl(hookrelay::ctl::Ctl),
 }
 
 #[derive(Subcommand)]
@@ -76,6 +81,9 @@ enum StoreAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Ctl(ctl)) = cli.command {
+        return ctl_main(ctl, &cli.target);
+    }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -94,11 +102,37 @@ fn main() -> ExitCode {
             event_file,
         } => render(settings, hooks, source, headers, no_auth, event_file),
         Command::Store { action } => store(settings, action),
+        Command::Ctl(_) => unreachable!("answered above"),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("hookrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The admin commands need no settings file: only where the relay is and its token.
+fn ctl_main(ctl: hookrelay::ctl::Ctl, target: &hookrelay::ctl::Target) -> ExitCode {
+    let token = std::env::var("HOOKRELAY_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hookrelay: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match runtime.block_on(hookrelay::ctl::run(ctl, target, token, &mut out)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookrelay: {e}");
             ExitCode::FAILURE
         }
     }

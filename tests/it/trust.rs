@@ -655,6 +655,74 @@ async fn deliveries_are_found_by_filter_explained_and_dead_letters_replayed_in_b
     relay.stop().await;
 }
 
+/// Runs the `hookrelay` admin commands against `relay` with `token`.
+async fn ctl(relay: &TestRelay, token: &str, args: &[&str]) -> (bool, String, String) {
+    let (base, token) = (relay.base.clone(), token.to_string());
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    // The command blocks; the relay it talks to runs on this test's runtime.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+            .args(&args)
+            .env("HOOKRELAY_URL", base)
+            .env("HOOKRELAY_ADMIN_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+#[tokio::test]
+async fn the_admin_commands_list_explain_and_replay_from_a_terminal() {
+    let receiver = FakeServer::with_responder(|_| Reply::status(404)).await;
+    let files = doc(
+        "Channel",
+        "gone",
+        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
+    ) + &doc("Route", "r", "{sources: [plain], channels: [gone]}");
+    let (_h, _d, relay) = relay_with(&files, |_| {}).await;
+    let (_, answer) = relay.post("plain", &[], r#"{"note":"构建失败"}"#).await;
+    let id = deliveries(&relay, &answer)[0].id.to_string();
+    let event = answer["event"].as_str().unwrap().to_string();
+    relay.wait_delivery_state(&id, "dead").await;
+
+    let (ok, table, _) = ctl(&relay, ADMIN, &["deliveries", "--state", "dead"]).await;
+    assert!(
+        ok && table.contains(&id) && table.contains("gone"),
+        "{table}"
+    );
+    let (ok, json, _) = ctl(
+        &relay,
+        ADMIN,
+        &["--json", "deliveries", "--channel", "gone"],
+    )
+    .await;
+    let listed: Value = serde_json::from_str(&json).unwrap();
+    assert!(ok && listed["deliveries"][0]["id"] == id.as_str(), "{json}");
+    let (ok, shown, _) = ctl(&relay, ADMIN, &["delivery", &id]).await;
+    assert!(
+        ok && shown.contains("HTTP 404"),
+        "the attempt timeline: {shown}"
+    );
+    let (ok, explained, _) = ctl(&relay, ADMIN, &["event", &event]).await;
+    assert!(ok && explained.contains("Route r"), "{explained}");
+    let (ok, replayed, _) = ctl(&relay, ADMIN, &["dead", "--replay", "--json"]).await;
+    let counts: Value = serde_json::from_str(replayed.trim()).unwrap();
+    assert!(
+        ok && counts == json!({"matched": 1, "scheduled": 1, "skipped": 0}),
+        "{replayed}"
+    );
+
+    let (ok, _, refused) = ctl(&relay, "wrong", &["stats"]).await;
+    assert!(
+        !ok && refused.contains("refused the admin token"),
+        "{refused}"
+    );
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn a_dead_letter_is_logged_as_a_warning() {
     let receiver = FakeServer::with_responder(|_| Reply::status(404)).await;
