@@ -57,6 +57,15 @@ async fn relay_with(
     .await
 }
 
+/// A webhook Channel `gone` at `base` and a Route `r` from the `plain` Source to it.
+fn plain_to_gone(base: &str) -> String {
+    doc(
+        "Channel",
+        "gone",
+        &format!("{{type: webhook, url: \"{base}/in\"}}"),
+    ) + &doc("Route", "r", "{sources: [plain], channels: [gone]}")
+}
+
 /// The deliveries of the event an answer names.
 fn deliveries(relay: &TestRelay, answer: &Value) -> Vec<hookrelay::store::DeliveryRecord> {
     let e = hookrelay::ids::EventId::parse(answer["event"].as_str().unwrap()).unwrap();
@@ -580,11 +589,7 @@ async fn deliveries_are_found_by_filter_explained_and_dead_letters_replayed_in_b
         Reply::status(if f.load(Ordering::SeqCst) { 200 } else { 404 })
     })
     .await;
-    let files = doc(
-        "Channel",
-        "gone",
-        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
-    ) + &doc("Route", "r", "{sources: [plain], channels: [gone]}");
+    let files = plain_to_gone(&receiver.base);
     let (_h, _d, relay) = relay_with(&files, |_| {}).await;
     let mut ids = Vec::new();
     let mut event = String::new();
@@ -677,11 +682,7 @@ async fn ctl(relay: &TestRelay, token: &str, args: &[&str]) -> (bool, String, St
 #[tokio::test]
 async fn the_admin_commands_list_explain_and_replay_from_a_terminal() {
     let receiver = FakeServer::with_responder(|_| Reply::status(404)).await;
-    let files = doc(
-        "Channel",
-        "gone",
-        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
-    ) + &doc("Route", "r", "{sources: [plain], channels: [gone]}");
+    let files = plain_to_gone(&receiver.base);
     let (_h, _d, relay) = relay_with(&files, |_| {}).await;
     let (_, answer) = relay.post("plain", &[], r#"{"note":"构建失败"}"#).await;
     let id = deliveries(&relay, &answer)[0].id.to_string();
@@ -726,12 +727,7 @@ async fn the_admin_commands_list_explain_and_replay_from_a_terminal() {
 #[tokio::test]
 async fn a_dead_letter_is_logged_as_a_warning() {
     let receiver = FakeServer::with_responder(|_| Reply::status(404)).await;
-    let mut files = doc(
-        "Channel",
-        "gone",
-        &format!("{{type: webhook, url: \"{}/in\"}}", receiver.base),
-    );
-    files.push_str(&doc("Route", "r", "{sources: [plain], channels: [gone]}"));
+    let files = plain_to_gone(&receiver.base);
     let (_h, _d, relay) = relay_with(&files, |_| {}).await;
     let (_, answer) = relay.post("plain", &[], r#"{"note":"dead"}"#).await;
     let id = deliveries(&relay, &answer)[0].id.to_string();
