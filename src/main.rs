@@ -59,6 +59,21 @@ enum Command {
         #[command(subcommand)]
         action: StoreAction,
     },
+    /// A local stand-in for every vendor (WeCom, DingTalk, Feishu, webhooks) that prints each
+    /// message as a person would see it, to try hookrelay without one.
+    Sink {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+        /// Verify webhook signatures with this `whsec_…` (`@FILE` reads it from a file).
+        #[arg(long)]
+        webhook_secret: Option<String>,
+        /// Verify DingTalk signatures with this `SEC…` (`@FILE` reads it from a file).
+        #[arg(long)]
+        dingtalk_secret: Option<String>,
+        /// Verify Feishu signatures with this secret (`@FILE` reads it from a file).
+        #[arg(long)]
+        feishu_secret: Option<String>,
+    },
     /// Ask a running relay (admin API; `--url` / HOOKRELAY_URL, HOOKRELAY_ADMIN_TOKEN).
     #[command(flatten)]
     Ctl(hookrelay::ctl::Ctl),
@@ -81,8 +96,20 @@ enum StoreAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Ctl(ctl)) = cli.command {
-        return ctl_main(ctl, &cli.target);
+    match cli.command {
+        Some(Command::Ctl(ctl)) => return ctl_main(ctl, &cli.target),
+        Some(Command::Sink {
+            listen,
+            webhook_secret,
+            dingtalk_secret,
+            feishu_secret,
+        }) => {
+            return report(sink(
+                listen,
+                [webhook_secret, dingtalk_secret, feishu_secret],
+            ));
+        }
+        _ => {}
     }
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
@@ -102,8 +129,12 @@ fn main() -> ExitCode {
             event_file,
         } => render(settings, hooks, source, headers, no_auth, event_file),
         Command::Store { action } => store(settings, action),
-        Command::Ctl(_) => unreachable!("answered above"),
+        Command::Ctl(_) | Command::Sink { .. } => unreachable!("answered above"),
     };
+    report(result)
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -111,6 +142,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hookrelay sink`: secrets given as `@FILE` are read from the file.
+fn sink(listen: String, secrets: [Option<String>; 3]) -> anyhow::Result<ExitCode> {
+    let read = |s: Option<String>| -> anyhow::Result<Option<String>> {
+        Ok(match s {
+            Some(path) if path.starts_with('@') => Some(
+                std::fs::read_to_string(&path[1..])
+                    .with_context(|| format!("reading {}", &path[1..]))?
+                    .trim()
+                    .to_string(),
+            ),
+            other => other,
+        })
+    };
+    let [webhook, dingtalk, feishu] = secrets;
+    let secrets = hookrelay::channel::sink::Secrets {
+        webhook: read(webhook)?,
+        dingtalk: read(dingtalk)?,
+        feishu: read(feishu)?,
+    };
+    let listener =
+        std::net::TcpListener::bind(&listen).with_context(|| format!("listening on {listen}"))?;
+    actix_web::rt::System::new().block_on(hookrelay::channel::sink::run(listener, secrets))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The admin commands need no settings file: only where the relay is and its token.

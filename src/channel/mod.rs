@@ -15,6 +15,7 @@ mod leak_test;
 pub mod ratelimit;
 pub mod registry;
 pub mod reply;
+pub mod sink;
 mod webhook;
 mod wecom_app;
 mod wecom_robot;

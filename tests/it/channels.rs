@@ -633,3 +633,134 @@ spec:
     );
     relay.stop().await;
 }
+
+/// The sink process, its address, and what it printed so far.
+struct Sink {
+    child: std::process::Child,
+    base: String,
+    printed: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sink(args: &[&str]) -> Sink {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["sink", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches(':')
+        .to_string();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let p = printed.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let mut p = p.lock().unwrap();
+            p.push_str(&line);
+            p.push('\n');
+        }
+    });
+    Sink {
+        child,
+        base,
+        printed,
+    }
+}
+
+#[tokio::test]
+async fn the_sink_answers_like_each_vendor_and_shows_each_message() {
+    let whsec = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sink = sink(&[
+        "--webhook-secret",
+        whsec,
+        "--dingtalk-secret",
+        "SECding",
+        "--feishu-secret",
+        "lark-secret",
+    ]);
+    let base = &sink.base;
+    let channels = format!(
+        r#"
+apiVersion: hookrelay.dev/v1alpha1
+kind: Channel
+metadata: {{name: corp}}
+spec: {{type: wecom-app, baseUrl: "{base}/cgi-bin/", corpId: ww1, corpSecret: s, agentId: 1000002}}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: Channel
+metadata: {{name: robot}}
+spec: {{type: wecom-robot, key: k, baseUrl: "{base}/cgi-bin/webhook/send"}}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: Channel
+metadata: {{name: ding}}
+spec: {{type: dingtalk-robot, accessToken: t, secret: SECding, baseUrl: "{base}/robot/send"}}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: Channel
+metadata: {{name: lark}}
+spec: {{type: feishu-robot, token: t, secret: lark-secret, baseUrl: "{base}/open-apis/bot/v2/hook/"}}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: Channel
+metadata: {{name: hook}}
+spec: {{type: webhook, url: "{base}/in", signing: {{secret: "{whsec}"}}}}
+"#
+    );
+    let (_h, _d, relay) = relay(&[
+        ("10-channels.yaml", &channels),
+        (
+            "20-route.yaml",
+            &route("all", "corp, robot, ding, lark, hook", "{users: [alice]}"),
+        ),
+    ])
+    .await;
+    let (_, body) = relay.post("app", &[], &event(7)).await;
+    let e = hookrelay::ids::EventId::parse(body["event"].as_str().unwrap()).unwrap();
+    for d in relay.store.deliveries_of(&e).unwrap() {
+        relay
+            .wait_delivery_state(&d.id.to_string(), "delivered")
+            .await;
+    }
+    let headers = [
+        "── WeCom app (agent 1000002) → users Alice.W [markdown]",
+        "── WeCom robot [markdown]",
+        "── DingTalk robot [markdown] @ ding-alice",
+        "── Feishu bot (signature ✔)",
+        "── webhook /in → alice (signature ✔)",
+    ];
+    // Each was answered after it was printed; the pipe may still hold the last lines.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let printed = loop {
+        let printed = sink.printed.lock().unwrap().clone();
+        if headers.iter().all(|h| printed.contains(h)) || tokio::time::Instant::now() > deadline {
+            break printed;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    for header in headers {
+        assert!(printed.contains(header), "{header} in:\n{printed}");
+    }
+    assert!(
+        printed.contains("DingTalk robot") && !printed.contains("✘"),
+        "every signature verifies:\n{printed}"
+    );
+    assert!(
+        printed.contains("构建 7 失败"),
+        "the message is shown:\n{printed}"
+    );
+    relay.stop().await;
+}

@@ -3,7 +3,7 @@
 
 mod classify;
 mod config;
-mod signing;
+pub(super) mod signing;
 mod wire;
 
 use std::sync::Arc;
