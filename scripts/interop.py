@@ -120,12 +120,12 @@ spec: {{types: [ci.build], msgtype: text, text: "{content}"}}
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: corp}}
-spec: {{type: wecom-app, baseUrl: "{base}/cgi-bin/", corpId: {corp}, corpSecret: {secret}, agentId: {agent}}}
+spec: {{type: wecom-app, baseUrl: "{base}", corpId: {corp}, corpSecret: {secret}, agentId: {agent}}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: ding}}
-spec: {{type: dingtalk-robot, baseUrl: "{base}/robot/send", accessToken: {ding_token}, secret: {ding_secret}}}
+spec: {{type: dingtalk-robot, baseUrl: "{base}", accessToken: {ding_token}, secret: {ding_secret}}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Route

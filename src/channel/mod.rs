@@ -260,19 +260,81 @@ pub(crate) fn robot_url(
     ctx: &mut DocCtx<'_>,
     (field, token): (&str, Option<&SecretRef>),
     url: Option<&SecretRef>,
-    with: impl FnOnce(&DocCtx<'_>, &Secret) -> String,
+    with: impl FnOnce(&Secret) -> String,
 ) -> Result<SecretUrl, Vec<DocError>> {
     match (token, url) {
         (Some(t), None) => {
             let token = ctx
                 .secret(t, &format!("/spec/{field}"))
                 .map_err(|e| vec![e])?;
-            Ok(SecretUrl::new(Secret::new(with(ctx, &token)), false))
+            Ok(SecretUrl::new(Secret::new(with(&token)), false))
         }
         (None, Some(u)) => ctx.url(u, "/spec/url").map_err(|e| vec![e]),
         _ => Err(vec![DocError::new(
             "/spec",
             format!("give either {field} or url"),
         )]),
+    }
+}
+
+/// Where a channel's API lives: `base` (its `baseUrl`: an origin, as `vendors.*` are) or else
+/// `origin`, with the channel's `path` appended. A `baseUrl` that already has a path is taken as
+/// the whole prefix, as older configurations wrote it, with a warning.
+pub(crate) fn api_url(
+    ctx: &mut DocCtx<'_>,
+    base: Option<&str>,
+    origin: &str,
+    path: &str,
+) -> String {
+    let Some(base) = base.map(|b| b.trim_end_matches('/')) else {
+        return format!("{}{path}", origin.trim_end_matches('/'));
+    };
+    let after_scheme = base.split_once("://").map_or(base, |(_, rest)| rest);
+    if after_scheme.contains('/') {
+        ctx.warnings.push(DocError::new(
+            "/spec/baseUrl",
+            format!(
+                "baseUrl is an origin (scheme://host[:port]); a path is taken as the whole API \
+                 prefix instead of {path}"
+            ),
+        ));
+        // Kept as it was written, trailing slash included where the API path had one.
+        return if path.ends_with('/') {
+            format!("{base}/")
+        } else {
+            base.to_string()
+        };
+    }
+    format!("{base}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[test]
+    fn a_base_url_is_an_origin_the_channel_appends_its_path_to() {
+        let (settings, http) = (Settings::defaults(), reqwest::Client::new());
+        let mut ctx = DocCtx::new(std::path::Path::new("."), &[], &settings, &http);
+        let origin = "https://open.feishu.cn";
+        let path = "/open-apis/bot/v2/hook/";
+        assert_eq!(
+            api_url(&mut ctx, None, origin, path),
+            "https://open.feishu.cn/open-apis/bot/v2/hook/"
+        );
+        let lark = Some("https://open.larksuite.com/");
+        assert_eq!(
+            api_url(&mut ctx, lark, origin, path),
+            "https://open.larksuite.com/open-apis/bot/v2/hook/"
+        );
+        assert!(ctx.warnings.is_empty());
+        let written = Some("http://gw:8080/feishu/hook");
+        assert_eq!(
+            api_url(&mut ctx, written, origin, path),
+            "http://gw:8080/feishu/hook/"
+        );
+        assert_eq!(ctx.warnings.len(), 1, "a path in baseUrl is warned about");
+        assert_eq!(ctx.warnings[0].path, "/spec/baseUrl");
     }
 }

@@ -64,7 +64,7 @@ async fn post(relay: &TestRelay, id: u32) -> String {
 
 fn wecom_app(base: &str, extra: &str) -> String {
     format!(
-        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: corp}}\nspec:\n  type: wecom-app\n  baseUrl: \"{base}/cgi-bin/\"\n  corpId: ww1\n  corpSecret: {{file: corp-secret}}\n  agentId: \"1000002\"\n{extra}"
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: corp}}\nspec:\n  type: wecom-app\n  baseUrl: \"{base}\"\n  corpId: ww1\n  corpSecret: {{file: corp-secret}}\n  agentId: \"1000002\"\n{extra}"
     )
 }
 
@@ -227,7 +227,7 @@ async fn wecom_app_fetches_one_token_for_a_crowd_and_splits_large_audiences() {
 async fn wecom_robot_mentions_and_error_codes() {
     let (fake, state) = vendors::wecom_robot("robot-key-123").await;
     let channel = format!(
-        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: team}}\nspec: {{type: wecom-robot, key: {{file: robot-key}}, baseUrl: \"{}/cgi-bin/webhook/send\"}}\n---\napiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: wrong}}\nspec: {{type: wecom-robot, key: not-the-key, baseUrl: \"{}/cgi-bin/webhook/send\"}}\n",
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: team}}\nspec: {{type: wecom-robot, key: {{file: robot-key}}, baseUrl: \"{}\"}}\n---\napiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: wrong}}\nspec: {{type: wecom-robot, key: not-the-key, baseUrl: \"{}\"}}\n",
         fake.base, fake.base
     );
     let (_h, _d, relay) = relay(&[
@@ -290,7 +290,7 @@ async fn wecom_robot_mentions_and_error_codes() {
 async fn dingtalk_signs_mentions_and_keeps_its_keyword() {
     let (fake, state) = vendors::dingtalk("ding-token", "SECdingsecret", "工作流").await;
     let channel = format!(
-        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: ding}}\nspec:\n  type: dingtalk-robot\n  baseUrl: \"{}/robot/send\"\n  accessToken: {{file: ding-token}}\n  secret: {{file: ding-secret}}\n  keyword: 工作流\n",
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: ding}}\nspec:\n  type: dingtalk-robot\n  baseUrl: \"{}\"\n  accessToken: {{file: ding-token}}\n  secret: {{file: ding-secret}}\n  keyword: 工作流\n",
         fake.base
     );
     let (_h, _d, relay) = relay(&[
@@ -348,7 +348,7 @@ async fn dingtalk_signs_mentions_and_keeps_its_keyword() {
 async fn feishu_signs_in_the_body_and_sends_rich_text() {
     let (fake, state) = vendors::feishu("hook-token", "feishu-secret").await;
     let channel = format!(
-        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: lark}}\nspec:\n  type: feishu-robot\n  baseUrl: \"{}/open-apis/bot/v2/hook/\"\n  token: {{file: lark-token}}\n  secret: {{file: lark-secret}}\n",
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: lark}}\nspec:\n  type: feishu-robot\n  baseUrl: \"{}\"\n  token: {{file: lark-token}}\n  secret: {{file: lark-secret}}\n",
         fake.base
     );
     let (_h, _d, relay) = relay(&[
@@ -388,7 +388,7 @@ async fn rate_limits_hold_one_destination_without_blocking_others() {
     let (slow, slow_state) = vendors::wecom_robot("slow-key").await;
     let (fast, fast_state) = vendors::wecom_robot("fast-key").await;
     let channels = format!(
-        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: slow}}\nspec: {{type: wecom-robot, key: slow-key, baseUrl: \"{}/cgi-bin/webhook/send\", rateLimit: {{perMinute: 2}}}}\n---\napiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: fast}}\nspec: {{type: wecom-robot, key: fast-key, baseUrl: \"{}/cgi-bin/webhook/send\"}}\n",
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: slow}}\nspec: {{type: wecom-robot, key: slow-key, baseUrl: \"{}\", rateLimit: {{perMinute: 2}}}}\n---\napiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: fast}}\nspec: {{type: wecom-robot, key: fast-key, baseUrl: \"{}\"}}\n",
         slow.base, fast.base
     );
     let (_h, _d, relay) = relay(&[
@@ -481,22 +481,22 @@ async fn no_channel_leaks_a_secret() {
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: c-app}}
-spec: {{type: wecom-app, baseUrl: "{base}/cgi-bin/", corpId: ww1, corpSecret: {{file: s1}}, agentId: 1}}
+spec: {{type: wecom-app, baseUrl: "{base}", corpId: ww1, corpSecret: {{file: s1}}, agentId: 1}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: c-robot}}
-spec: {{type: wecom-robot, key: {{file: s3}}, baseUrl: "{base}/cgi-bin/webhook/send"}}
+spec: {{type: wecom-robot, key: {{file: s3}}, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: c-ding}}
-spec: {{type: dingtalk-robot, accessToken: {{file: s4}}, secret: {{file: s5}}, baseUrl: "{base}/robot/send"}}
+spec: {{type: dingtalk-robot, accessToken: {{file: s4}}, secret: {{file: s5}}, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: c-lark}}
-spec: {{type: feishu-robot, token: {{file: s6}}, secret: {{file: s7}}, baseUrl: "{base}/open-apis/bot/v2/hook/"}}
+spec: {{type: feishu-robot, token: {{file: s6}}, secret: {{file: s7}}, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
@@ -506,7 +506,7 @@ spec: {{type: webhook, url: {{file: s8}}, headers: {{Authorization: {{file: s9}}
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: c-down}}
-spec: {{type: dingtalk-robot, accessToken: {{file: s4}}, secret: {{file: s5}}, baseUrl: "http://127.0.0.1:9/robot/send"}}
+spec: {{type: dingtalk-robot, accessToken: {{file: s4}}, secret: {{file: s5}}, baseUrl: "http://127.0.0.1:9"}}
 "#
     );
     let hook_url = format!("{base}/hook?token=WEBHOOK-TOKEN-VALUE-42");
@@ -697,22 +697,22 @@ async fn the_sink_answers_like_each_vendor_and_shows_each_message() {
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: corp}}
-spec: {{type: wecom-app, baseUrl: "{base}/cgi-bin/", corpId: ww1, corpSecret: s, agentId: 1000002}}
+spec: {{type: wecom-app, baseUrl: "{base}", corpId: ww1, corpSecret: s, agentId: 1000002}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: robot}}
-spec: {{type: wecom-robot, key: k, baseUrl: "{base}/cgi-bin/webhook/send"}}
+spec: {{type: wecom-robot, key: k, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: ding}}
-spec: {{type: dingtalk-robot, accessToken: t, secret: SECding, baseUrl: "{base}/robot/send"}}
+spec: {{type: dingtalk-robot, accessToken: t, secret: SECding, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: lark}}
-spec: {{type: feishu-robot, token: t, secret: lark-secret, baseUrl: "{base}/open-apis/bot/v2/hook/"}}
+spec: {{type: feishu-robot, token: t, secret: lark-secret, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel

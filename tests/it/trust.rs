@@ -120,26 +120,20 @@ async fn a_gateway_error_or_an_unrecognised_reply_is_never_a_delivery() {
         (
             "app",
             format!(
-                "{{type: wecom-app, baseUrl: \"{g}/cgi-bin/\", corpId: ww1, corpSecret: s, agentId: 1, {retry}}}"
+                "{{type: wecom-app, baseUrl: \"{g}\", corpId: ww1, corpSecret: s, agentId: 1, {retry}}}"
             ),
         ),
         (
             "robot",
-            format!(
-                "{{type: wecom-robot, key: k, baseUrl: \"{g}/cgi-bin/webhook/send\", {retry}}}"
-            ),
+            format!("{{type: wecom-robot, key: k, baseUrl: \"{g}\", {retry}}}"),
         ),
         (
             "ding",
-            format!(
-                "{{type: dingtalk-robot, accessToken: t, baseUrl: \"{g}/robot/send\", {retry}}}"
-            ),
+            format!("{{type: dingtalk-robot, accessToken: t, baseUrl: \"{g}\", {retry}}}"),
         ),
         (
             "lark",
-            format!(
-                "{{type: feishu-robot, token: t, baseUrl: \"{g}/open-apis/bot/v2/hook/\", {retry}}}"
-            ),
+            format!("{{type: feishu-robot, token: t, baseUrl: \"{g}\", {retry}}}"),
         ),
         (
             "ok-robot",

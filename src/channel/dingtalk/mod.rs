@@ -41,11 +41,9 @@ pub fn build(
 ) -> Result<Arc<dyn Channel>, Vec<DocError>> {
     let spec: DingtalkSpec = parse_spec(spec)?;
     let token = ("accessToken", spec.access_token.as_ref());
-    let url = super::robot_url(ctx, token, spec.url.as_ref(), |ctx, token| {
-        let base = spec
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("{}/robot/send", ctx.settings.vendors.dingtalk));
+    let origin = ctx.settings.vendors.dingtalk.clone();
+    let base = super::api_url(ctx, spec.base_url.as_deref(), &origin, "/robot/send");
+    let url = super::robot_url(ctx, token, spec.url.as_ref(), |token| {
         format!("{base}?access_token={}", signing::encode(token.expose()))
     })?;
     let secret = match &spec.secret {
@@ -142,7 +140,7 @@ pub(crate) mod tests {
     pub fn leak_example(base: &str) -> (Value, Vec<&'static str>) {
         (
             json!({"accessToken": "DING-TOKEN-LEAK-1", "secret": "SECDING-LEAK-1",
-                   "baseUrl": format!("{base}/robot/send")}),
+                   "baseUrl": base}),
             vec!["DING-TOKEN-LEAK-1", "SECDING-LEAK-1"],
         )
     }

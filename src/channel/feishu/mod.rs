@@ -38,16 +38,18 @@ pub fn build(
     ctx: &mut DocCtx<'_>,
 ) -> Result<Arc<dyn Channel>, Vec<DocError>> {
     let spec: FeishuSpec = parse_spec(spec)?;
+    let origin = ctx.settings.vendors.feishu.clone();
+    let base = super::api_url(
+        ctx,
+        spec.base_url.as_deref(),
+        &origin,
+        "/open-apis/bot/v2/hook/",
+    );
     let url = super::robot_url(
         ctx,
         ("token", spec.token.as_ref()),
         spec.url.as_ref(),
-        |ctx, token| {
-            let base = spec.base_url.clone().unwrap_or_else(|| {
-                format!("{}/open-apis/bot/v2/hook/", ctx.settings.vendors.feishu)
-            });
-            format!("{}/{}", base.trim_end_matches('/'), token.expose())
-        },
+        |token| format!("{}/{}", base.trim_end_matches('/'), token.expose()),
     )?;
     let secret = match &spec.secret {
         Some(s) => Some(ctx.secret(s, "/spec/secret").map_err(|e| vec![e])?),
@@ -131,7 +133,7 @@ pub(crate) mod tests {
     pub fn leak_example(base: &str) -> (Value, Vec<&'static str>) {
         (
             json!({"token": "FEISHU-TOKEN-LEAK-1", "secret": "FEISHU-SECRET-LEAK-1",
-                   "baseUrl": format!("{base}/open-apis/bot/v2/hook/")}),
+                   "baseUrl": base}),
             vec!["FEISHU-TOKEN-LEAK-1", "FEISHU-SECRET-LEAK-1"],
         )
     }

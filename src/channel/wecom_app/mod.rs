@@ -48,10 +48,8 @@ pub fn build(
     let secret = ctx
         .secret(&spec.corp_secret, "/spec/corpSecret")
         .map_err(|e| vec![e])?;
-    let base = match spec.base_url.as_deref() {
-        Some(b) => normalize_base(b),
-        None => format!("{}/cgi-bin/", ctx.settings.vendors.wecom),
-    };
+    let origin = ctx.settings.vendors.wecom.clone();
+    let base = super::api_url(ctx, spec.base_url.as_deref(), &origin, "/cgi-bin/");
     let agent_id = match spec.agent_id {
         AgentId::Number(n) => json!(n),
         AgentId::Text(t) => t
@@ -75,11 +73,6 @@ pub fn build(
         markdown: spec.markdown.unwrap_or(true),
         http: ctx.http.clone(),
     }))
-}
-
-/// A base URL with exactly one trailing slash.
-pub(crate) fn normalize_base(base: &str) -> String {
-    format!("{}/", base.trim_end_matches('/'))
 }
 
 #[async_trait]
@@ -158,15 +151,9 @@ pub(crate) mod tests {
 
     pub fn leak_example(base: &str) -> (Value, Vec<&'static str>) {
         (
-            json!({"baseUrl": format!("{base}/cgi-bin/"), "corpId": "ww1",
+            json!({"baseUrl": base, "corpId": "ww1",
                    "corpSecret": "CORP-SECRET-LEAK-1", "agentId": 1}),
             vec!["CORP-SECRET-LEAK-1"],
         )
-    }
-
-    #[test]
-    fn bases_end_in_one_slash() {
-        assert_eq!(normalize_base("https://x/cgi-bin"), "https://x/cgi-bin/");
-        assert_eq!(normalize_base("https://x/cgi-bin//"), "https://x/cgi-bin/");
     }
 }

@@ -37,21 +37,19 @@ pub fn build(
     ctx: &mut DocCtx<'_>,
 ) -> Result<Arc<dyn Channel>, Vec<DocError>> {
     let spec: WecomRobotSpec = parse_spec(spec)?;
-    let url = super::robot_url(
+    let origin = ctx.settings.vendors.wecom.clone();
+    let base = super::api_url(
         ctx,
-        ("key", spec.key.as_ref()),
-        spec.url.as_ref(),
-        |ctx, key| {
-            let base = spec
-                .base_url
-                .clone()
-                .unwrap_or_else(|| format!("{}/cgi-bin/webhook/send", ctx.settings.vendors.wecom));
-            format!(
-                "{base}?key={}",
-                utf8_percent_encode(key.expose(), URL_VALUE)
-            )
-        },
-    )?;
+        spec.base_url.as_deref(),
+        &origin,
+        "/cgi-bin/webhook/send",
+    );
+    let url = super::robot_url(ctx, ("key", spec.key.as_ref()), spec.url.as_ref(), |key| {
+        format!(
+            "{base}?key={}",
+            utf8_percent_encode(key.expose(), URL_VALUE)
+        )
+    })?;
     Ok(Arc::new(WecomRobot {
         url,
         http: ctx.http.clone(),
@@ -106,7 +104,7 @@ pub(crate) mod tests {
 
     pub fn leak_example(base: &str) -> (Value, Vec<&'static str>) {
         (
-            json!({"key": "ROBOT-KEY-LEAK-1", "baseUrl": format!("{base}/cgi-bin/webhook/send")}),
+            json!({"key": "ROBOT-KEY-LEAK-1", "baseUrl": base}),
             vec!["ROBOT-KEY-LEAK-1"],
         )
     }
