@@ -1,4 +1,4 @@
-//! `/healthz`, `/readyz` and `/metrics`.
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.yaml`.
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -9,7 +9,15 @@ use super::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.yaml", web::get().to(openapi));
+}
+
+/// The OpenAPI 3.1 description of every route (`schemas/openapi.yaml`, built in).
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(include_str!("../../schemas/openapi.yaml"))
 }
 
 async fn healthz() -> HttpResponse {

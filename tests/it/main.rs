@@ -6,6 +6,7 @@ mod fence;
 mod foundation;
 mod hostile;
 mod messages;
+mod openapi;
 mod props;
 mod render;
 mod scenarios;
