@@ -30,7 +30,8 @@ struct Cli {
 enum Command {
     /// Run the relay (the default).
     Serve,
-    /// Validate a hooks.d directory; exits non-zero on any error.
+    /// Validate a hooks.d directory (every error and warning, grouped by file, with lines;
+    /// `--json` for the report); exits non-zero on any error.
     Check {
         /// The directory (default: the configured hooks_dir).
         dir: Option<PathBuf>,
@@ -118,9 +119,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let json = cli.target.json;
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
-        Command::Check { dir } => check(settings, dir),
+        Command::Check { dir } => check(settings, dir, json),
         Command::Render {
             hooks,
             source,
@@ -289,22 +291,42 @@ fn store(settings: Settings, action: StoreAction) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn check(settings: Settings, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn check(settings: Settings, dir: Option<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
     let dir = dir.unwrap_or_else(|| settings.hooks_dir.clone());
     let http = hookrelay::channel::http::client();
     let catalog = Loader::new(&dir, std::sync::Arc::new(settings), http).load(true);
     let report = &catalog.report;
-    for w in &report.warnings {
-        println!("warning: {w}");
+    let clean = report.is_clean() && !report.files.is_empty();
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(if clean {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    // Grouped by file, errors first, in line order.
+    let mut by_file: std::collections::BTreeMap<&std::path::Path, Vec<(&str, &_)>> =
+        Default::default();
+    for (kind, list) in [("error", &report.errors), ("warning", &report.warnings)] {
+        for e in list {
+            by_file.entry(e.file.as_path()).or_default().push((kind, e));
+        }
+    }
+    for (file, mut found) in by_file {
+        found.sort_by_key(|(kind, e): &(&str, &hookrelay::catalog::CatalogError)| {
+            (*kind != "error", e.line, e.document)
+        });
+        println!("{}", file.display());
+        for (kind, e) in found {
+            println!("  {kind}: {}", e.within_file());
+        }
     }
     for u in &report.unresolved {
         println!(
             "warning: {}: {} has no id for Channel {} in the User directory; not notified there",
             u.origin, u.user, u.channel
         );
-    }
-    for e in &report.errors {
-        println!("error: {e}");
     }
     let resources: Vec<String> = report
         .resources
@@ -323,7 +345,7 @@ fn check(settings: Settings, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         report.errors.len(),
         report.warnings.len() + report.unresolved.len()
     );
-    Ok(if report.is_clean() && !report.files.is_empty() {
+    Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

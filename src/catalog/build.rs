@@ -97,6 +97,8 @@ struct CompiledFile {
     path: PathBuf,
     text: String,
     items: Vec<(usize, Item)>,
+    /// The line each document starts on, by index.
+    lines: HashMap<usize, usize>,
     /// Documents that did not compile now.
     rejected: usize,
     errors: Vec<CatalogError>,
@@ -230,6 +232,10 @@ impl Loader {
             path: path.to_path_buf(),
             text: String::new(),
             items: Vec::new(),
+            lines: docs
+                .iter()
+                .filter_map(|d| d.line.map(|l| (d.index, l)))
+                .collect(),
             rejected: 0,
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -237,7 +243,10 @@ impl Loader {
         for doc in &docs {
             let mut ctx = DocCtx::new(base_dir, &self.secret_roots, &self.settings, &self.http);
             let resource = describe(&doc.value);
-            let at = |e| CatalogError::in_doc(path.to_path_buf(), doc.index, resource.clone(), e);
+            let at = |e| {
+                CatalogError::in_doc(path.to_path_buf(), doc.index, resource.clone(), e)
+                    .at_line(doc.line)
+            };
             match compile_doc(doc, &mut ctx) {
                 Ok(item) => cf.items.push((doc.index, item)),
                 Err(errs) => {
@@ -432,6 +441,7 @@ fn item_error(
         Some(format!("{} {}", item.kind(), item.name())),
         DocError::new(path, message),
     )
+    .at_line(f.lines.get(&doc).copied())
 }
 
 fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -> Catalog {

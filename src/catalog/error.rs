@@ -13,6 +13,9 @@ use crate::doc::DocError;
 pub struct CatalogError {
     pub file: PathBuf,
     pub document: usize,
+    /// The line the document starts on, where the file is YAML.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     pub path: String,
@@ -24,6 +27,7 @@ impl CatalogError {
         CatalogError {
             file,
             document: 0,
+            line: None,
             resource: None,
             path: String::new(),
             message: message.into(),
@@ -39,10 +43,40 @@ impl CatalogError {
         CatalogError {
             file,
             document,
+            line: None,
             resource,
             path: e.path,
             message: e.message,
         }
+    }
+}
+
+impl CatalogError {
+    /// The same, located at the line its document starts on.
+    pub fn at_line(self, line: Option<usize>) -> CatalogError {
+        CatalogError { line, ..self }
+    }
+
+    /// What it says without the file name, for a listing grouped by file.
+    pub fn within_file(&self) -> String {
+        let mut out = String::new();
+        if let Some(line) = self.line {
+            out.push_str(&format!("line {line}, "));
+        }
+        if self.document > 0 {
+            out.push_str(&format!("document {}", self.document));
+        }
+        if let Some(r) = &self.resource {
+            out.push_str(&format!(" ({r})"));
+        }
+        if !self.path.is_empty() {
+            out.push_str(&format!(": {}", self.path));
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&self.message);
+        out
     }
 }
 

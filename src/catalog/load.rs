@@ -12,6 +12,8 @@ use super::error::CatalogError;
 #[derive(Debug, Clone)]
 pub struct RawDoc {
     pub index: usize,
+    /// The 1-based line it starts on (YAML files; `None` for JSON).
+    pub line: Option<usize>,
     pub value: Value,
 }
 
@@ -54,15 +56,34 @@ pub fn parse_documents(path: &Path, text: &str) -> Result<Vec<RawDoc>, CatalogEr
         serde_saphyr::from_multiple_with_options(text, yaml_options())
             .map_err(|e| CatalogError::file(path.to_path_buf(), format!("not valid YAML: {e}")))?
     };
+    let starts = (!is_json).then(|| document_starts(text));
     Ok(values
         .into_iter()
         .enumerate()
         .filter(|(_, v)| !v.is_null())
         .map(|(i, value)| RawDoc {
             index: i + 1,
+            line: starts.as_ref().and_then(|s| s.get(i).copied()),
             value,
         })
         .collect())
+}
+
+/// The line each YAML document starts on: the first line, then the line after each `---`
+/// (a separator on the first line opens the first document instead of closing one).
+fn document_starts(text: &str) -> Vec<usize> {
+    let mut starts = vec![1];
+    for (i, line) in text.lines().enumerate() {
+        let separator = line == "---" || line.starts_with("--- ");
+        if separator {
+            if i == 0 {
+                starts[0] = 2;
+            } else {
+                starts.push(i + 2);
+            }
+        }
+    }
+    starts
 }
 
 /// The parser's resource budget, raised so one file may hold a large company's subscriptions
@@ -103,6 +124,17 @@ mod tests {
         assert_eq!(docs[0].value["kind"], "A");
         assert_eq!(docs[1].value["kind"], "B");
         assert!(docs[1].index > docs[0].index);
+    }
+
+    #[test]
+    fn each_yaml_document_knows_its_first_line() {
+        let docs =
+            parse_documents(Path::new("a.yaml"), "---\nkind: A\n---\n# note\nkind: B\n").unwrap();
+        let lines: Vec<_> = docs.iter().map(|d| d.line).collect();
+        assert_eq!(lines, [Some(2), Some(4)]);
+        let bare = parse_documents(Path::new("a.yaml"), "kind: A\n---\nkind: B\n").unwrap();
+        assert_eq!(bare[1].line, Some(3));
+        assert_eq!(bare[1].index, 2);
     }
 
     #[test]

@@ -391,9 +391,13 @@ spec:
         .unwrap();
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let group = stdout
+        .split("30-broken.yaml\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("errors grouped under their file: {stdout}"));
     assert!(
-        stdout.contains("30-broken.yaml: document 2 (Source broken): /spec/auth/token"),
-        "{stdout}"
+        group.starts_with("  error: line 7, document 2 (Source broken): /spec/auth/token"),
+        "with the line the document starts on: {stdout}"
     );
 }
 
