@@ -394,7 +394,8 @@ fn cross_check(
 }
 
 /// What loads but can deliver nothing, as warnings: a Source no Route takes (and no
-/// Subscription exists to).
+/// Subscription exists to); a Route to a channel that needs recipients (a WeCom application)
+/// naming none, from Sources whose events do not name their own.
 fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
     let items = || {
         files
@@ -408,6 +409,18 @@ fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
         })
         .collect();
     let subscribed = items().any(|(_, _, i)| matches!(i, Item::Subscription(_)));
+    let sources: Vec<&SourceDef> = items()
+        .filter_map(|(_, _, i)| match i {
+            Item::Source(s) => Some(&**s),
+            _ => None,
+        })
+        .collect();
+    let channels: HashMap<&str, &ChannelDef> = items()
+        .filter_map(|(_, _, i)| match i {
+            Item::Channel(c) => Some((c.name.as_str(), &**c)),
+            _ => None,
+        })
+        .collect();
     let mut out = Vec::new();
     for (f, doc, item) in items() {
         if let Item::Source(s) = item
@@ -423,6 +436,31 @@ fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
                      what it receives is stored and goes nowhere"
                     .into(),
             ));
+        }
+        if let Item::Route(r) = item
+            && r.to.is_empty()
+            && r.from_event.is_empty()
+            && !sources
+                .iter()
+                .any(|s| s.carries_recipients && r.sources.matches_or_empty(&s.name))
+        {
+            for (i, name) in r.channels.iter().enumerate() {
+                if channels
+                    .get(name.as_str())
+                    .is_some_and(|c| c.channel.needs_recipients())
+                {
+                    out.push(item_error(
+                        f,
+                        doc,
+                        item,
+                        &format!("/spec/channels/{i}"),
+                        format!(
+                            "Channel {name} sends only to named recipients and this Route names \
+                             none (`to`): only events that carry their own `touser` reach it"
+                        ),
+                    ));
+                }
+            }
         }
     }
     out
@@ -623,5 +661,27 @@ mod tests {
             .collect();
         assert_eq!(unused.len(), 1, "{:?}", c.report.warnings);
         assert_eq!(unused[0].resource.as_deref(), Some("Source idle"));
+    }
+
+    #[test]
+    fn a_route_to_an_application_without_recipients_is_a_warning_unless_events_name_them() {
+        let app = "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {name: corp}\nspec: {type: wecom-app, corpId: ww1, corpSecret: s, agentId: 1}\n";
+        let to_corp = "apiVersion: hookrelay.dev/v1alpha1\nkind: Route\nmetadata: {name: r}\nspec: {sources: [a], channels: [corp]}\n";
+        let warned = |source: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("10.yaml"),
+                [source, app, to_corp].join("---\n"),
+            )
+            .unwrap();
+            let c = loader(dir.path()).load(false);
+            c.report
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("sends only to named recipients"))
+        };
+        assert!(warned(SOURCE_OK));
+        let cnb = "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {name: a}\nspec: {preset: cnb, auth: {token: {header: X-T, secret: t}}}\n";
+        assert!(!warned(cnb), "CNB notifications carry their own touser");
     }
 }

@@ -206,6 +206,12 @@ pub trait Channel: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Whether a message must name recipients to be sent at all (an application message does;
+    /// a group robot or a webhook posts without any).
+    fn needs_recipients(&self) -> bool {
+        false
+    }
+
     fn limits(&self) -> Limits {
         Limits::default()
     }

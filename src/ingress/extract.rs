@@ -179,6 +179,7 @@ mod tests {
             dedup_window: None,
             content_dedup_window: None,
             max_body_bytes: None,
+            carries_recipients: false,
         }
     }
 

@@ -27,6 +27,12 @@ pub const PRESETS: [&str; 7] = [
     "cloudevents",
 ];
 
+/// Whether a preset's events name their own recipients (CNB user notifications are
+/// `{touser, msgtype, text}` already).
+pub fn carries_recipients(preset: &str) -> bool {
+    preset == "cnb"
+}
+
 /// The spec fragment a preset contributes.
 fn defaults(preset: &str) -> Option<Value> {
     Some(match preset {

@@ -211,10 +211,16 @@ pub struct SourceDef {
     /// How long a content-made id is remembered (else the relay's `content_dedup_window`).
     pub content_dedup_window: Option<Duration>,
     pub max_body_bytes: Option<usize>,
+    /// Whether its events name their own recipients (CNB's user notifications carry `touser`),
+    /// so a Route from it needs none of its own.
+    pub carries_recipients: bool,
 }
 
 /// Compiles a Source document's `spec`.
 pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceDef, Vec<DocError>> {
+    let carries_recipients = spec["preset"]
+        .as_str()
+        .is_some_and(preset::carries_recipients);
     let mut spec = spec.clone();
     preset::apply(&mut spec).map_err(|m| vec![DocError::new("/spec/preset", m)])?;
     let spec: SourceSpec = parse_spec(&spec)?;
@@ -352,6 +358,7 @@ pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceD
         dedup_window,
         content_dedup_window,
         max_body_bytes: spec.max_body_bytes,
+        carries_recipients,
     })
 }
 

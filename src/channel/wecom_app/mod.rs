@@ -86,6 +86,10 @@ impl Channel for WecomApp {
         super::by_id(user, "wecom")
     }
 
+    fn needs_recipients(&self) -> bool {
+        true
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             text_bytes: Some(CONTENT_BYTES),
