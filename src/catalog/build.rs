@@ -395,7 +395,8 @@ fn cross_check(
 
 /// What loads but can deliver nothing, as warnings: a Source no Route takes (and no
 /// Subscription exists to); a Route to a channel that needs recipients (a WeCom application)
-/// naming none, from Sources whose events do not name their own.
+/// naming none, from Sources whose events do not name their own; a Template for event types
+/// no Source can produce (judged only when every Source's types are known).
 fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
     let items = || {
         files
@@ -421,8 +422,29 @@ fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
             _ => None,
         })
         .collect();
+    let produced: Option<Vec<String>> = sources
+        .iter()
+        .map(|s| s.type_prefixes())
+        .collect::<Option<Vec<_>>>()
+        .map(|v| v.concat());
     let mut out = Vec::new();
     for (f, doc, item) in items() {
+        if let (Item::Template(t), Some(produced)) = (item, &produced)
+            && !t.types.is_empty()
+            && !t.types.literal_prefixes().any(|want| {
+                produced
+                    .iter()
+                    .any(|p| want.starts_with(p.as_str()) || p.starts_with(want))
+            })
+        {
+            out.push(item_error(
+                f,
+                doc,
+                item,
+                "/spec/types",
+                "no loaded Source produces events of these types".into(),
+            ));
+        }
         if let Item::Source(s) = item
             && !subscribed
             && !routes.iter().any(|r| r.sources.matches_or_empty(&s.name))
@@ -683,5 +705,25 @@ mod tests {
         assert!(warned(SOURCE_OK));
         let cnb = "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {name: a}\nspec: {preset: cnb, auth: {token: {header: X-T, secret: t}}}\n";
         assert!(!warned(cnb), "CNB notifications carry their own touser");
+    }
+
+    #[test]
+    fn a_template_for_types_no_source_produces_is_a_warning() {
+        let source = "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {name: a}\nspec: {auth: none, event: {type: {value: app.build}}}\n";
+        let template = |types: &str| {
+            format!(
+                "apiVersion: hookrelay.dev/v1alpha1\nkind: Template\nmetadata: {{name: t}}\nspec: {{types: [{types}], text: x}}\n"
+            )
+        };
+        let warned = |types: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let text = [source, CHANNEL, &route("r", "c"), &template(types)].join("---\n");
+            std::fs::write(dir.path().join("10.yaml"), text).unwrap();
+            let c = loader(dir.path()).load(false);
+            c.report.warnings.iter().any(|w| w.path == "/spec/types")
+        };
+        assert!(warned("\"zadig.*\""));
+        assert!(!warned("\"app.*\""));
+        assert!(!warned("app.build"));
     }
 }

@@ -54,6 +54,16 @@ impl Patterns {
         })
     }
 
+    /// What every value a pattern matches starts with: an exact value whole, a glob up to its
+    /// first wildcard.
+    pub fn literal_prefixes(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().map(String::as_str).chain(
+            self.glob_texts
+                .iter()
+                .map(|g| &g[..g.find(['*', '?', '[', '{']).unwrap_or(g.len())]),
+        )
+    }
+
     /// The exact (non-glob) values.
     pub fn exact(&self) -> impl Iterator<Item = &str> {
         self.exact.iter().map(String::as_str)

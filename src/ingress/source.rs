@@ -216,6 +216,25 @@ pub struct SourceDef {
     pub carries_recipients: bool,
 }
 
+impl SourceDef {
+    /// What every event type it can produce starts with; `None` when it may produce any
+    /// (CloudEvents carry their own type; a type read from the body without a prefix).
+    pub fn type_prefixes(&self) -> Option<Vec<String>> {
+        if self.cloudevents || self.event.ty.is_empty() {
+            return None;
+        }
+        self.event
+            .ty
+            .iter()
+            .map(|x| match &x.from {
+                Extract::Value(v) => Some(format!("{}{v}", x.prefix)),
+                _ if x.prefix.is_empty() => None,
+                _ => Some(x.prefix.clone()),
+            })
+            .collect()
+    }
+}
+
 /// Compiles a Source document's `spec`.
 pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceDef, Vec<DocError>> {
     let carries_recipients = spec["preset"]
