@@ -22,6 +22,13 @@ for _ in range(100):
 else:
     sys.exit("the relay did not start")
 PY
-"$venv/bin/schemathesis" run schemas/openapi.yaml --url "http://127.0.0.1:$port" \
-  -H "Authorization: Bearer ci-admin-token" \
-  --checks not_a_server_error,response_schema_conformance --max-examples 30 --seed 1
+st() {
+  "$venv/bin/schemathesis" run schemas/openapi.yaml --url "http://127.0.0.1:$port" \
+    -H "Authorization: Bearer ci-admin-token" --max-examples 30 --seed 1 "$@"
+}
+# Health, metrics and the admin API: no server error and every body as documented.
+st --exclude-path /hooks/{source} --checks not_a_server_error,response_schema_conformance
+# Ingress: no server error. A CloudEvents answer has no body by Knative's contract while a
+# system hook's is JSON — one status, two shapes OpenAPI cannot tell apart by request; the
+# JSON shapes are validated by tests/it/openapi.rs.
+st --include-path /hooks/{source} --checks not_a_server_error
