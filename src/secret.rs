@@ -327,24 +327,60 @@ fn secret_segments(path: &str) -> Vec<(&str, bool)> {
         .collect()
 }
 
+/// What to scrub from texts that may echo secrets: each secret as is and percent-encoded the
+/// ways a URL may carry it, worked out once (a channel builds one when it is built).
+#[derive(Clone, Default)]
+pub struct Scrubber {
+    forms: Vec<String>,
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} forms)", self.forms.len())
+    }
+}
+
+impl Scrubber {
+    /// Secrets shorter than 4 bytes are not scrubbed: they would blank ordinary words.
+    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Scrubber {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        let mut forms: Vec<String> = Vec::new();
+        for s in secrets.into_iter().filter(|s| s.len() >= 4) {
+            for form in [
+                s.to_string(),
+                utf8_percent_encode(s, NON_ALPHANUMERIC).to_string(),
+                utf8_percent_encode(s, URL_VALUE).to_string(),
+            ] {
+                if !forms.contains(&form) {
+                    forms.push(form);
+                }
+            }
+        }
+        Scrubber { forms }
+    }
+
+    /// `text` with every form replaced by `***`; `None` when it holds none (nothing is
+    /// allocated for the common case of a text without secrets).
+    pub fn changed(&self, text: &str) -> Option<String> {
+        let mut out: Option<String> = None;
+        for form in &self.forms {
+            let current = out.as_deref().unwrap_or(text);
+            if current.contains(form.as_str()) {
+                out = Some(current.replace(form.as_str(), "***"));
+            }
+        }
+        out
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        self.changed(text).unwrap_or_else(|| text.to_string())
+    }
+}
+
 /// Replaces every occurrence of any of `secrets` in `text` — as is, or percent-encoded the ways
 /// a URL may carry it — with `***`.
 pub fn scrub(text: &str, secrets: &[&str]) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    let mut out = text.to_string();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
-        let forms = [
-            s.to_string(),
-            utf8_percent_encode(s, NON_ALPHANUMERIC).to_string(),
-            utf8_percent_encode(s, URL_VALUE).to_string(),
-        ];
-        for form in forms {
-            if out.contains(&form) {
-                out = out.replace(&form, "***");
-            }
-        }
-    }
-    out
+    Scrubber::new(secrets.iter().copied()).scrub(text)
 }
 
 /// Percent-encodes all but RFC 3986 unreserved characters: one round of encoding for a URL

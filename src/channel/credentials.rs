@@ -7,32 +7,31 @@ use std::fmt;
 use serde_json::Value;
 
 use super::{DeliveryError, Preview, Receipt};
-use crate::secret::{Secret, scrub};
+use crate::secret::{Scrubber, Secret};
 
-/// The secrets one Channel holds (as resolved, and any derived form its compiler registered).
+/// The secrets one Channel holds (as resolved, and any derived form its compiler registered),
+/// with their scrubbed forms worked out once.
 #[derive(Clone, Default)]
-pub struct Credentials(Vec<Secret>);
+pub struct Credentials(Scrubber);
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Credentials({} registered)", self.0.len())
+        write!(f, "Credentials({:?})", self.0)
     }
 }
 
 impl Credentials {
     pub fn new(secrets: Vec<Secret>) -> Credentials {
-        Credentials(secrets)
+        Credentials(Scrubber::new(secrets.iter().map(Secret::expose)))
     }
 
     /// `text` with every registered credential replaced by `***`.
     pub fn scrub(&self, text: &str) -> String {
-        let secrets: Vec<&str> = self.0.iter().map(Secret::expose).collect();
-        scrub(text, &secrets)
+        self.0.scrub(text)
     }
 
     pub fn error(&self, e: DeliveryError) -> DeliveryError {
-        let secrets: Vec<&str> = self.0.iter().map(Secret::expose).collect();
-        e.scrubbed(&secrets)
+        e.scrubbed(&self.0)
     }
 
     pub fn receipt(&self, mut r: Receipt) -> Receipt {
@@ -48,18 +47,24 @@ impl Credentials {
         p
     }
 
-    /// Scrubs every string (and key) inside a JSON value.
+    /// Scrubs every string (and key) inside a JSON value; what holds no credential is left as
+    /// it is, without copying (the receipt of every successful send passes here).
     fn value(&self, v: &mut Value) {
         match v {
-            Value::String(s) => *s = self.scrub(s),
+            Value::String(s) => {
+                if let Some(clean) = self.0.changed(s) {
+                    *s = clean;
+                }
+            }
             Value::Array(items) => items.iter_mut().for_each(|i| self.value(i)),
-            Value::Object(m) => {
+            Value::Object(m) if m.keys().any(|k| self.0.changed(k).is_some()) => {
                 let entries = std::mem::take(m);
                 for (k, mut item) in entries {
                     self.value(&mut item);
                     m.insert(self.scrub(&k), item);
                 }
             }
+            Value::Object(m) => m.values_mut().for_each(|i| self.value(i)),
             _ => {}
         }
     }

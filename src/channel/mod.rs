@@ -32,7 +32,7 @@ use crate::doc::{DocCtx, DocError};
 use crate::ids::DeliveryId;
 use crate::message::{Message, MsgType, Recipients};
 use crate::reason::Reason;
-use crate::secret::{Secret, SecretRef, SecretUrl, scrub};
+use crate::secret::{Scrubber, Secret, SecretRef, SecretUrl};
 
 pub use credentials::Credentials;
 pub use def::ChannelDef;
@@ -132,12 +132,16 @@ impl DeliveryError {
         }
     }
 
-    /// The same error with every occurrence of `secrets` in its detail replaced by `***`.
-    pub fn scrubbed(mut self, secrets: &[&str]) -> DeliveryError {
+    /// The same error with its detail scrubbed of what `scrubber` holds.
+    pub fn scrubbed(mut self, scrubber: &Scrubber) -> DeliveryError {
         match &mut self {
             DeliveryError::Retryable { detail, .. }
             | DeliveryError::Permanent { detail, .. }
-            | DeliveryError::Throttled { detail, .. } => *detail = scrub(detail, secrets),
+            | DeliveryError::Throttled { detail, .. } => {
+                if let Some(clean) = scrubber.changed(detail) {
+                    *detail = clean;
+                }
+            }
         }
         self
     }

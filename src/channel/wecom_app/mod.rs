@@ -21,7 +21,7 @@ use crate::directory::User;
 use crate::doc::{DocCtx, DocError, parse_spec};
 use crate::message::Recipients;
 use crate::reason::Reason;
-use crate::secret::redact_url;
+use crate::secret::{Scrubber, redact_url};
 
 pub const KIND: &str = "wecom-app";
 
@@ -113,7 +113,7 @@ impl Channel for WecomApp {
             let token = self.tokens.get(&self.http, out.timeout).await?;
             // The access token is a credential fetched at run time, not one registered when
             // the channel was built: scrubbed here.
-            let secrets = [token.expose()];
+            let secrets = Scrubber::new([token.expose()]);
             let req = self
                 .http
                 .post(format!("{}message/send", self.base))
