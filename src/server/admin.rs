@@ -116,7 +116,7 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
         m.insert("id".into(), Value::String(d.id.to_string()));
         m.insert("event".into(), Value::String(d.id.event.to_string()));
         // A delivery held back by a rate limit is waiting, not failing.
-        if d.state == DeliveryState::Pending && d.waiting.is_some() {
+        if d.is_waiting() {
             m.insert("state".into(), Value::String("waiting".into()));
         }
     }

@@ -274,9 +274,7 @@ impl DeliveryQuery {
     pub fn matches(&self, d: &DeliveryRecord) -> bool {
         let is = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         self.state.is_none_or(|s| s == d.state)
-            && self
-                .waiting
-                .is_none_or(|w| w == (d.state == DeliveryState::Pending && d.waiting.is_some()))
+            && self.waiting.is_none_or(|w| w == d.is_waiting())
             && is(&self.channel, &d.channel)
             && is(&self.source, &d.receiver)
             && is(&self.event_type, &d.event_type)

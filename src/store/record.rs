@@ -98,6 +98,13 @@ pub struct DeliveryRecord {
     pub receipt: Option<Value>,
 }
 
+impl DeliveryRecord {
+    /// Pending and held back by a throttle or rate limit: waiting, not failing.
+    pub fn is_waiting(&self) -> bool {
+        self.state == DeliveryState::Pending && self.waiting.is_some()
+    }
+}
+
 /// What one attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
