@@ -16,8 +16,11 @@ pub struct Patterns {
     glob_texts: Vec<String>,
 }
 
+/// The characters that make a pattern a glob.
+const GLOB: [char; 4] = ['*', '?', '[', '{'];
+
 fn is_glob(p: &str) -> bool {
-    p.contains(['*', '?', '[', '{'])
+    p.contains(GLOB)
 }
 
 impl Patterns {
@@ -60,7 +63,7 @@ impl Patterns {
         self.exact.iter().map(String::as_str).chain(
             self.glob_texts
                 .iter()
-                .map(|g| &g[..g.find(['*', '?', '[', '{']).unwrap_or(g.len())]),
+                .map(|g| &g[..g.find(GLOB).unwrap_or(g.len())]),
         )
     }
 
