@@ -13,6 +13,15 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
+/// A two-column table of labelled values.
+fn fields<const N: usize>(rows: [(&str, String); N]) -> Table {
+    let mut t = table(&["field", "value"]);
+    for (label, value) in rows {
+        t.add_row([label.to_string(), value]);
+    }
+    t
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
@@ -84,8 +93,7 @@ pub fn deliveries(v: &Value) -> String {
 }
 
 pub fn delivery(d: &Value) -> String {
-    let mut head = table(&["field", "value"]);
-    for (label, value) in [
+    let head = fields([
         ("delivery", text(&d["id"])),
         ("event", text(&d["event"])),
         ("state", text(&d["state"])),
@@ -100,9 +108,7 @@ pub fn delivery(d: &Value) -> String {
         ("next attempt", time(&d["next_ms"])),
         ("last error", error_line(&d["last_error"])),
         ("receipt", text(&d["receipt"])),
-    ] {
-        head.add_row([label.to_string(), value]);
-    }
+    ]);
     let mut log = table(&["attempt", "at", "took", "result", "reason / receipt"]);
     for (i, a) in d["attempt_log"]
         .as_array()
@@ -128,17 +134,14 @@ pub fn delivery(d: &Value) -> String {
 
 pub fn event(e: &Value) -> String {
     let ev = &e["event"];
-    let mut head = table(&["field", "value"]);
-    for (label, value) in [
+    let head = fields([
         ("event", text(&e["id"])),
         ("received", time(&e["received_ms"])),
         ("type", text(&ev["type"])),
         ("source", text(&ev["source"])),
         ("id", text(&ev["id"])),
         ("subject", text(&ev["subject"])),
-    ] {
-        head.add_row([label.to_string(), value]);
-    }
+    ]);
     let mut routing = table(&["", "resource", "why"]);
     for r in e["routing"].as_array().into_iter().flatten() {
         let mark = if r["matched"] == true { "✔" } else { "✘" };
@@ -149,12 +152,16 @@ pub fn event(e: &Value) -> String {
 }
 
 pub fn stats(s: &Value) -> String {
-    let mut t = table(&["figure", "value"]);
-    for key in ["events", "deliveries", "pending", "dead", "attempts"] {
-        t.add_row([key.to_string(), text(&s["counts"][key])]);
-    }
-    t.add_row(["fsyncs".to_string(), text(&s["fsyncs"])]);
-    t.add_row(["bytes".to_string(), text(&s["bytes"])]);
+    let count = |key: &str| text(&s["counts"][key]);
+    let t = fields([
+        ("events", count("events")),
+        ("deliveries", count("deliveries")),
+        ("pending", count("pending")),
+        ("dead", count("dead")),
+        ("attempts", count("attempts")),
+        ("fsyncs", text(&s["fsyncs"])),
+        ("bytes", text(&s["bytes"])),
+    ]);
     format!("{t}\n")
 }
 
