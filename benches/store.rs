@@ -78,9 +78,12 @@ fn bench_engine(c: &mut Criterion, name: &str, engine: Backend) {
                 rt.block_on(store.enqueue(vec![new_event(i)])).unwrap();
             },
             |_| {
-                for l in store.lease_due(u64::MAX - 1, 1, &|_| false).unwrap() {
-                    store.complete(&l, completion(), 2).unwrap();
-                }
+                rt.block_on(async {
+                    let busy = Default::default();
+                    for l in store.lease_due(u64::MAX - 1, 1, &busy).await.unwrap() {
+                        store.complete(&l, completion(), 2).await.unwrap();
+                    }
+                })
             },
             BatchSize::SmallInput,
         )

@@ -25,5 +25,5 @@ pub async fn preload(engine: Backend, dir: &Path, n: u64, channel: &str) -> Resu
         store.enqueue(batch).await.map_err(|e| e.to_string())?;
         next = end;
     }
-    store.close().map_err(|e| e.to_string())
+    store.close().await.map_err(|e| e.to_string())
 }

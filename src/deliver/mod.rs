@@ -21,7 +21,7 @@ use crate::catalog::reload::LiveCatalog;
 use crate::config::Settings;
 use crate::ids::{DeliveryId, now_ms};
 use crate::metrics::Metrics;
-use crate::store::{DeliveryState, Leased, Store};
+use crate::store::{Busy, Leased, Store};
 
 /// Most deliveries leased in one store round trip.
 const LEASE_BATCH: usize = 512;
@@ -87,8 +87,8 @@ struct Held {
 #[derive(Default)]
 struct Lane {
     sending: usize,
-    /// Leased while the lane was full: (due ms, delivery), in lease order.
-    waiting: VecDeque<(u64, DeliveryId)>,
+    /// Leased while the lane was full: (due ms, lease token, delivery), in lease order.
+    waiting: VecDeque<(u64, u64, DeliveryId)>,
 }
 
 impl Dispatcher {
@@ -117,8 +117,9 @@ impl Dispatcher {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn is_held(&self, id: &DeliveryId) -> bool {
-        self.held().held.contains(id)
+    /// What is held now, for the store to skip.
+    fn busy(&self) -> Busy {
+        self.held().held.clone()
     }
 
     /// The cap of `channel` (the default for one no longer loaded).
@@ -156,7 +157,7 @@ impl Dispatcher {
         if admitted {
             lane.sending += 1;
         } else {
-            lane.waiting.push_back((l.due_ms, l.record.id));
+            lane.waiting.push_back((l.due_ms, l.token, l.record.id));
         }
         self.metrics.in_flight(&l.record.channel, lane.sending);
         admitted
@@ -164,7 +165,7 @@ impl Dispatcher {
 
     /// Releases `done` (its outcome is recorded, or it stays due) and hands its lane's next
     /// waiting delivery to the caller, which keeps its worker slot for it.
-    fn next_in_lane(&self, done: &Leased) -> Option<Leased> {
+    async fn next_in_lane(&self, done: &Leased) -> Option<Leased> {
         let channel = &done.record.channel;
         let cap = self.cap(channel);
         let mut next = {
@@ -174,15 +175,10 @@ impl Dispatcher {
             lane.sending = lane.sending.saturating_sub(1);
             self.take_waiting(&mut d, channel, cap)
         };
-        while let Some((due_ms, id)) = next {
+        while let Some((due_ms, token, id)) = next {
             // Read again: it waited in memory while the store may have moved on.
-            let record = self.store.delivery(&id).ok().flatten();
-            match record {
-                Some(record)
-                    if record.state == DeliveryState::Pending && record.next_ms == Some(due_ms) =>
-                {
-                    return Some(Leased { due_ms, record });
-                }
+            match self.store.relet(&id, due_ms, token).await {
+                Ok(Some(leased)) => return Some(leased),
                 _ => {
                     let mut d = self.held();
                     d.held.remove(&id);
@@ -199,11 +195,16 @@ impl Dispatcher {
     /// The next waiting delivery of `channel`, counted as sending, if its cap allows and the
     /// relay is not stopping; the lane is forgotten once idle. While the store cannot write,
     /// the lane's waiting deliveries are let go (they stay due for after its recovery).
-    fn take_waiting(&self, d: &mut Held, channel: &str, cap: usize) -> Option<(u64, DeliveryId)> {
+    fn take_waiting(
+        &self,
+        d: &mut Held,
+        channel: &str,
+        cap: usize,
+    ) -> Option<(u64, u64, DeliveryId)> {
         let lane = d.lanes.get_mut(channel)?;
         let paused = self.store.fault().is_some();
         if paused {
-            let dropped: Vec<_> = lane.waiting.drain(..).map(|(_, id)| id).collect();
+            let dropped: Vec<_> = lane.waiting.drain(..).map(|(_, _, id)| id).collect();
             for id in dropped {
                 d.held.remove(&id);
             }
@@ -247,9 +248,11 @@ impl Dispatcher {
                 continue;
             }
             let now = now_ms();
+            let busy = self.busy();
             let leased = self
                 .store
-                .lease_due(now, free.min(LEASE_BATCH), &|id| self.is_held(id));
+                .lease_due(now, free.min(LEASE_BATCH), &busy)
+                .await;
             let leased = match leased {
                 Ok(l) => l,
                 Err(e) => {
@@ -299,7 +302,9 @@ impl Dispatcher {
             _ = shutdown.changed() => return,
         }
         let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.recover()).await {
+        // Off the async workers: an embedded engine reopens its files.
+        let rt = tokio::runtime::Handle::current();
+        match tokio::task::spawn_blocking(move || rt.block_on(store.recover())).await {
             Ok(Ok(())) => pause.recovered(),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, retry_in_ms = pause.wait.as_millis() as u64,
@@ -312,11 +317,7 @@ impl Dispatcher {
     /// Nothing is due: sleep until the next due time, a new event, a finished attempt, or
     /// shutdown.
     async fn idle(&self, now: u64, shutdown: &mut watch::Receiver<bool>) {
-        let next = self
-            .store
-            .next_due_ms(&|id| self.is_held(id))
-            .ok()
-            .flatten();
+        let next = self.store.next_due_ms(&self.busy()).await.ok().flatten();
         let wait = match next {
             Some(t) => Duration::from_millis(t.saturating_sub(now)).min(MAX_IDLE),
             None => MAX_IDLE,

@@ -13,7 +13,7 @@ use crate::plan::rerender;
 use crate::reason::Reason;
 use crate::retry::{Decision, RetryPolicy};
 use crate::store::{
-    AttemptRecord, AttemptResult, Completion, DeliveryRecord, Ending, ErrorInfo, Leased,
+    AttemptRecord, AttemptResult, Completion, DeliveryRecord, Ending, ErrorInfo, Leased, StoreError,
 };
 
 /// A worker: delivers `leased`, then the deliveries waiting in its lane while there are any;
@@ -22,7 +22,7 @@ pub(super) async fn run(dispatcher: Arc<Dispatcher>, leased: Leased, _slot: Owne
     let mut next = Some(leased);
     while let Some(leased) = next {
         deliver(&dispatcher, &leased).await;
-        next = dispatcher.next_in_lane(&leased);
+        next = dispatcher.next_in_lane(&leased).await;
     }
 }
 
@@ -61,10 +61,12 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
     }
     let retry = matches!(completion.next, Ending::RetryAt(_));
     report(dispatcher, &leased.record, &completion, now);
-    match dispatcher.store.complete(leased, completion, now) {
+    match dispatcher.store.complete(leased, completion, now).await {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
         }
+        Err(StoreError::LeaseLost) => tracing::warn!(delivery = %id,
+            "outcome not recorded: this replica was presumed dead and another one took the delivery over"),
         // The due entry stays: the delivery is handed out again once the store writes (the
         // store logs the failure once; dispatch pauses meanwhile).
         Err(e) => tracing::debug!(delivery = %id, error = %e, "could not record an attempt"),
@@ -118,7 +120,11 @@ async fn attempt(
     let store_err =
         |e: crate::store::StoreError| DeliveryError::retryable(Reason::Config, e.to_string());
     let event = if ch.channel.needs_event() || rec.message.is_none() {
-        let stored = dispatcher.store.event(&rec.id.event).map_err(store_err)?;
+        let stored = dispatcher
+            .store
+            .event(&rec.id.event)
+            .await
+            .map_err(store_err)?;
         Some(
             stored
                 .ok_or_else(|| {
@@ -139,6 +145,7 @@ async fn attempt(
             dispatcher
                 .store
                 .set_message(&rec.id, rerendered.clone())
+                .await
                 .map_err(store_err)?;
             &rerendered
         }

@@ -149,11 +149,11 @@ async fn reload_catalog(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn show_stats(state: web::Data<AppState>) -> HttpResponse {
-    match state.store.counts() {
+    match state.store.counts().await {
         Ok(counts) => HttpResponse::Ok().json(json!({
             "counts": counts,
             "fsyncs": state.store.fsyncs(),
-            "bytes": state.store.size_on_disk().unwrap_or(0),
+            "bytes": state.store.size_on_disk().await.unwrap_or(0),
         })),
         Err(e) => store_error(e),
     }
@@ -163,7 +163,10 @@ async fn get_event(id: web::Path<String>, state: web::Data<AppState>) -> HttpRes
     let Some(id) = EventId::parse(&id) else {
         return not_found("no such event id");
     };
-    match (state.store.event(&id), state.store.deliveries_of(&id)) {
+    match (
+        state.store.event(&id).await,
+        state.store.deliveries_of(&id).await,
+    ) {
         (Ok(Some(e)), Ok(ds)) => {
             // The explanation is today's catalog's reading of the event (what `render` prints).
             let catalog = state.catalog.current();
@@ -185,7 +188,10 @@ async fn get_delivery(id: web::Path<String>, state: web::Data<AppState>) -> Http
     let Some(id) = DeliveryId::parse(&id) else {
         return not_found("no such delivery id");
     };
-    match (state.store.delivery(&id), state.store.attempts(&id)) {
+    match (
+        state.store.delivery(&id).await,
+        state.store.attempts(&id).await,
+    ) {
         (Ok(Some(d)), Ok(attempts)) => {
             let mut v = delivery_json(&d);
             v["attempt_log"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
@@ -205,7 +211,7 @@ struct Page {
 async fn list_dead_letters(page: web::Query<Page>, state: web::Data<AppState>) -> HttpResponse {
     let after = page.after.as_deref().and_then(DeliveryId::parse);
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
-    match state.store.dead_letters(after.as_ref(), limit) {
+    match state.store.dead_letters(after.as_ref(), limit).await {
         Ok(list) => {
             let next = (list.len() == limit)
                 .then(|| list.last().map(|d| d.id.to_string()))
@@ -223,7 +229,7 @@ async fn replay_delivery(id: web::Path<String>, state: web::Data<AppState>) -> H
     let Some(id) = DeliveryId::parse(&id) else {
         return not_found("no such delivery id");
     };
-    match state.store.replay(&id, now_ms()) {
+    match state.store.replay(&id, now_ms()).await {
         Ok(Replay::Scheduled) => {
             state.wake.notify_one();
             HttpResponse::Accepted().json(json!({"status": "scheduled", "id": id.to_string()}))
@@ -324,7 +330,9 @@ async fn list_deliveries(filters: web::Query<Filters>, state: web::Data<AppState
     };
     let limit = filters.limit.unwrap_or(100).clamp(1, 1000);
     let store = state.store.clone();
-    let page = web::block(move || store.deliveries(&q, before.as_ref(), limit)).await;
+    // Off the HTTP workers: a listing may read thousands of records.
+    let rt = tokio::runtime::Handle::current();
+    let page = web::block(move || rt.block_on(store.deliveries(&q, before.as_ref(), limit))).await;
     match page {
         Ok(Ok(page)) => HttpResponse::Ok().json(json!({
             "deliveries": page.deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
@@ -350,20 +358,21 @@ async fn replay_dead_letters(
         Err(r) => return r,
     };
     let store = state.store.clone();
+    let rt = tokio::runtime::Handle::current();
     let counted = web::block(move || {
         // The whole dead index is read before replaying any: a replay moves its letter out of
         // the index the cursor walks.
         let mut matching = Vec::new();
         let mut after = None;
         loop {
-            let page = store.dead_letters(after.as_ref(), 500)?;
+            let page = rt.block_on(store.dead_letters(after.as_ref(), 500))?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             matching.extend(page.iter().filter(|d| q.matches(d)).map(|d| d.id));
         }
         let (mut scheduled, mut skipped) = (0u64, 0u64);
         for id in &matching {
-            match store.replay(id, now_ms())? {
+            match rt.block_on(store.replay(id, now_ms()))? {
                 Replay::Scheduled => scheduled += 1,
                 Replay::NotDead | Replay::NotFound => skipped += 1,
             }

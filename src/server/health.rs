@@ -46,12 +46,14 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     m.set_store(
         state.store.fsyncs(),
         state.store.write_failures(),
-        state.store.size_on_disk().unwrap_or(0),
+        state.store.size_on_disk().await.unwrap_or(0),
         state.store.fault().is_none(),
     );
     m.set_catalog_errors(state.catalog.current().report.errors.len());
     let now = crate::ids::now_ms();
-    m.set_backlog(state.store.backlog(now), now);
+    if let Ok(backlog) = state.store.backlog(now).await {
+        m.set_backlog(backlog, now);
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(m.encode())

@@ -128,7 +128,7 @@ impl Relay {
         let _ = dispatcher_task.await;
         let _ = watcher.await;
         let _ = retention.await;
-        state.store.close().context("closing the store")?;
+        state.store.close().await.context("closing the store")?;
         match served {
             Some(Ok(Err(e))) => Err(anyhow::Error::new(e).context("HTTP server failed")),
             _ => Ok(()),

@@ -94,7 +94,7 @@ pub async fn a_store_that_cannot_write_refuses_until_it_recovers<K: Kv>(open: Op
     s.enqueue(vec![new_event("a", 0, vec![delivery(0)])])
         .await
         .unwrap();
-    let leased = s.lease_due(0, 10, &idle).unwrap();
+    let leased = s.lease_due(0, 10, &idle()).await.unwrap();
     assert_eq!(leased.len(), 1);
 
     switches.full.store(true, Ordering::SeqCst);
@@ -103,20 +103,20 @@ pub async fn a_store_that_cannot_write_refuses_until_it_recovers<K: Kv>(open: Op
     let fault = s.fault().expect("the store says it cannot write");
     assert_eq!(fault.cause, Cause::DiskFull);
     assert!(fault.to_string().starts_with("disk full"), "{fault}");
-    let recorded = s.complete(&leased[0], done(Ending::Delivered), 2);
+    let recorded = s.complete(&leased[0], done(Ending::Delivered), 2).await;
     assert!(recorded.is_err(), "an outcome is not recorded");
-    let still = s.recover();
+    let still = s.recover().await;
     assert!(still.as_ref().is_err_and(is_disk_full), "{still:?}");
     assert!(s.fault().is_some(), "still full: still refusing");
 
     switches.full.store(false, Ordering::SeqCst);
-    s.recover().unwrap();
+    s.recover().await.unwrap();
     assert!(s.fault().is_none());
-    let again = s.lease_due(10, 10, &idle).unwrap();
+    let again = s.lease_due(10, 10, &idle()).await.unwrap();
     assert_eq!(again.len(), 1, "the unrecorded delivery is due again");
     assert_eq!(again[0].record.id, leased[0].record.id);
     assert_eq!(
-        s.counts().unwrap().events,
+        s.counts().await.unwrap().events,
         1,
         "the refused event was never stored"
     );
@@ -126,13 +126,17 @@ pub async fn a_store_that_cannot_write_refuses_until_it_recovers<K: Kv>(open: Op
     let unflushed = s.enqueue(vec![new_event("c", 3, vec![delivery(3)])]).await;
     assert!(unflushed.is_err());
     switches.sync_fails.store(false, Ordering::SeqCst);
-    s.recover().unwrap();
-    assert_eq!(s.counts().unwrap().events, 1, "the unflushed event is gone");
-    assert_eq!(s.lease_due(10, 10, &idle).unwrap().len(), 1);
+    s.recover().await.unwrap();
+    assert_eq!(
+        s.counts().await.unwrap().events,
+        1,
+        "the unflushed event is gone"
+    );
+    assert_eq!(s.lease_due(10, 10, &idle()).await.unwrap().len(), 1);
     // Its sender's retry is a new event, not a duplicate of the refused one.
     let retried = s.enqueue(vec![new_event("c", 4, vec![delivery(4)])]).await;
     assert!(matches!(retried.unwrap()[0], Enqueued::Accepted { .. }));
-    s.close().unwrap();
+    s.close().await.unwrap();
 }
 
 /// A tmpfs mounted for a test, unmounted when dropped (before its mount point is removed).
@@ -212,22 +216,21 @@ pub async fn a_full_file_system_is_survived<K: Kv>(open: OpenKv<K>) {
     let refused = refused.expect("a full file system refuses a write");
     assert!(is_disk_full(&refused), "{refused}");
     std::fs::remove_file(filler).unwrap();
-    s.recover().unwrap();
+    s.recover().await.unwrap();
     assert!(s.fault().is_none());
     s.enqueue(vec![new_event("after", 20_000, vec![delivery(0)])])
         .await
         .unwrap();
-    let ids: Vec<String> = s
-        .lease_due(u64::MAX / 2, 100_000, &idle)
-        .unwrap()
-        .into_iter()
-        .filter_map(|l| s.event(&l.record.id.event).unwrap())
-        .map(|e| e.event.id)
-        .collect();
+    let mut ids = Vec::new();
+    for l in s.lease_due(u64::MAX / 2, 100_000, &idle()).await.unwrap() {
+        if let Some(e) = s.event(&l.record.id.event).await.unwrap() {
+            ids.push(e.event.id);
+        }
+    }
     assert!(
         ids.contains(&"before".to_string()),
         "acknowledged before the disk filled"
     );
     assert!(ids.contains(&"after".to_string()));
-    s.close().unwrap();
+    s.close().await.unwrap();
 }

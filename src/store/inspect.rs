@@ -476,7 +476,7 @@ mod tests {
                 .collect();
             store.enqueue(batch).await.unwrap();
         }
-        store.close().unwrap();
+        store.close().await.unwrap();
     }
 
     /// The file an engine appends acknowledged writes to (fjall's newest journal, sled's log).
@@ -532,8 +532,8 @@ mod tests {
         );
         repair(engine, &data, true).unwrap();
         let store = open(engine, &data, 8 << 20).expect("opens after repair");
-        assert!(store.counts().unwrap().events < EVENTS as u64);
-        store.close().unwrap();
+        assert!(store.counts().await.unwrap().events < EVENTS as u64);
+        store.close().await.unwrap();
         assert!(verify(engine, &data).unwrap().is_clean());
     }
 
@@ -591,8 +591,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             filled(engine, dir.path()).await;
             let store = open(engine, dir.path(), 8 << 20).unwrap();
-            assert_eq!(store.counts().unwrap().events, EVENTS as u64);
-            store.close().unwrap();
+            assert_eq!(store.counts().await.unwrap().events, EVENTS as u64);
+            store.close().await.unwrap();
             let m = Marker::read(dir.path()).unwrap().unwrap();
             assert_eq!(m.acknowledged, (EVENTS / 20) as u64, "one number per batch");
         }

@@ -29,7 +29,7 @@ use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
 use super::record::{decode, encode};
 use super::{
-    AttemptRecord, AttemptResult, Backlog, Completion, Counts, DeliveryPage, DeliveryQuery,
+    AttemptRecord, AttemptResult, Backlog, Busy, Completion, Counts, DeliveryPage, DeliveryQuery,
     DeliveryRecord, DeliveryState, Ending, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged,
     Replay, Store, StoreError,
 };
@@ -430,9 +430,9 @@ impl<K: Kv> KvStore<K> {
     }
 }
 
-#[async_trait]
-impl<K: Kv> Store for KvStore<K> {
-    async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
+/// The operations of [`Store`], synchronous: the engines' I/O is local and short.
+impl<K: Kv> KvStore<K> {
+    pub async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
         // One engine for the write and its flush: a recovery waits until this is done with it.
         let live = self.live()?;
         let staged = self.stage(&live, events)?;
@@ -452,16 +452,16 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(staged.outcomes)
     }
 
-    fn lease_due(
+    pub fn lease_due(
         &self,
         now_ms: u64,
         limit: usize,
-        busy: &dyn Fn(&DeliveryId) -> bool,
+        busy: &Busy,
     ) -> Result<Vec<Leased>, StoreError> {
         let due: Vec<(u64, DeliveryId)> = self
             .due()?
             .range(..(now_ms.saturating_add(1), DeliveryId::default()))
-            .filter(|(_, id)| !busy(id))
+            .filter(|(_, id)| !busy.contains(id))
             .take(limit)
             .copied()
             .collect();
@@ -474,7 +474,11 @@ impl<K: Kv> Store for KvStore<K> {
                 Some(record)
                     if record.state == DeliveryState::Pending && record.next_ms == Some(due_ms) =>
                 {
-                    out.push(Leased { due_ms, record })
+                    out.push(Leased {
+                        due_ms,
+                        token: 0,
+                        record,
+                    })
                 }
                 // An entry whose record is gone, final or due elsewhere: drop it.
                 _ => stale.push((due_ms, id)),
@@ -495,15 +499,27 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(out)
     }
 
-    fn next_due_ms(&self, busy: &dyn Fn(&DeliveryId) -> bool) -> Result<Option<u64>, StoreError> {
+    pub fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
         Ok(self
             .due()?
             .iter()
-            .find(|(_, id)| !busy(id))
+            .find(|(_, id)| !busy.contains(id))
             .map(|(ms, _)| *ms))
     }
 
-    fn complete(
+    pub fn relet(&self, id: &DeliveryId, due_ms: u64) -> Result<Option<Leased>, StoreError> {
+        Ok(self.delivery(id)?.and_then(|record| {
+            (record.state == DeliveryState::Pending && record.next_ms == Some(due_ms)).then_some(
+                Leased {
+                    due_ms,
+                    token: 0,
+                    record,
+                },
+            )
+        }))
+    }
+
+    pub fn complete(
         &self,
         leased: &Leased,
         completion: Completion,
@@ -571,7 +587,7 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(rec)
     }
 
-    fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
+    pub fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
         if let Some(mut rec) = self.delivery(id)? {
             rec.message = Some(message);
             self.put(vec![Op::Put(keys::delivery(id).to_vec(), encode(&rec))])?;
@@ -579,17 +595,17 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(())
     }
 
-    fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+    pub fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
         self.get(&keys::event(id))?.map(|v| decode(&v)).transpose()
     }
 
-    fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+    pub fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
         self.get(&keys::delivery(id))?
             .map(|v| decode_delivery(*id, &v))
             .transpose()
     }
 
-    fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
+    pub fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
         let prefix = keys::deliveries_of(id);
         let mut out = Vec::new();
         let mut failure = None;
@@ -611,7 +627,7 @@ impl<K: Kv> Store for KvStore<K> {
         failure.map_or(Ok(out), Err)
     }
 
-    fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+    pub fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
         let prefix = keys::attempts_of(id);
         let mut raw = Vec::new();
         self.scan(&prefix, &prefix_end(&prefix), &mut |_, v| {
@@ -621,7 +637,7 @@ impl<K: Kv> Store for KvStore<K> {
         raw.iter().map(|v| decode(v)).collect()
     }
 
-    fn dead_letters(
+    pub fn dead_letters(
         &self,
         after: Option<&DeliveryId>,
         limit: usize,
@@ -655,7 +671,7 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(out)
     }
 
-    fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError> {
+    pub fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError> {
         let Some(mut rec) = self.delivery(id)? else {
             return Ok(Replay::NotFound);
         };
@@ -678,7 +694,7 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(Replay::Scheduled)
     }
 
-    fn purge(
+    pub fn purge(
         &self,
         after: Option<&EventId>,
         now_ms: u64,
@@ -767,7 +783,7 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(Purged { removed, next })
     }
 
-    fn counts(&self) -> Result<Counts, StoreError> {
+    pub fn counts(&self) -> Result<Counts, StoreError> {
         Ok(Counts {
             events: self.count_prefix(keys::EVENT)?,
             deliveries: self.count_prefix(keys::DELIVERY)?,
@@ -777,11 +793,11 @@ impl<K: Kv> Store for KvStore<K> {
         })
     }
 
-    fn fsyncs(&self) -> u64 {
+    pub fn fsyncs(&self) -> u64 {
         self.live().map_or(0, |l| l.committer.fsyncs())
     }
 
-    fn deliveries(
+    pub fn deliveries(
         &self,
         q: &DeliveryQuery,
         before: Option<&DeliveryId>,
@@ -831,18 +847,18 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(page)
     }
 
-    fn write_failures(&self) -> u64 {
+    pub fn write_failures(&self) -> u64 {
         self.write_failures.load(Ordering::Relaxed)
     }
 
-    fn observe_commits(&self, f: Arc<dyn Fn(Duration) + Send + Sync>) {
+    pub fn observe_commits(&self, f: Arc<dyn Fn(Duration) + Send + Sync>) {
         *self
             .on_commit
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(f);
     }
 
-    fn backlog(&self, now_ms: u64) -> Backlog {
+    pub fn backlog(&self, now_ms: u64) -> Backlog {
         let due = lock(&self.due);
         Backlog {
             pending: due.len() as u64,
@@ -853,11 +869,11 @@ impl<K: Kv> Store for KvStore<K> {
         }
     }
 
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.live()?.kv.size_on_disk()
     }
 
-    fn compact(&self) -> Result<(), StoreError> {
+    pub fn compact(&self) -> Result<(), StoreError> {
         let live = self.live()?;
         if self.unwritable.load(Ordering::Acquire) {
             return Err(self.refusal());
@@ -865,7 +881,7 @@ impl<K: Kv> Store for KvStore<K> {
         live.kv.compact().inspect_err(|e| self.failed(e))
     }
 
-    fn close(&self) -> Result<(), StoreError> {
+    pub fn close(&self) -> Result<(), StoreError> {
         self.closed.store(true, Ordering::Release);
         let live = self
             .live
@@ -882,14 +898,14 @@ impl<K: Kv> Store for KvStore<K> {
         Ok(())
     }
 
-    fn fault(&self) -> Option<Fault> {
+    pub fn fault(&self) -> Option<Fault> {
         if !self.unwritable.load(Ordering::Acquire) {
             return None;
         }
         lock(&self.fault).clone()
     }
 
-    fn recover(&self) -> Result<(), StoreError> {
+    pub fn recover(&self) -> Result<(), StoreError> {
         if !self.unwritable.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -956,6 +972,113 @@ impl<K: Kv> Store for KvStore<K> {
             "the store writes again: ingest and dispatch resume"
         );
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<K: Kv> Store for KvStore<K> {
+    async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
+        KvStore::enqueue(self, events).await
+    }
+    async fn lease_due(
+        &self,
+        now: u64,
+        limit: usize,
+        busy: &Busy,
+    ) -> Result<Vec<Leased>, StoreError> {
+        KvStore::lease_due(self, now, limit, busy)
+    }
+    async fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
+        KvStore::next_due_ms(self, busy)
+    }
+    async fn relet(
+        &self,
+        id: &DeliveryId,
+        due_ms: u64,
+        _token: u64,
+    ) -> Result<Option<Leased>, StoreError> {
+        KvStore::relet(self, id, due_ms)
+    }
+    async fn complete(
+        &self,
+        leased: &Leased,
+        c: Completion,
+        now: u64,
+    ) -> Result<DeliveryRecord, StoreError> {
+        KvStore::complete(self, leased, c, now)
+    }
+    async fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
+        KvStore::set_message(self, id, message)
+    }
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        KvStore::event(self, id)
+    }
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        KvStore::delivery(self, id)
+    }
+    async fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
+        KvStore::deliveries_of(self, id)
+    }
+    async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        KvStore::attempts(self, id)
+    }
+    async fn dead_letters(
+        &self,
+        after: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        KvStore::dead_letters(self, after, limit)
+    }
+    async fn replay(&self, id: &DeliveryId, now: u64) -> Result<Replay, StoreError> {
+        KvStore::replay(self, id, now)
+    }
+    async fn purge(
+        &self,
+        after: Option<&EventId>,
+        now: u64,
+        retention: u64,
+        dead_retention: u64,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        KvStore::purge(self, after, now, retention, dead_retention, limit)
+    }
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        KvStore::counts(self)
+    }
+    fn fsyncs(&self) -> u64 {
+        KvStore::fsyncs(self)
+    }
+    async fn deliveries(
+        &self,
+        q: &DeliveryQuery,
+        before: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<DeliveryPage, StoreError> {
+        KvStore::deliveries(self, q, before, limit)
+    }
+    fn write_failures(&self) -> u64 {
+        KvStore::write_failures(self)
+    }
+    fn observe_commits(&self, f: Arc<dyn Fn(Duration) + Send + Sync>) {
+        KvStore::observe_commits(self, f)
+    }
+    async fn backlog(&self, now: u64) -> Result<Backlog, StoreError> {
+        Ok(KvStore::backlog(self, now))
+    }
+    async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        KvStore::size_on_disk(self)
+    }
+    async fn compact(&self) -> Result<(), StoreError> {
+        KvStore::compact(self)
+    }
+    async fn close(&self) -> Result<(), StoreError> {
+        KvStore::close(self)
+    }
+    fn fault(&self) -> Option<Fault> {
+        KvStore::fault(self)
+    }
+    async fn recover(&self) -> Result<(), StoreError> {
+        KvStore::recover(self)
     }
 }
 
@@ -1041,7 +1164,7 @@ mod tests {
         s.enqueue(vec![new_event("st", 0, vec![delivery(0)])])
             .await
             .unwrap();
-        let l = s.lease_due(0, 1, &idle).unwrap();
+        let l = s.lease_due(0, 1, &idle()).unwrap();
         let id = l[0].record.id;
         s.complete(&l[0], done(Ending::RetryAt(100)), 1).unwrap();
         // What a scan running alongside that completion may still see: the old entry.
@@ -1052,10 +1175,10 @@ mod tests {
         .unwrap();
         s.due().unwrap().insert((0, id));
         assert!(
-            s.lease_due(50, 10, &idle).unwrap().is_empty(),
+            s.lease_due(50, 10, &idle()).unwrap().is_empty(),
             "the old entry is not handed out"
         );
-        assert_eq!(s.lease_due(100, 10, &idle).unwrap().len(), 1);
+        assert_eq!(s.lease_due(100, 10, &idle()).unwrap().len(), 1);
         assert_eq!(s.counts().unwrap().pending, 1, "and it was dropped");
         drop(s);
         let reopened = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();

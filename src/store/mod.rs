@@ -47,6 +47,10 @@ pub enum StoreError {
     Damaged(String),
     #[error("the store is closed")]
     Closed,
+    /// The delivery's lease passed to another replica (this one was presumed dead): its
+    /// outcome is not recorded, the new owner's stands.
+    #[error("the lease on this delivery was lost to another replica")]
+    LeaseLost,
 }
 
 /// Why the store cannot write, as an operator acts on it.
@@ -220,6 +224,8 @@ pub enum Enqueued {
 pub struct Leased {
     /// The time it was due at (its entry in the due index).
     pub due_ms: u64,
+    /// Which lease of the delivery this is (a shared store counts them; embedded ones use 0).
+    pub token: u64,
     pub record: DeliveryRecord,
 }
 
@@ -314,7 +320,13 @@ pub enum Replay {
     NotFound,
 }
 
+/// Deliveries the caller holds (being sent or waiting in a lane): never handed out again.
+pub type Busy = std::collections::HashSet<DeliveryId>;
+
 /// The storage contract every backend meets (one shared test suite runs against each).
+///
+/// Reads and writes are async (PostgreSQL answers over the network); what the embedded engines
+/// do in them is short, local I/O. The few sync methods read counters kept in memory.
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Stores the events, their dedup keys and all their deliveries in one atomic write,
@@ -324,21 +336,33 @@ pub trait Store: Send + Sync {
     /// to send. One answer per event, in order.
     async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError>;
 
-    /// Up to `limit` deliveries due at or before `now_ms`, in due order, skipping those `busy`
-    /// says are in flight already. Nothing is written: the store belongs to one process, which
-    /// tracks what it holds; a crash leaves every held delivery due.
-    fn lease_due(
+    /// Up to `limit` deliveries due at or before `now_ms`, in due order, skipping those in
+    /// `busy`. What is handed out is the caller's until its outcome is recorded: a shared store
+    /// writes a lease so that no other replica takes it meanwhile; an embedded one writes
+    /// nothing (it belongs to one process, and a crash leaves every held delivery due).
+    async fn lease_due(
         &self,
         now_ms: u64,
         limit: usize,
-        busy: &dyn Fn(&DeliveryId) -> bool,
+        busy: &Busy,
     ) -> Result<Vec<Leased>, StoreError>;
 
-    /// When the earliest delivery that is not in flight falls due.
-    fn next_due_ms(&self, busy: &dyn Fn(&DeliveryId) -> bool) -> Result<Option<u64>, StoreError>;
+    /// When the earliest delivery neither in `busy` nor leased elsewhere falls due.
+    async fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError>;
 
-    /// Records an attempt and moves the delivery on: delivered, due again, or dead.
-    fn complete(
+    /// The delivery of a lease again, if it is still pending at `due_ms` under the same lease
+    /// (it waited in memory while the store may have moved on).
+    async fn relet(
+        &self,
+        id: &DeliveryId,
+        due_ms: u64,
+        token: u64,
+    ) -> Result<Option<Leased>, StoreError>;
+
+    /// Records an attempt and moves the delivery on: delivered, due again, or dead. An outcome
+    /// whose lease was lost (another replica took the delivery over) is refused with
+    /// [`StoreError::LeaseLost`] and changes nothing.
+    async fn complete(
         &self,
         leased: &Leased,
         completion: Completion,
@@ -346,28 +370,28 @@ pub trait Store: Send + Sync {
     ) -> Result<DeliveryRecord, StoreError>;
 
     /// Stores a re-rendered message for a delivery (replay after a template fix).
-    fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError>;
+    async fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError>;
 
-    fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError>;
-    fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
-    fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError>;
-    fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError>;
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError>;
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError>;
+    async fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError>;
+    async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError>;
 
     /// Dead letters, oldest first, after `after` if given.
-    fn dead_letters(
+    async fn dead_letters(
         &self,
         after: Option<&DeliveryId>,
         limit: usize,
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
 
     /// Makes a dead delivery due now again, with a fresh retry budget.
-    fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError>;
+    async fn replay(&self, id: &DeliveryId, now_ms: u64) -> Result<Replay, StoreError>;
 
     /// One step of a retention pass: looks at up to `limit` events received more than
     /// `retention_ms` ago, in id order after `after`, and removes those whose deliveries are all
     /// finished (dead ones only after `dead_retention_ms`). Each event goes with its deliveries,
-    /// attempts and dedup key.
-    fn purge(
+    /// attempts and dedup key. A shared store runs one step at a time across its replicas.
+    async fn purge(
         &self,
         after: Option<&EventId>,
         now_ms: u64,
@@ -376,15 +400,16 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Purged, StoreError>;
 
-    fn counts(&self) -> Result<Counts, StoreError>;
+    async fn counts(&self) -> Result<Counts, StoreError>;
 
-    /// Flush + fsync rounds so far (group commit effectiveness).
+    /// Durable commits of ingest writes so far (group commit effectiveness: fsyncs for the
+    /// embedded engines, committed transactions for PostgreSQL).
     fn fsyncs(&self) -> u64;
 
     /// Deliveries matching `q`, newest first, from before `before` (exclusive): at most
     /// `limit`, and at most a bounded number examined per call (then `next` goes on from where
     /// it stopped, so a rare match never makes one call walk the whole store).
-    fn deliveries(
+    async fn deliveries(
         &self,
         q: &DeliveryQuery,
         before: Option<&DeliveryId>,
@@ -394,42 +419,54 @@ pub trait Store: Send + Sync {
     /// Writes and flushes that failed since the store was opened.
     fn write_failures(&self) -> u64;
 
-    /// Calls `f` with the duration of every group commit (flush + fdatasync) from now on.
+    /// Calls `f` with the duration of every group commit from now on.
     fn observe_commits(&self, f: Arc<dyn Fn(std::time::Duration) + Send + Sync>);
 
-    /// The backlog at `now_ms`, from memory (for `/metrics`, scraped often).
-    fn backlog(&self, now_ms: u64) -> Backlog;
+    /// Wakes `wake` when deliveries become due that this process did not write (another
+    /// replica's ingest or retry). An embedded store has no other writer.
+    fn watch_due(&self, wake: Arc<tokio::sync::Notify>) {
+        let _ = wake;
+    }
+
+    /// The backlog at `now_ms` (for `/metrics`, scraped often: cheap for the embedded engines,
+    /// one indexed query for PostgreSQL).
+    async fn backlog(&self, now_ms: u64) -> Result<Backlog, StoreError>;
 
     /// Bytes the store occupies on disk.
-    fn size_on_disk(&self) -> Result<u64, StoreError>;
+    async fn size_on_disk(&self) -> Result<u64, StoreError>;
 
     /// Reclaims the space of what was removed (after a large purge). May take a while.
-    fn compact(&self) -> Result<(), StoreError>;
+    async fn compact(&self) -> Result<(), StoreError>;
 
-    /// Makes everything durable and releases the files.
-    fn close(&self) -> Result<(), StoreError>;
+    /// Makes everything durable and releases the files (or connections and leases).
+    async fn close(&self) -> Result<(), StoreError>;
 
     /// Why the store cannot write now, if it cannot (a write or a flush failed since the
     /// last successful [`Store::recover`]).
     fn fault(&self) -> Option<Fault>;
 
-    /// After a failed write: reopens the engine from its files, applies what is owed (the
-    /// take-backs of writes answered 503) and proves a write durable. Ok once it writes again.
-    fn recover(&self) -> Result<(), StoreError>;
+    /// After a failed write: reopens the engine from its files (or reconnects), applies what
+    /// is owed (the take-backs of writes answered 503) and proves a write durable. Ok once it
+    /// writes again. May block for a while: call it off the async workers.
+    async fn recover(&self) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_data_dir_of_the_other_engine_is_refused() {
+    #[tokio::test]
+    async fn a_data_dir_of_the_other_engine_is_refused() {
         for (first, second) in [
             (Backend::Sled, Backend::Fjall),
             (Backend::Fjall, Backend::Sled),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            open(first, dir.path(), 4 << 20).unwrap().close().unwrap();
+            open(first, dir.path(), 4 << 20)
+                .unwrap()
+                .close()
+                .await
+                .unwrap();
             let err = open(second, dir.path(), 4 << 20).err().expect("refused");
             let text = err.to_string();
             assert!(

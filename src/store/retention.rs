@@ -40,8 +40,12 @@ pub async fn run(
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
         }
         let (store, stopping, purged) = (store.clone(), stop.clone(), purged.clone());
-        let pass =
-            tokio::task::spawn_blocking(move || pass(&*store, keep, &purged, &stopping)).await;
+        // Off the async workers: an embedded engine's steps are blocking I/O.
+        let rt = tokio::runtime::Handle::current();
+        let pass = tokio::task::spawn_blocking(move || {
+            rt.block_on(pass(&*store, keep, &purged, &stopping))
+        })
+        .await;
         match pass {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(events = n, "retention removed finished events"),
@@ -54,7 +58,7 @@ pub async fn run(
 /// One pass: steps of [`BATCH`] events in receive order, each one atomic write, resuming after
 /// the last key it looked at. A long pass yields to shutdown between steps; the next start
 /// picks it up where the keys say.
-fn pass(
+async fn pass(
     store: &dyn Store,
     keep: Retention,
     purged: &dyn Fn(u64),
@@ -62,13 +66,15 @@ fn pass(
 ) -> Result<usize, StoreError> {
     let (mut total, mut after) = (0, None);
     while !*stopping.borrow() {
-        let step = store.purge(
-            after.as_ref(),
-            now_ms(),
-            keep.finished.as_millis() as u64,
-            keep.dead.as_millis() as u64,
-            BATCH,
-        )?;
+        let step = store
+            .purge(
+                after.as_ref(),
+                now_ms(),
+                keep.finished.as_millis() as u64,
+                keep.dead.as_millis() as u64,
+                BATCH,
+            )
+            .await?;
         total += step.removed;
         purged(step.removed as u64);
         match step.next {
@@ -77,7 +83,7 @@ fn pass(
         }
     }
     if total >= COMPACT_AFTER && !*stopping.borrow() {
-        store.compact()?;
+        store.compact().await?;
     }
     Ok(total)
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::event::{Data, Event};
-use crate::ids::{DeliveryId, EventId};
+use crate::ids::EventId;
 use crate::message::{Message, MsgType, Recipients};
 
 const DAY: u64 = 86_400_000;
@@ -86,30 +86,30 @@ pub fn done(next: Ending) -> Completion {
 }
 
 /// Nothing is in flight.
-pub fn idle(_: &DeliveryId) -> bool {
-    false
+pub fn idle() -> Busy {
+    Busy::new()
 }
 
 /// Leases what is due at `now`, as a dispatcher holding nothing would.
-fn lease(s: &dyn Store, now: u64, limit: usize) -> Vec<Leased> {
-    s.lease_due(now, limit, &idle).unwrap()
+async fn lease(s: &dyn Store, now: u64, limit: usize) -> Vec<Leased> {
+    s.lease_due(now, limit, &idle()).await.unwrap()
 }
 
 pub async fn enqueue_then_lease_in_due_order(s: &dyn Store) {
     let e = new_event("a", 1000, vec![delivery(3000), delivery(2000)]);
     let r = s.enqueue_one(e, DAY).await.unwrap();
     assert!(matches!(r, Enqueued::Accepted { deliveries: 2, .. }));
-    assert!(lease(s, 1999, 10).is_empty());
-    let first = lease(s, 2500, 10);
+    assert!(lease(s, 1999, 10).await.is_empty());
+    let first = lease(s, 2500, 10).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].record.id.index, 1);
     let held = first[0].record.id;
-    let busy = |id: &DeliveryId| *id == held;
-    let second = s.lease_due(5000, 10, &busy).unwrap();
+    let busy = Busy::from([held]);
+    let second = s.lease_due(5000, 10, &busy).await.unwrap();
     assert_eq!(second.len(), 1, "what is in flight is skipped");
     assert_eq!(second[0].record.id.index, 0);
-    assert_eq!(s.next_due_ms(&idle).unwrap(), Some(2000));
-    assert_eq!(s.next_due_ms(&busy).unwrap(), Some(3000));
+    assert_eq!(s.next_due_ms(&idle()).await.unwrap(), Some(2000));
+    assert_eq!(s.next_due_ms(&busy).await.unwrap(), Some(3000));
 }
 
 pub async fn duplicates_inside_the_window_plan_nothing(s: &dyn Store) {
@@ -125,7 +125,7 @@ pub async fn duplicates_inside_the_window_plan_nothing(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(b, Enqueued::Duplicate { id });
-    assert_eq!(s.counts().unwrap().deliveries, 1);
+    assert_eq!(s.counts().await.unwrap().deliveries, 1);
     let c = s
         .enqueue_one(new_event("dup", 1000 + DAY, vec![delivery(0)]), DAY)
         .await
@@ -143,30 +143,41 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
     )
     .await
     .unwrap();
-    let leased = lease(s, 10, 10);
+    let leased = lease(s, 10, 10).await;
     assert_eq!(leased.len(), 3);
-    let d = s.complete(&leased[0], done(Ending::Delivered), 20).unwrap();
+    let d = s
+        .complete(&leased[0], done(Ending::Delivered), 20)
+        .await
+        .unwrap();
     assert_eq!(d.state, DeliveryState::Delivered);
     let r = s
         .complete(&leased[1], done(Ending::RetryAt(500)), 20)
+        .await
         .unwrap();
     assert_eq!(
         (r.state, r.next_ms, r.attempts),
         (DeliveryState::Pending, Some(500), 1)
     );
-    let x = s.complete(&leased[2], done(Ending::Dead), 20).unwrap();
+    let x = s
+        .complete(&leased[2], done(Ending::Dead), 20)
+        .await
+        .unwrap();
     assert_eq!(x.state, DeliveryState::Dead);
     let retried = leased[1].record.id;
-    let in_flight = |id: &DeliveryId| *id != retried;
-    assert!(s.lease_due(499, 10, &in_flight).unwrap().is_empty());
-    let again = s.lease_due(500, 10, &in_flight).unwrap();
+    let in_flight: Busy = leased
+        .iter()
+        .map(|l| l.record.id)
+        .filter(|id| *id != retried)
+        .collect();
+    assert!(s.lease_due(499, 10, &in_flight).await.unwrap().is_empty());
+    let again = s.lease_due(500, 10, &in_flight).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].record.id, leased[1].record.id);
-    assert_eq!(s.attempts(&leased[1].record.id).unwrap().len(), 1);
-    let dead = s.dead_letters(None, 10).unwrap();
+    assert_eq!(s.attempts(&leased[1].record.id).await.unwrap().len(), 1);
+    let dead = s.dead_letters(None, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, leased[2].record.id);
-    let counts = s.counts().unwrap();
+    let counts = s.counts().await.unwrap();
     assert_eq!((counts.dead, counts.pending), (1, 1));
 }
 
@@ -174,13 +185,13 @@ pub async fn throttles_do_not_use_the_budget(s: &dyn Store) {
     s.enqueue_one(new_event("t", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
-    let l = lease(s, 0, 1);
+    let l = lease(s, 0, 1).await;
     let c = Completion {
         attempt: attempt(AttemptResult::Throttled),
         counted: false,
         next: Ending::RetryAt(50),
     };
-    let rec = s.complete(&l[0], c, 1).unwrap();
+    let rec = s.complete(&l[0], c, 1).await.unwrap();
     assert_eq!((rec.attempts, rec.tries), (0, 1));
 }
 
@@ -188,13 +199,13 @@ pub async fn dead_letters_replay(s: &dyn Store) {
     s.enqueue_one(new_event("r", 0, vec![delivery(0)]), DAY)
         .await
         .unwrap();
-    let l = lease(s, 0, 1);
+    let l = lease(s, 0, 1).await;
     let id = l[0].record.id;
-    assert_eq!(s.replay(&id, 5).unwrap(), Replay::NotDead);
-    s.complete(&l[0], done(Ending::Dead), 10).unwrap();
-    assert_eq!(s.replay(&id, 20).unwrap(), Replay::Scheduled);
-    assert!(s.dead_letters(None, 10).unwrap().is_empty());
-    let again = lease(s, 20, 1);
+    assert_eq!(s.replay(&id, 5).await.unwrap(), Replay::NotDead);
+    s.complete(&l[0], done(Ending::Dead), 10).await.unwrap();
+    assert_eq!(s.replay(&id, 20).await.unwrap(), Replay::Scheduled);
+    assert!(s.dead_letters(None, 10).await.unwrap().is_empty());
+    let again = lease(s, 20, 1).await;
     assert_eq!(again[0].record.id, id);
     assert_eq!(
         again[0].record.attempts, 0,
@@ -204,7 +215,7 @@ pub async fn dead_letters_replay(s: &dyn Store) {
         event: EventId::generate(1),
         index: 0,
     };
-    assert_eq!(s.replay(&unknown, 1).unwrap(), Replay::NotFound);
+    assert_eq!(s.replay(&unknown, 1).await.unwrap(), Replay::NotFound);
 }
 
 pub async fn failed_plans_are_dead_from_the_start(s: &dyn Store) {
@@ -218,8 +229,8 @@ pub async fn failed_plans_are_dead_from_the_start(s: &dyn Store) {
     s.enqueue_one(new_event("f", 0, vec![d]), DAY)
         .await
         .unwrap();
-    assert!(lease(s, 10, 10).is_empty());
-    let dead = s.dead_letters(None, 10).unwrap();
+    assert!(lease(s, 10, 10).await.is_empty());
+    let dead = s.dead_letters(None, 10).await.unwrap();
     assert_eq!(
         dead[0].last_error.as_ref().unwrap().reason,
         crate::reason::Reason::Render
@@ -236,9 +247,12 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
     s.enqueue_one(new_event("young", 3 * DAY, vec![]), DAY)
         .await
         .unwrap();
-    let l = lease(s, 0, 1);
-    s.complete(&l[0], done(Ending::Delivered), 5).unwrap();
-    let step = s.purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
+    let l = lease(s, 0, 1).await;
+    s.complete(&l[0], done(Ending::Delivered), 5).await.unwrap();
+    let step = s
+        .purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100)
+        .await
+        .unwrap();
     assert_eq!(
         step,
         Purged {
@@ -246,7 +260,7 @@ pub async fn purge_keeps_what_is_unfinished(s: &dyn Store) {
             next: None
         }
     );
-    let c = s.counts().unwrap();
+    let c = s.counts().await.unwrap();
     assert_eq!((c.events, c.deliveries, c.attempts), (2, 1, 0));
     // Its dedup key went with it: the same id is new again.
     let again = s
@@ -266,7 +280,10 @@ pub async fn purge_leaves_a_dedup_key_a_newer_event_claimed(s: &dyn Store) {
     let Enqueued::Accepted { id, .. } = newer else {
         panic!("{newer:?}")
     };
-    let step = s.purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100).unwrap();
+    let step = s
+        .purge(None, 2 * DAY + 10, DAY, 30 * DAY, 100)
+        .await
+        .unwrap();
     assert_eq!(step.removed, 1);
     let again = s
         .enqueue_one(new_event("x", 2 * DAY + 20, vec![]), DAY)
@@ -291,7 +308,10 @@ pub async fn a_purge_pass_steps_past_what_it_keeps(s: &dyn Store) {
         .unwrap();
     let (mut removed, mut after, mut steps) = (0, None, 0);
     loop {
-        let step = s.purge(after.as_ref(), 2 * DAY, DAY, 30 * DAY, 1).unwrap();
+        let step = s
+            .purge(after.as_ref(), 2 * DAY, DAY, 30 * DAY, 1)
+            .await
+            .unwrap();
         removed += step.removed;
         steps += 1;
         match step.next {
@@ -301,7 +321,7 @@ pub async fn a_purge_pass_steps_past_what_it_keeps(s: &dyn Store) {
     }
     assert_eq!(removed, 3);
     assert!(steps >= 4, "one event per step: {steps}");
-    assert_eq!(s.counts().unwrap().events, 1);
+    assert_eq!(s.counts().await.unwrap().events, 1);
 }
 
 pub async fn a_batch_is_one_write_and_dedups_within_itself(s: &dyn Store) {
@@ -321,7 +341,7 @@ pub async fn a_batch_is_one_write_and_dedups_within_itself(s: &dyn Store) {
         Enqueued::Accepted { deliveries: 2, .. }
     ));
     assert_eq!(answers[2], Enqueued::Duplicate { id });
-    assert_eq!(s.counts().unwrap().deliveries, 3);
+    assert_eq!(s.counts().await.unwrap().deliveries, 3);
 }
 
 pub async fn every_acknowledged_write_was_flushed(s: &dyn Store) {
@@ -343,11 +363,11 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
             .await
             .unwrap();
         // One is in flight when the process stops; the other was never touched.
-        assert_eq!(lease(&*s, 0, 1).len(), 1);
-        s.close().unwrap();
+        assert_eq!(lease(&*s, 0, 1).await.len(), 1);
+        s.close().await.unwrap();
     }
     let s = open(dir.path());
-    assert_eq!(lease(&*s, 1, 10).len(), 2, "both are due again");
+    assert_eq!(lease(&*s, 1, 10).await.len(), 2, "both are due again");
     let again = s
         .enqueue_one(new_event("r1", 1, vec![delivery(0)]), DAY)
         .await
@@ -359,16 +379,15 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
 }
 
 pub async fn the_backlog_follows_the_due_index(s: &dyn Store) {
-    assert_eq!(s.backlog(0), Backlog::default());
+    assert_eq!(s.backlog(0).await.unwrap(), Backlog::default());
     s.enqueue_one(
         new_event("b", 0, vec![delivery(100), delivery(300), delivery(900)]),
         DAY,
     )
     .await
     .unwrap();
-    let at = |now| s.backlog(now);
     assert_eq!(
-        at(50),
+        s.backlog(50).await.unwrap(),
         Backlog {
             pending: 3,
             due: 0,
@@ -376,18 +395,19 @@ pub async fn the_backlog_follows_the_due_index(s: &dyn Store) {
         }
     );
     assert_eq!(
-        at(300),
+        s.backlog(300).await.unwrap(),
         Backlog {
             pending: 3,
             due: 2,
             oldest_due_ms: Some(100)
         }
     );
-    let leased = lease(s, 300, 10);
+    let leased = lease(s, 300, 10).await;
     s.complete(&leased[0], done(Ending::Delivered), 300)
+        .await
         .unwrap();
     assert_eq!(
-        at(300),
+        s.backlog(300).await.unwrap(),
         Backlog {
             pending: 2,
             due: 1,
@@ -409,10 +429,10 @@ pub async fn listings_are_newest_first_filtered_and_paged(s: &dyn Store) {
             .unwrap();
     }
     let all = DeliveryQuery::default();
-    let first = s.deliveries(&all, None, 3).unwrap();
+    let first = s.deliveries(&all, None, 3).await.unwrap();
     let times: Vec<u64> = first.deliveries.iter().map(|d| d.created_ms).collect();
     assert_eq!(times, [4000, 3000, 2000], "newest first");
-    let rest = s.deliveries(&all, first.next.as_ref(), 3).unwrap();
+    let rest = s.deliveries(&all, first.next.as_ref(), 3).await.unwrap();
     assert_eq!(rest.deliveries.len(), 1);
     assert_eq!(rest.deliveries[0].created_ms, 1000);
     assert!(rest.next.is_none(), "the last page says so");
@@ -422,6 +442,7 @@ pub async fn listings_are_newest_first_filtered_and_paged(s: &dyn Store) {
     };
     let times: Vec<u64> = s
         .deliveries(&alice, None, 10)
+        .await
         .unwrap()
         .deliveries
         .iter()
@@ -434,14 +455,20 @@ pub async fn listings_are_newest_first_filtered_and_paged(s: &dyn Store) {
         until_ms: Some(4000),
         ..DeliveryQuery::default()
     };
-    let found = s.deliveries(&window, None, 10).unwrap();
+    let found = s.deliveries(&window, None, 10).await.unwrap();
     assert_eq!(found.deliveries.len(), 1);
     assert_eq!(found.deliveries[0].created_ms, 3000);
     let dead = DeliveryQuery {
         state: Some(DeliveryState::Dead),
         ..DeliveryQuery::default()
     };
-    assert!(s.deliveries(&dead, None, 10).unwrap().deliveries.is_empty());
+    assert!(
+        s.deliveries(&dead, None, 10)
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty()
+    );
 }
 
 /// Runs the whole suite, each case against a fresh store from `open`; `reopen` opens a store

@@ -372,7 +372,7 @@ async fn malformed_cloudevents_are_rejected_and_store_nothing() {
     assert_eq!(get.status(), 405);
 
     assert_eq!(
-        relay.store.counts().unwrap(),
+        relay.store.counts().await.unwrap(),
         hookrelay::store::Counts::default()
     );
     assert!(receiver.requests().is_empty());

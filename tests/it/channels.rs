@@ -59,7 +59,9 @@ async fn post(relay: &TestRelay, id: u32) -> String {
     let (status, body) = relay.post("app", &[], &event(id)).await;
     assert_eq!(status, 202, "{body}");
     let e = hookrelay::ids::EventId::parse(body["event"].as_str().unwrap()).unwrap();
-    relay.store.deliveries_of(&e).unwrap()[0].id.to_string()
+    relay.store.deliveries_of(&e).await.unwrap()[0]
+        .id
+        .to_string()
 }
 
 fn wecom_app(base: &str, extra: &str) -> String {
@@ -244,7 +246,7 @@ async fn wecom_robot_mentions_and_error_codes() {
     let (_, body) = relay.post("app", &[], &event(1)).await;
     assert_eq!(body["deliveries"], 3);
     let e = hookrelay::ids::EventId::parse(body["event"].as_str().unwrap()).unwrap();
-    let ds = relay.store.deliveries_of(&e).unwrap();
+    let ds = relay.store.deliveries_of(&e).await.unwrap();
     let by_origin = |o: &str| ds.iter().find(|d| d.origin == o).unwrap().id.to_string();
     relay
         .wait_delivery_state(&by_origin("team"), "delivered")
@@ -280,7 +282,9 @@ async fn wecom_robot_mentions_and_error_codes() {
     state.lock().unwrap().codes.push_back(45009);
     let (_, body) = relay.post("app", &[], &event(2)).await;
     let e = hookrelay::ids::EventId::parse(body["event"].as_str().unwrap()).unwrap();
-    let id = relay.store.deliveries_of(&e).unwrap()[0].id.to_string();
+    let id = relay.store.deliveries_of(&e).await.unwrap()[0]
+        .id
+        .to_string();
     let d = relay.wait_delivery_state(&id, "delivered").await;
     assert_eq!(d["attempt_log"][0]["result"], "throttled");
     relay.stop().await;
@@ -408,15 +412,24 @@ async fn rate_limits_hold_one_destination_without_blocking_others() {
     // on record and has used none of its retry budget.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let held: Vec<_> = events
-            .iter()
-            .flat_map(|e| relay.store.deliveries_of(e).unwrap())
-            .filter(|d| d.channel == "slow" && d.state == hookrelay::store::DeliveryState::Pending)
-            .collect();
+        let mut held = Vec::new();
+        for e in &events {
+            held.extend(
+                relay
+                    .store
+                    .deliveries_of(e)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|d| {
+                        d.channel == "slow" && d.state == hookrelay::store::DeliveryState::Pending
+                    }),
+            );
+        }
         if held.len() == 4 && held.iter().all(|d| d.tries >= 1) {
             for d in &held {
                 assert_eq!(d.attempts, 0);
-                let log = relay.store.attempts(&d.id).unwrap();
+                let log = relay.store.attempts(&d.id).await.unwrap();
                 assert!(
                     log.iter()
                         .all(|a| a.result == hookrelay::store::AttemptResult::Throttled)
@@ -535,6 +548,7 @@ spec: {{type: dingtalk-robot, accessToken: {{file: s4}}, secret: {{file: s5}}, b
     let ids: Vec<String> = relay
         .store
         .deliveries_of(&e)
+        .await
         .unwrap()
         .iter()
         .map(|d| d.id.to_string())
@@ -730,7 +744,7 @@ spec: {{type: webhook, url: "{base}/in", signing: {{secret: "{whsec}"}}}}
     .await;
     let (_, body) = relay.post("app", &[], &event(7)).await;
     let e = hookrelay::ids::EventId::parse(body["event"].as_str().unwrap()).unwrap();
-    for d in relay.store.deliveries_of(&e).unwrap() {
+    for d in relay.store.deliveries_of(&e).await.unwrap() {
         relay
             .wait_delivery_state(&d.id.to_string(), "delivered")
             .await;

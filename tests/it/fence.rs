@@ -159,7 +159,7 @@ async fn a_2xx_waits_for_its_batch_to_be_flushed() {
         assert!(receiver.requests().is_empty(), "sent before it was durable");
         // Written, but not dispatchable: only the commit makes a delivery due.
         assert_eq!(
-            relay.store.next_due_ms(&|_| false).unwrap(),
+            relay.store.next_due_ms(&Default::default()).await.unwrap(),
             None,
             "a delivery became due before its flush"
         );
@@ -180,9 +180,12 @@ async fn a_failed_flush_leaves_nothing_to_send_and_nothing_claimed() {
     let body = r#"{"kind":"push","title":"t","user":"u","id":"unlucky"}"#;
     let (status, json) = relay.post("app", &[TOKEN], body).await;
     assert_eq!(status, 503, "{json}");
-    assert_eq!(relay.store.next_due_ms(&|_| false).unwrap(), None);
     assert_eq!(
-        relay.store.counts().unwrap().events,
+        relay.store.next_due_ms(&Default::default()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        relay.store.counts().await.unwrap().events,
         0,
         "the write was taken back"
     );

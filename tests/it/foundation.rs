@@ -70,9 +70,11 @@ async fn setup() -> (FakeServer, Hooks, tempfile::TempDir, TestRelay) {
     (receiver, h, data, relay)
 }
 
-fn delivery_id(event: &Value, relay: &TestRelay) -> String {
+async fn delivery_id(event: &Value, relay: &TestRelay) -> String {
     let id = hookrelay::ids::EventId::parse(event["event"].as_str().unwrap()).unwrap();
-    relay.store.deliveries_of(&id).unwrap()[0].id.to_string()
+    relay.store.deliveries_of(&id).await.unwrap()[0]
+        .id
+        .to_string()
 }
 
 #[tokio::test]
@@ -118,7 +120,10 @@ async fn accepted_event_reaches_the_receiver_signed() {
         300,
     )
     .expect("signature verifies");
-    assert_eq!(r.header("webhook-id").unwrap(), delivery_id(&body, &relay));
+    assert_eq!(
+        r.header("webhook-id").unwrap(),
+        delivery_id(&body, &relay).await
+    );
     relay.stop().await;
 }
 
@@ -131,7 +136,7 @@ async fn server_errors_are_retried_until_delivered() {
         .await;
     assert_eq!(status, 202);
     let got = receiver.wait_for(3).await;
-    let id = delivery_id(&body, &relay);
+    let id = delivery_id(&body, &relay).await;
     let d = relay.wait_delivery_state(&id, "delivered").await;
     assert_eq!(d["attempts"], 3);
     let log = d["attempt_log"].as_array().unwrap();
@@ -155,7 +160,7 @@ async fn client_errors_become_dead_letters_that_can_be_replayed() {
     let (_, body) = relay
         .post("app", &[TOKEN], r#"{"kind":"push","title":"t","user":"u"}"#)
         .await;
-    let id = delivery_id(&body, &relay);
+    let id = delivery_id(&body, &relay).await;
     let d = relay.wait_delivery_state(&id, "dead").await;
     assert_eq!(d["attempts"], 1);
     assert_eq!(d["last_error"]["reason"], "client");
@@ -195,7 +200,7 @@ async fn pending_deliveries_survive_a_restart() {
     receiver.set_responder(|_| Reply::status(200));
     let relay = TestRelay::start(settings(h.path(), data.path())).await;
     let id = hookrelay::ids::EventId::parse(&event).unwrap();
-    let d = relay.store.deliveries_of(&id).unwrap();
+    let d = relay.store.deliveries_of(&id).await.unwrap();
     assert_eq!(d.len(), 1);
     relay
         .wait_delivery_state(&d[0].id.to_string(), "delivered")
@@ -245,7 +250,7 @@ async fn rejected_requests_store_nothing() {
         assert!(body.contains("payload_too_large"), "{body}");
     }
 
-    let counts = relay.store.counts().unwrap();
+    let counts = relay.store.counts().await.unwrap();
     assert_eq!(
         counts,
         hookrelay::store::Counts::default(),
@@ -322,7 +327,7 @@ async fn duplicates_are_acknowledged_but_not_delivered_twice() {
         )
         .await;
     assert_eq!(s3, 200);
-    let counts = relay.store.counts().unwrap();
+    let counts = relay.store.counts().await.unwrap();
     assert_eq!((counts.events, counts.deliveries), (1, 1));
     receiver.wait_for(1).await;
     let (s4, _) = relay
@@ -419,7 +424,7 @@ spec:
     assert_eq!(code, 200);
     let (status, body) = relay.post("app", &[TOKEN], r#"{"kind":"deploy"}"#).await;
     assert_eq!(status, 202, "a render error is not the sender's fault");
-    let id = delivery_id(&body, &relay);
+    let id = delivery_id(&body, &relay).await;
     let d = relay.wait_delivery_state(&id, "dead").await;
     assert_eq!(d["last_error"]["reason"], "render");
     assert!(
@@ -468,7 +473,7 @@ async fn redirects_are_not_followed() {
         .post("app", &[TOKEN], r#"{"kind":"push","title":"t","user":"u"}"#)
         .await;
     let d = relay
-        .wait_delivery_state(&delivery_id(&body, &relay), "dead")
+        .wait_delivery_state(&delivery_id(&body, &relay).await, "dead")
         .await;
     assert_eq!(d["last_error"]["status"], 302);
     assert_eq!(receiver.requests().len(), 1);

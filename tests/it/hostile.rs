@@ -248,7 +248,7 @@ async fn a_panic_while_answering_is_a_500_and_ingest_keeps_working() {
     relay.wait_ready(200).await;
     assert_eq!(receiver.wait_for(3).await.len(), 3);
     assert_eq!(
-        relay.store.counts().unwrap().events,
+        relay.store.counts().await.unwrap().events,
         3,
         "nothing of the panicked request"
     );
@@ -308,7 +308,7 @@ async fn oversized_or_malformed_request_heads_get_a_json_answer() {
             serde_json::from_str(body).unwrap_or_else(|e| panic!("{what}: {e}: {answer}"));
         assert_eq!(json["error"], error, "{what}");
     }
-    assert_eq!(relay.store.counts().unwrap().events, 0);
+    assert_eq!(relay.store.counts().await.unwrap().events, 0);
     let (status, _) = relay.post("plain", &[], r#"{"n":1}"#).await;
     assert_eq!(status, 202, "the relay still serves");
     relay.stop().await;

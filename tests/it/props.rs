@@ -163,7 +163,7 @@ fn signature(source: &str, body: &[u8]) -> Vec<(String, String)> {
 
 /// Sends `case` to `source` and checks the answer; returns a failure to report.
 async fn check(relay: &TestRelay, source: &str, case: &Case) -> Result<(), TestCaseError> {
-    let before = relay.store.counts().unwrap().events;
+    let before = relay.store.counts().await.unwrap().events;
     let mut req = relay
         .client
         .post(format!("{}/hooks/{source}", relay.base))
@@ -185,7 +185,7 @@ async fn check(relay: &TestRelay, source: &str, case: &Case) -> Result<(), TestC
         .map_err(|e| TestCaseError::fail(format!("no answer: {e}")))?;
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.unwrap_or_default();
-    let after = relay.store.counts().unwrap().events;
+    let after = relay.store.counts().await.unwrap().events;
     prop_assert!(
         status < 500,
         "{source}: HTTP {status}: {}",

@@ -283,6 +283,7 @@ impl TestRelay {
             let d = self
                 .store
                 .delivery(&parsed)
+                .await
                 .unwrap()
                 .expect("delivery exists");
             let now = serde_json::to_value(&d).unwrap();

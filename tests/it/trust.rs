@@ -67,16 +67,16 @@ fn plain_to_gone(base: &str) -> String {
 }
 
 /// The deliveries of the event an answer names.
-fn deliveries(relay: &TestRelay, answer: &Value) -> Vec<hookrelay::store::DeliveryRecord> {
+async fn deliveries(relay: &TestRelay, answer: &Value) -> Vec<hookrelay::store::DeliveryRecord> {
     let e = hookrelay::ids::EventId::parse(answer["event"].as_str().unwrap()).unwrap();
-    relay.store.deliveries_of(&e).unwrap()
+    relay.store.deliveries_of(&e).await.unwrap()
 }
 
 /// Waits until every delivery of `origin` has had at least one attempt; returns them.
 async fn attempted(relay: &TestRelay, answer: &Value) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let ds = deliveries(relay, answer);
+        let ds = deliveries(relay, answer).await;
         if ds.iter().all(|d| d.tries >= 1) {
             let mut out = Vec::new();
             for d in ds {
@@ -220,7 +220,7 @@ async fn throttled_webhooks_wait_without_spending_attempts_and_show_as_waiting()
     let (_, answer) = relay
         .post("app", &[], r#"{"kind":"build","id":"1","title":"t"}"#)
         .await;
-    let id = deliveries(&relay, &answer)[0].id.to_string();
+    let id = deliveries(&relay, &answer).await[0].id.to_string();
     let d = relay.wait_delivery_state(&id, "delivered").await;
     assert_eq!(d["attempts"], 1, "three throttles and one send: {d:#}");
     let results: Vec<&str> = d["attempt_log"]
@@ -382,7 +382,7 @@ async fn the_first_step_of_the_schedule_delays_the_first_attempt() {
     files.push_str(&doc("Route", "r", "{sources: [plain], channels: [later]}"));
     let (_h, _d, relay) = relay_with(&files, |_| {}).await;
     let (_, answer) = relay.post("plain", &[], r#"{"note":"x"}"#).await;
-    let d = &deliveries(&relay, &answer)[0];
+    let d = &deliveries(&relay, &answer).await[0];
     let due = d.next_ms.unwrap();
     assert!(
         due >= d.created_ms + 3_600_000,
@@ -433,7 +433,7 @@ async fn every_valid_event_renders_and_event_webhooks_do_not_need_the_template()
     ] {
         let (status, answer) = relay.post("ce", &structured, &ce.to_string()).await;
         assert_eq!(status, 202);
-        for d in deliveries(&relay, &answer) {
+        for d in deliveries(&relay, &answer).await {
             let id = d.id.to_string();
             relay.wait_delivery_state(&id, "delivered").await;
         }
@@ -592,7 +592,7 @@ async fn deliveries_are_found_by_filter_explained_and_dead_letters_replayed_in_b
             .post("plain", &[], &json!({"note": i}).to_string())
             .await;
         event = answer["event"].as_str().unwrap().to_string();
-        ids.push(deliveries(&relay, &answer)[0].id.to_string());
+        ids.push(deliveries(&relay, &answer).await[0].id.to_string());
     }
     for id in &ids {
         relay.wait_delivery_state(id, "dead").await;
@@ -679,7 +679,7 @@ async fn the_admin_commands_list_explain_and_replay_from_a_terminal() {
     let files = plain_to_gone(&receiver.base);
     let (_h, _d, relay) = relay_with(&files, |_| {}).await;
     let (_, answer) = relay.post("plain", &[], r#"{"note":"构建失败"}"#).await;
-    let id = deliveries(&relay, &answer)[0].id.to_string();
+    let id = deliveries(&relay, &answer).await[0].id.to_string();
     let event = answer["event"].as_str().unwrap().to_string();
     relay.wait_delivery_state(&id, "dead").await;
 
@@ -724,7 +724,7 @@ async fn a_dead_letter_is_logged_as_a_warning() {
     let files = plain_to_gone(&receiver.base);
     let (_h, _d, relay) = relay_with(&files, |_| {}).await;
     let (_, answer) = relay.post("plain", &[], r#"{"note":"dead"}"#).await;
-    let id = deliveries(&relay, &answer)[0].id.to_string();
+    let id = deliveries(&relay, &answer).await[0].id.to_string();
     relay.wait_delivery_state(&id, "dead").await;
     let line = logs()
         .lines()
@@ -786,7 +786,7 @@ async fn an_oversized_attribute_is_refused_and_ingest_keeps_working() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
-        relay.store.counts().unwrap().events,
+        relay.store.counts().await.unwrap().events,
         0,
         "nothing refused was stored"
     );
