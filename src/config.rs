@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::retry::RetryPolicy;
 use crate::secret::Secret;
 use crate::store::Backend;
+use crate::store::postgres::PgSettings;
 
 /// Settings as written in the file and environment (durations as text, e.g. `90s`, `24h`).
 #[derive(Debug, Deserialize)]
@@ -29,6 +30,7 @@ struct RawSettings {
     dead_retention: String,
     store: String,
     cache_mb: u64,
+    postgres: RawPostgres,
     reload_interval: String,
     shutdown_grace: String,
     retry: RawRetry,
@@ -49,6 +51,19 @@ pub struct Vendors {
     pub dingtalk: String,
     /// Feishu / Lark API origin (`vendors.feishu`, default `https://open.feishu.cn`).
     pub feishu: String,
+}
+
+/// `[postgres]`, read when `store = "postgres"`.
+#[derive(Debug, Deserialize)]
+struct RawPostgres {
+    url: Option<String>,
+    /// A file holding the URL (a mounted Secret), instead of `url`.
+    url_file: Option<PathBuf>,
+    pool_size: usize,
+    statement_timeout: String,
+    lease: String,
+    replica: Option<String>,
+    schema: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,8 +112,10 @@ pub struct Settings {
     pub retention: Duration,
     /// How long dead letters are kept (`dead_retention`, default 30d).
     pub dead_retention: Duration,
-    /// The storage engine: `fjall` (default) or `sled` (`store`).
+    /// The embedded storage engine: `fjall` (default) or `sled` (`store`).
     pub store: Backend,
+    /// The shared store, when `store = "postgres"`: it replaces the embedded one.
+    pub postgres: Option<PgSettings>,
     /// Store block cache in MiB (`cache_mb`, default 16).
     pub cache_mb: u64,
     /// How often hooks.d is checked for changes; 0 disables (`reload_interval`, default 2s).
@@ -136,6 +153,9 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("retention", "7d"),
     ("dead_retention", "30d"),
     ("store", "fjall"),
+    ("postgres.statement_timeout", "10s"),
+    ("postgres.lease", "30s"),
+    ("postgres.schema", "public"),
     ("reload_interval", "2s"),
     ("shutdown_grace", "10s"),
     ("retry.max_age", "24h"),
@@ -179,7 +199,6 @@ impl Settings {
     }
 
     fn validate(raw: RawSettings) -> Result<Settings, ConfigError> {
-        let invalid = |key: &'static str, reason: String| ConfigError::Invalid { key, reason };
         let listen = raw
             .listen
             .parse()
@@ -227,12 +246,23 @@ impl Settings {
                 ));
             }
         }
-        let store = Backend::parse(&raw.store).ok_or_else(|| {
-            invalid(
-                "store",
-                format!("{:?} is neither \"fjall\" nor \"sled\"", raw.store),
-            )
-        })?;
+        let postgres = if raw.store == "postgres" {
+            Some(postgres(raw.postgres)?)
+        } else {
+            None
+        };
+        let store = match postgres {
+            Some(_) => Backend::Fjall,
+            None => Backend::parse(&raw.store).ok_or_else(|| {
+                invalid(
+                    "store",
+                    format!(
+                        "{:?} is none of \"fjall\", \"sled\", \"postgres\"",
+                        raw.store
+                    ),
+                )
+            })?,
+        };
         Ok(Settings {
             listen,
             data_dir: raw.data_dir,
@@ -248,6 +278,7 @@ impl Settings {
             retention,
             dead_retention: parse_duration("dead_retention", &raw.dead_retention)?,
             store,
+            postgres,
             cache_mb: raw.cache_mb.max(4),
             reload_interval: parse_duration("reload_interval", &raw.reload_interval)?,
             shutdown_grace: parse_duration("shutdown_grace", &raw.shutdown_grace)?,
@@ -272,6 +303,50 @@ impl Settings {
     }
 }
 
+fn invalid(key: &'static str, reason: String) -> ConfigError {
+    ConfigError::Invalid { key, reason }
+}
+
+fn postgres(raw: RawPostgres) -> Result<PgSettings, ConfigError> {
+    let url = match (raw.url.filter(|u| !u.is_empty()), raw.url_file) {
+        (Some(u), None) => u,
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| invalid("postgres.url_file", format!("{}: {e}", path.display())))?,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "postgres.url",
+                "give url or url_file, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "postgres.url",
+                "store = \"postgres\" needs postgres.url (or HOOKRELAY_POSTGRES__URL, or postgres.url_file)"
+                    .into(),
+            ));
+        }
+    };
+    let lease = parse_duration("postgres.lease", &raw.lease)?;
+    if lease < std::time::Duration::from_secs(1) {
+        return Err(invalid("postgres.lease", "must be at least 1s".into()));
+    }
+    let replica = raw.replica.filter(|r| !r.is_empty()).unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "relay".into());
+        format!("{host}-{}", std::process::id())
+    });
+    Ok(PgSettings {
+        url: Secret::new(url),
+        pool_size: raw.pool_size.max(2),
+        statement_timeout: parse_duration("postgres.statement_timeout", &raw.statement_timeout)?,
+        lease,
+        replica,
+        schema: raw.schema,
+    })
+}
+
 fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState>, ConfigError> {
     let mut b = config::Config::builder();
     for (k, v) in DEFAULTS {
@@ -287,6 +362,7 @@ fn with_defaults() -> Result<config::ConfigBuilder<config::builder::DefaultState
         .set_default("workers", 64)?
         .set_default("http_workers", 0)?
         .set_default("cache_mb", 16)?
+        .set_default("postgres.pool_size", 16)?
         .set_default("retry.jitter", retry.jitter)?
         .set_default("retry.schedule", schedule)?)
 }

@@ -215,7 +215,7 @@ fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let listener = std::net::TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
-        let relay = hookrelay::Relay::open(settings)?;
+        let relay = hookrelay::Relay::open(settings).await?;
         relay.serve(listener, shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
@@ -270,6 +270,12 @@ fn render(
 
 fn store(settings: Settings, action: StoreAction) -> anyhow::Result<ExitCode> {
     use hookrelay::store::inspect;
+    if settings.postgres.is_some() {
+        anyhow::bail!(
+            "`hookrelay store` checks the embedded engines' data dir; with store = \"postgres\" \
+             the database keeps its own integrity (use PostgreSQL's tools)"
+        );
+    }
     let (engine, dir) = (settings.store, settings.data_dir.as_path());
     let (report, accepted) = match action {
         StoreAction::Verify => (inspect::verify(engine, dir)?, false),

@@ -35,13 +35,20 @@ pub struct Relay {
 impl Relay {
     /// Opens the store in the data dir and loads hooks.d. A store that cannot be opened is an
     /// error; a bad hooks.d file is reported and the rest serves.
-    pub fn open(settings: Settings) -> anyhow::Result<Relay> {
-        let store = store::open(
-            settings.store,
-            &settings.data_dir,
-            settings.cache_mb * 1024 * 1024,
-        )
-        .with_context(|| format!("opening the data dir {}", settings.data_dir.display()))?;
+    pub async fn open(settings: Settings) -> anyhow::Result<Relay> {
+        let store: Arc<dyn Store> = match &settings.postgres {
+            Some(pg) => Arc::new(
+                store::postgres::open(pg)
+                    .await
+                    .context("opening the PostgreSQL store")?,
+            ),
+            None => store::open(
+                settings.store,
+                &settings.data_dir,
+                settings.cache_mb * 1024 * 1024,
+            )
+            .with_context(|| format!("opening the data dir {}", settings.data_dir.display()))?,
+        };
         Ok(Relay::with_store(settings, store))
     }
 
@@ -58,13 +65,15 @@ impl Relay {
         metrics.set_catalog_errors(catalog.current().report.errors.len());
         let observer = metrics.clone();
         store.observe_commits(Arc::new(move |took| observer.commit(took)));
+        let wake = Arc::new(Notify::new());
+        store.watch_due(wake.clone());
         Relay {
             state: web::Data::new(AppState {
                 settings,
                 catalog,
                 store,
                 metrics,
-                wake: Arc::new(Notify::new()),
+                wake,
             }),
         }
     }

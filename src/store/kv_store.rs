@@ -29,9 +29,9 @@ use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
 use super::record::{decode, encode};
 use super::{
-    AttemptRecord, AttemptResult, Backlog, Busy, Completion, Counts, DeliveryPage, DeliveryQuery,
-    DeliveryRecord, DeliveryState, Ending, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged,
-    Replay, Store, StoreError,
+    AttemptRecord, Backlog, Busy, Completion, Counts, DeliveryPage, DeliveryQuery, DeliveryRecord,
+    DeliveryState, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store,
+    StoreError,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -155,34 +155,13 @@ fn event_ops(
             index: i as u32,
         };
         let dead = d.failed.is_some();
-        let rec = DeliveryRecord {
-            id,
-            receiver: new.event.receiver.clone(),
-            event_type: new.event.ty.clone(),
-            origin: d.origin,
-            channel: d.channel,
-            template: d.template,
-            to: d.to,
-            message: d.message,
-            state: if dead {
-                DeliveryState::Dead
-            } else {
-                DeliveryState::Pending
-            },
-            attempts: 0,
-            tries: 0,
-            created_ms: new.received_ms,
-            updated_ms: new.received_ms,
-            next_ms: (!dead).then_some(d.due_ms),
-            last_error: d.failed,
-            waiting: None,
-            receipt: None,
-        };
+        let due_ms = d.due_ms;
+        let rec = DeliveryRecord::planned(id, &new.event, new.received_ms, d);
         let index = if dead {
             keys::timed(keys::DEAD, new.received_ms, &id)
         } else {
-            due.push((d.due_ms, id));
-            keys::timed(keys::DUE, d.due_ms, &id)
+            due.push((due_ms, id));
+            keys::timed(keys::DUE, due_ms, &id)
         };
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
         ops.push(Op::Put(index.to_vec(), Vec::new()));
@@ -526,52 +505,28 @@ impl<K: Kv> KvStore<K> {
         now_ms: u64,
     ) -> Result<DeliveryRecord, StoreError> {
         // While leased, only this worker changes the delivery: the leased copy is current.
-        let mut rec = leased.record.clone();
+        let rec = leased.record.after(&completion, now_ms);
         let id = rec.id;
         let mut ops = vec![
             Op::Delete(keys::timed(keys::DUE, leased.due_ms, &id).to_vec()),
             Op::Put(
-                keys::attempt(&id, rec.tries).to_vec(),
+                keys::attempt(&id, leased.record.tries).to_vec(),
                 encode(&completion.attempt),
             ),
         ];
-        rec.tries += 1;
-        if completion.counted {
-            rec.attempts += 1;
-        }
-        rec.updated_ms = now_ms;
-        if completion.attempt.result == AttemptResult::Throttled {
-            rec.waiting = completion.attempt.error.clone();
-        } else {
-            rec.waiting = None;
-            if completion.attempt.error.is_some() {
-                rec.last_error = completion.attempt.error.clone();
-            }
-        }
-        if completion.attempt.receipt.is_some() {
-            rec.receipt = completion.attempt.receipt.clone();
-        }
-        match completion.next {
-            Ending::Delivered => {
-                rec.state = DeliveryState::Delivered;
-                rec.next_ms = None;
-            }
-            Ending::RetryAt(at) => {
-                rec.state = DeliveryState::Pending;
-                rec.next_ms = Some(at);
+        match rec.state {
+            DeliveryState::Pending => {
+                let at = rec.next_ms.unwrap_or(now_ms);
                 ops.push(Op::Put(
                     keys::timed(keys::DUE, at, &id).to_vec(),
                     Vec::new(),
                 ));
             }
-            Ending::Dead => {
-                rec.state = DeliveryState::Dead;
-                rec.next_ms = None;
-                ops.push(Op::Put(
-                    keys::timed(keys::DEAD, now_ms, &id).to_vec(),
-                    Vec::new(),
-                ));
-            }
+            DeliveryState::Dead => ops.push(Op::Put(
+                keys::timed(keys::DEAD, now_ms, &id).to_vec(),
+                Vec::new(),
+            )),
+            DeliveryState::Delivered => {}
         }
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
         // One atomic write, not waited on for fsync: an outcome lost to a crash leaves the old
@@ -679,12 +634,7 @@ impl<K: Kv> KvStore<K> {
             return Ok(Replay::NotDead);
         }
         let dead_key = keys::timed(keys::DEAD, rec.updated_ms, id);
-        rec.state = DeliveryState::Pending;
-        // A replay starts a fresh retry budget: attempts and age count from now.
-        rec.attempts = 0;
-        rec.created_ms = now_ms;
-        rec.updated_ms = now_ms;
-        rec.next_ms = Some(now_ms);
+        rec.replayed(now_ms);
         self.put(vec![
             Op::Delete(dead_key.to_vec()),
             Op::Put(keys::timed(keys::DUE, now_ms, id).to_vec(), Vec::new()),
@@ -1155,6 +1105,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Ending;
     use crate::store::suite::{delivery, done, idle, new_event};
 
     #[tokio::test]

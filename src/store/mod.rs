@@ -1,5 +1,6 @@
-//! Durable storage of events and their deliveries behind the [`Store`] trait; the logic lives
-//! once in `kv_store.rs`, over fjall (the default) or sled.
+//! Durable storage of events and their deliveries behind the [`Store`] trait: embedded (the
+//! logic once in `kv_store.rs`, over fjall, the default, or sled) or shared by several
+//! replicas (`postgres/`).
 
 mod commit;
 #[cfg(test)]
@@ -11,6 +12,7 @@ mod keys;
 pub mod kv;
 pub mod kv_store;
 mod marker;
+pub mod postgres;
 pub mod record;
 pub mod retention;
 pub mod sled;
@@ -59,6 +61,8 @@ pub enum Cause {
     DiskFull,
     ReadOnly,
     Device,
+    /// The database (PostgreSQL) refused the write or cannot be reached.
+    Database,
     Other,
 }
 
@@ -68,6 +72,7 @@ impl Cause {
             Cause::DiskFull => "disk full",
             Cause::ReadOnly => "read-only file system",
             Cause::Device => "I/O error",
+            Cause::Database => "database unavailable",
             Cause::Other => "write failed",
         }
     }

@@ -9,7 +9,7 @@ use crate::ids::DeliveryId;
 use crate::message::{Message, Recipients};
 use crate::reason::Reason;
 
-use super::StoreError;
+use super::{Completion, Ending, NewDelivery, StoreError};
 
 /// Version byte written before every record. When a record's shape changes incompatibly, bump
 /// it and teach [`decode`] to read the old version.
@@ -99,6 +99,71 @@ pub struct DeliveryRecord {
 }
 
 impl DeliveryRecord {
+    /// A planned delivery as first stored: pending at its due time, or dead if planning failed.
+    pub(crate) fn planned(id: DeliveryId, event: &Event, received_ms: u64, d: NewDelivery) -> Self {
+        let dead = d.failed.is_some();
+        DeliveryRecord {
+            id,
+            receiver: event.receiver.clone(),
+            event_type: event.ty.clone(),
+            origin: d.origin,
+            channel: d.channel,
+            template: d.template,
+            to: d.to,
+            message: d.message,
+            state: if dead {
+                DeliveryState::Dead
+            } else {
+                DeliveryState::Pending
+            },
+            attempts: 0,
+            tries: 0,
+            created_ms: received_ms,
+            updated_ms: received_ms,
+            next_ms: (!dead).then_some(d.due_ms),
+            last_error: d.failed,
+            waiting: None,
+            receipt: None,
+        }
+    }
+
+    /// The record once `c` is recorded against it at `now_ms`.
+    pub(crate) fn after(&self, c: &Completion, now_ms: u64) -> Self {
+        let mut rec = self.clone();
+        rec.tries += 1;
+        if c.counted {
+            rec.attempts += 1;
+        }
+        rec.updated_ms = now_ms;
+        if c.attempt.result == AttemptResult::Throttled {
+            rec.waiting = c.attempt.error.clone();
+        } else {
+            rec.waiting = None;
+            if c.attempt.error.is_some() {
+                rec.last_error = c.attempt.error.clone();
+            }
+        }
+        if c.attempt.receipt.is_some() {
+            rec.receipt = c.attempt.receipt.clone();
+        }
+        (rec.state, rec.next_ms) = match c.next {
+            Ending::Delivered => (DeliveryState::Delivered, None),
+            Ending::RetryAt(at) => (DeliveryState::Pending, Some(at)),
+            Ending::Dead => (DeliveryState::Dead, None),
+        };
+        rec
+    }
+
+    /// A dead letter made due at `now_ms` again. A replay starts a fresh retry budget:
+    /// attempts and age count from now.
+    pub(crate) fn replayed(&mut self, now_ms: u64) {
+        self.state = DeliveryState::Pending;
+        self.attempts = 0;
+        self.created_ms = now_ms;
+        self.updated_ms = now_ms;
+        self.next_ms = Some(now_ms);
+    }
+
     /// Pending and held back by a throttle or rate limit: waiting, not failing.
     pub fn is_waiting(&self) -> bool {
         self.state == DeliveryState::Pending && self.waiting.is_some()

@@ -202,8 +202,9 @@ mod tests {
         (Box::new(open(dir.path(), 8 << 20).unwrap()), dir)
     }
 
-    crate::store_suite!(store(), |dir: &Path| Box::new(open(dir, 8 << 20).unwrap())
-        as Box<dyn Store>);
+    crate::store_suite!(store(), |dir: &Path| {
+        crate::store::suite::ready(Box::new(open(dir, 8 << 20).unwrap()))
+    });
 
     #[tokio::test]
     async fn a_store_that_cannot_write_refuses_until_it_recovers() {

@@ -136,7 +136,7 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(settings: Settings) -> TestRelay {
-        TestRelay::serve(hookrelay::Relay::open(settings).expect("relay opens")).await
+        TestRelay::serve(hookrelay::Relay::open(settings).await.expect("relay opens")).await
     }
 
     /// Serves an opened relay.

@@ -1,0 +1,886 @@
+//! The shared store: PostgreSQL (tokio-postgres over a deadpool pool), for several relay
+//! replicas on one database.
+//!
+//! - Ingest writes are group-committed (`commit.rs`): concurrent requests share one statement
+//!   and one commit, with `synchronous_commit = on`; the dedup key is claimed by
+//!   `INSERT … ON CONFLICT`, which serializes concurrent claims of one key across replicas.
+//! - Due deliveries are leased with `FOR UPDATE SKIP LOCKED`: a lease names its replica and
+//!   counts (`lease_seq`); it holds while that replica's heartbeat is fresh (`replicas`), so
+//!   a killed replica's deliveries are taken over once its heartbeat lapses, and an outcome
+//!   recorded under a lease that was taken over is refused.
+//! - Outcomes, leases and replays are written with `synchronous_commit = off`, as the embedded
+//!   engines write them without a flush: one lost to a crash leaves the delivery due, and it
+//!   is sent again (at least once, never lost).
+//! - A commit that makes deliveries due sends `NOTIFY`; every replica listens, so a delivery
+//!   enqueued on one is sent by another within milliseconds (the dispatcher's poll is the
+//!   fallback).
+
+mod commit;
+mod migrate;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures_util::future::BoxFuture;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio_postgres::types::Json;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    AttemptRecord, Backlog, Busy, Cause, Completion, Counts, DeliveryPage, DeliveryQuery,
+    DeliveryRecord, DeliveryState, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay,
+    Store, StoreError,
+};
+use crate::ids::{DeliveryId, EventId};
+use crate::message::Message;
+use crate::secret::Secret;
+
+/// How a relay reaches its database (`[postgres]` in the settings).
+#[derive(Debug, Clone)]
+pub struct PgSettings {
+    /// `postgres://user:password@host:port/db` (or key=value form); never printed.
+    pub url: Secret,
+    /// Connections per pool (`postgres.pool_size`, default 16).
+    pub pool_size: usize,
+    /// Longest a statement may run (`postgres.statement_timeout`, default 10s).
+    pub statement_timeout: Duration,
+    /// How long a silent replica keeps its leases (`postgres.lease`, default 30s).
+    pub lease: Duration,
+    /// This replica's name in leases (`postgres.replica`, default `<hostname>-<pid>`).
+    pub replica: String,
+    /// The schema the tables live in (`postgres.schema`, default `public`).
+    pub schema: String,
+}
+
+/// Most records one listing call examines (as the embedded engines).
+const LIST_BUDGET: usize = 20_000;
+/// Records a listing reads per round trip.
+const LIST_CHUNK: i64 = 500;
+/// The advisory lock one retention step holds, so replicas purge one at a time.
+const RETENTION_LOCK: i64 = 0x686f_6f6b_7265_7472;
+
+/// Delivery states as stored in the `state` column.
+fn state_code(s: DeliveryState) -> i16 {
+    match s {
+        DeliveryState::Pending => 0,
+        DeliveryState::Delivered => 1,
+        DeliveryState::Dead => 2,
+    }
+}
+
+fn ms(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A database error as a store error (the driver's words never hold the URL's password).
+fn db_err(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Io(format!("PostgreSQL: {}", db_text(&e)))
+}
+
+fn db_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{}: {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unwritable(Fault {
+        cause: Cause::Database,
+        detail: format!("no database connection: {e}"),
+    })
+}
+
+/// Told how long each group commit took.
+type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// The PostgreSQL [`Store`].
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Ingest: `synchronous_commit = on`.
+    durable: Pool,
+    /// Everything else: `synchronous_commit = off` (see the module comment).
+    pool: Pool,
+    replica: String,
+    channel: String,
+    committer: commit::Committer,
+    commits: AtomicU64,
+    failures: AtomicU64,
+    fault: Mutex<Option<Fault>>,
+    wake: Mutex<Option<Arc<Notify>>>,
+    on_commit: Mutex<Option<CommitObserver>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// Opens connections on the store's runtime, whichever runtime asks: a connection's task must
+/// outlive the HTTP workers that may first ask for it.
+struct OnRuntime(Handle);
+
+impl deadpool_postgres::Connect for OnRuntime {
+    fn connect(
+        &self,
+        cfg: &tokio_postgres::Config,
+    ) -> BoxFuture<
+        '_,
+        Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>,
+    > {
+        let (cfg, rt) = (cfg.clone(), self.0.clone());
+        Box::pin(async move {
+            let inner = rt.clone();
+            let connected = rt
+                .spawn(async move {
+                    let (client, conn) = cfg.connect(NoTls).await?;
+                    let task = inner.spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "PostgreSQL connection ended");
+                        }
+                    });
+                    Ok::<_, tokio_postgres::Error>((client, task))
+                })
+                .await;
+            match connected {
+                Ok(r) => r,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // The runtime is shutting down: nothing will use this connection.
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+}
+
+fn config(s: &PgSettings, synchronous: bool) -> Result<tokio_postgres::Config, StoreError> {
+    let mut cfg: tokio_postgres::Config = s
+        .url
+        .expose()
+        .parse()
+        .map_err(|e| StoreError::Io(format!("postgres.url does not parse: {e}")))?;
+    cfg.application_name("hookrelay");
+    cfg.connect_timeout(Duration::from_secs(5));
+    cfg.options(format!(
+        "-c search_path={} -c statement_timeout={} -c synchronous_commit={}",
+        s.schema,
+        s.statement_timeout.as_millis(),
+        if synchronous { "on" } else { "off" }
+    ));
+    Ok(cfg)
+}
+
+fn pool(s: &PgSettings, synchronous: bool, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_connect(
+        config(s, synchronous)?,
+        OnRuntime(Handle::current()),
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(2))
+        .wait_timeout(Some(s.statement_timeout))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Io(format!("PostgreSQL pool: {e}")))
+}
+
+/// Connects, migrates the schema (under its advisory lock) and starts the heartbeat and the
+/// listener.
+pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
+    if !s
+        .schema
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(StoreError::Io(format!(
+            "postgres.schema {:?} must be letters, digits and _",
+            s.schema
+        )));
+    }
+    let pool_all = pool(s, false, s.pool_size)?;
+    let durable = pool(s, true, commit::COMMITTERS + 1)?;
+    {
+        let mut client = durable.get().await.map_err(|e| {
+            StoreError::Io(format!("cannot connect to PostgreSQL (postgres.url): {e}"))
+        })?;
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", s.schema))
+            .await
+            .map_err(db_err)?;
+        migrate::run(&mut client).await?;
+    }
+    let inner = Arc::new(Inner {
+        committer: commit::Committer::start(durable.clone(), channel_of(s)),
+        durable,
+        pool: pool_all,
+        replica: s.replica.clone(),
+        channel: channel_of(s),
+        commits: AtomicU64::new(0),
+        failures: AtomicU64::new(0),
+        fault: Mutex::default(),
+        wake: Mutex::default(),
+        on_commit: Mutex::default(),
+        tasks: Mutex::default(),
+    });
+    heartbeat_once(&inner, s.lease).await?;
+    let tasks = vec![
+        tokio::spawn(heartbeat(inner.clone(), s.lease)),
+        tokio::spawn(listen(Arc::downgrade(&inner), s.clone())),
+    ];
+    *lock(&inner.tasks) = tasks;
+    tracing::info!(replica = %s.replica, schema = %s.schema, version = migrate::latest(),
+        "PostgreSQL store open");
+    Ok(PgStore { inner })
+}
+
+/// The NOTIFY channel of a schema (replicas of another schema are not woken).
+fn channel_of(s: &PgSettings) -> String {
+    format!("hookrelay_due_{}", s.schema)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Says this replica is alive for one more lease.
+async fn heartbeat_once(inner: &Inner, lease: Duration) -> Result<(), StoreError> {
+    let client = inner.pool.get().await.map_err(pool_err)?;
+    let secs = lease.as_secs_f64();
+    client
+        .execute(
+            "INSERT INTO replicas (name, incarnation, alive_until)
+             VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
+             ON CONFLICT (name) DO UPDATE SET incarnation = EXCLUDED.incarnation,
+                 alive_until = EXCLUDED.alive_until",
+            &[&inner.replica, &std::process::id().to_string(), &secs],
+        )
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Keeps the heartbeat fresh: three beats per lease, so one missed beat loses nothing.
+async fn heartbeat(inner: Arc<Inner>, lease: Duration) {
+    let every = lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = heartbeat_once(&inner, lease).await {
+            tracing::warn!(error = %e, "PostgreSQL heartbeat failed: leases lapse if it keeps failing");
+        }
+    }
+}
+
+/// Listens for due deliveries written by any replica and wakes the dispatcher; reconnects
+/// after a failure (the dispatcher polls meanwhile).
+async fn listen(inner: std::sync::Weak<Inner>, s: PgSettings) {
+    loop {
+        let Some(channel) = inner.upgrade().map(|i| i.channel.clone()) else {
+            return;
+        };
+        let connected = match config(&s, false) {
+            Ok(cfg) => cfg.connect(NoTls).await.map_err(|e| db_text(&e)),
+            Err(e) => Err(e.to_string()),
+        };
+        match connected {
+            Ok((client, mut conn)) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    use futures_util::StreamExt;
+                    while let Some(msg) = stream.next().await {
+                        match msg {
+                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                                let _ = tx.send(());
+                            }
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+                if client
+                    .batch_execute(&format!("LISTEN {channel}"))
+                    .await
+                    .is_ok()
+                {
+                    while rx.recv().await.is_some() {
+                        let Some(i) = inner.upgrade() else { return };
+                        if let Some(w) = lock(&i.wake).as_ref() {
+                            w.notify_one();
+                        }
+                    }
+                }
+                driver.abort();
+            }
+            Err(e) => tracing::debug!(error = %e, "PostgreSQL listener cannot connect"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn delivery_of(row: &Row, id_col: usize, rec_col: usize) -> Result<DeliveryRecord, StoreError> {
+    let raw: &[u8] = row.get(id_col);
+    let Json(mut rec): Json<DeliveryRecord> = row.get(rec_col);
+    rec.id =
+        DeliveryId::from_bytes(raw).ok_or_else(|| StoreError::Corrupt("bad delivery id".into()))?;
+    Ok(rec)
+}
+
+impl PgStore {
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.inner.pool.get().await.map_err(pool_err)
+    }
+
+    /// Reads deliveries by a query whose columns are (id, record).
+    async fn read(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(sql, params)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| delivery_of(r, 0, 1)).collect()
+    }
+
+    fn wake_others(&self) -> String {
+        self.inner.channel.clone()
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn enqueue(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
+        match self.inner.committer.submit(events).await {
+            Ok((answers, commit)) => {
+                // The first request of a commit carries its duration: each is counted once.
+                if let Some(took) = commit {
+                    self.inner.commits.fetch_add(1, Ordering::Relaxed);
+                    if let Some(f) = lock(&self.inner.on_commit).as_ref() {
+                        f(took);
+                    }
+                }
+                // This replica's dispatcher hears its own NOTIFY too; waking it here saves
+                // the round trip.
+                if let Some(w) = lock(&self.inner.wake).as_ref() {
+                    w.notify_one();
+                }
+                Ok(answers)
+            }
+            Err(e) => {
+                self.inner.failures.fetch_add(1, Ordering::Relaxed);
+                let fault = Fault {
+                    cause: Cause::Database,
+                    detail: e.to_string(),
+                };
+                let first = lock(&self.inner.fault).replace(fault.clone()).is_none();
+                if first {
+                    tracing::error!(error = %fault, "PostgreSQL refused an ingest write: ingest answers 503 and dispatch pauses until it writes again");
+                }
+                Err(StoreError::Unwritable(fault))
+            }
+        }
+    }
+
+    async fn lease_due(
+        &self,
+        now: u64,
+        limit: usize,
+        busy: &Busy,
+    ) -> Result<Vec<Leased>, StoreError> {
+        let skip: Vec<Vec<u8>> = busy.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "WITH c AS (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.state = 0 AND d.next_ms <= $1 AND NOT (d.id = ANY($3))
+                      AND (d.lease_owner IS NULL OR d.lease_owner = $4 OR NOT EXISTS (
+                          SELECT 1 FROM replicas r
+                          WHERE r.name = d.lease_owner AND r.alive_until > clock_timestamp()))
+                    ORDER BY d.next_ms, d.id
+                    LIMIT $2
+                    FOR UPDATE OF d SKIP LOCKED)
+                 UPDATE deliveries d SET lease_owner = $4, lease_seq = d.lease_seq + 1
+                 FROM c WHERE d.id = c.id
+                 RETURNING d.id, d.record, d.next_ms, d.lease_seq",
+                &[&ms(now), &(limit as i64), &skip, &self.inner.replica],
+            )
+            .await
+            .map_err(db_err)?;
+        let mut out = rows
+            .iter()
+            .map(|r| {
+                Ok(Leased {
+                    record: delivery_of(r, 0, 1)?,
+                    due_ms: r.get::<_, i64>(2) as u64,
+                    token: r.get::<_, i64>(3) as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|l| (l.due_ms, l.record.id));
+        Ok(out)
+    }
+
+    async fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
+        let skip: Vec<Vec<u8>> = busy.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT d.next_ms FROM deliveries d
+                 WHERE d.state = 0 AND NOT (d.id = ANY($1))
+                   AND (d.lease_owner IS NULL OR d.lease_owner = $2 OR NOT EXISTS (
+                       SELECT 1 FROM replicas r
+                       WHERE r.name = d.lease_owner AND r.alive_until > clock_timestamp()))
+                 ORDER BY d.next_ms, d.id LIMIT 1",
+                &[&skip, &self.inner.replica],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+    }
+
+    async fn relet(
+        &self,
+        id: &DeliveryId,
+        due_ms: u64,
+        token: u64,
+    ) -> Result<Option<Leased>, StoreError> {
+        let found = self
+            .read(
+                "SELECT id, record FROM deliveries
+                 WHERE id = $1 AND state = 0 AND next_ms = $2 AND lease_owner = $3 AND lease_seq = $4",
+                &[&id.to_bytes().as_slice(), &ms(due_ms), &self.inner.replica, &(token as i64)],
+            )
+            .await?;
+        Ok(found.into_iter().next().map(|record| Leased {
+            due_ms,
+            token,
+            record,
+        }))
+    }
+
+    async fn complete(
+        &self,
+        leased: &Leased,
+        c: Completion,
+        now: u64,
+    ) -> Result<DeliveryRecord, StoreError> {
+        let rec = leased.record.after(&c, now);
+        let id = rec.id.to_bytes();
+        let written = self
+            .client()
+            .await?
+            .query_opt(
+                "WITH u AS (
+                    UPDATE deliveries SET state = $2, next_ms = $3, updated_ms = $4, record = $5,
+                        lease_owner = NULL
+                    WHERE id = $1 AND state = 0 AND lease_owner = $6 AND lease_seq = $7
+                    RETURNING id)
+                 INSERT INTO attempts (delivery_id, n, record) SELECT id, $8, $9 FROM u
+                 ON CONFLICT (delivery_id, n) DO UPDATE SET record = EXCLUDED.record
+                 RETURNING delivery_id",
+                &[
+                    &id.as_slice(),
+                    &state_code(rec.state),
+                    &rec.next_ms.map(ms),
+                    &ms(now),
+                    &Json(&rec),
+                    &self.inner.replica,
+                    &(leased.token as i64),
+                    &(leased.record.tries as i32),
+                    &Json(&c.attempt),
+                ],
+            )
+            .await
+            .map_err(db_err)?;
+        match written {
+            Some(_) => {
+                if rec.state == DeliveryState::Pending {
+                    self.notify().await;
+                }
+                Ok(rec)
+            }
+            None => Err(StoreError::LeaseLost),
+        }
+    }
+
+    async fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
+        // Only the leaseholder re-renders, so nothing else changes the record meanwhile.
+        let Some(mut rec) = self.delivery(id).await? else {
+            return Ok(());
+        };
+        rec.message = Some(message);
+        self.client()
+            .await?
+            .execute(
+                "UPDATE deliveries SET record = $2 WHERE id = $1",
+                &[&id.to_bytes().as_slice(), &Json(&rec)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn event(&self, id: &EventId) -> Result<Option<EventRecord>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT record FROM events WHERE id = $1",
+                &[&id.0.as_slice()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get::<_, Json<EventRecord>>(0).0))
+    }
+
+    async fn delivery(&self, id: &DeliveryId) -> Result<Option<DeliveryRecord>, StoreError> {
+        let found = self
+            .read(
+                "SELECT id, record FROM deliveries WHERE id = $1",
+                &[&id.to_bytes().as_slice()],
+            )
+            .await?;
+        Ok(found.into_iter().next())
+    }
+
+    async fn deliveries_of(&self, id: &EventId) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.read(
+            "SELECT id, record FROM deliveries WHERE event_id = $1 ORDER BY id",
+            &[&id.0.as_slice()],
+        )
+        .await
+    }
+
+    async fn attempts(&self, id: &DeliveryId) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT record FROM attempts WHERE delivery_id = $1 ORDER BY n",
+                &[&id.to_bytes().as_slice()],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, Json<AttemptRecord>>(0).0)
+            .collect())
+    }
+
+    async fn dead_letters(
+        &self,
+        after: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let start = match after {
+            Some(id) => self
+                .delivery(id)
+                .await?
+                .map(|d| (ms(d.updated_ms), id.to_bytes().to_vec())),
+            None => None,
+        };
+        let (at, from) = start.unwrap_or((i64::MIN, Vec::new()));
+        self.read(
+            "SELECT id, record FROM deliveries WHERE state = 2 AND (updated_ms, id) > ($1, $2)
+             ORDER BY updated_ms, id LIMIT $3",
+            &[&at, &from, &(limit as i64)],
+        )
+        .await
+    }
+
+    async fn replay(&self, id: &DeliveryId, now: u64) -> Result<Replay, StoreError> {
+        let Some(mut rec) = self.delivery(id).await? else {
+            return Ok(Replay::NotFound);
+        };
+        if rec.state != DeliveryState::Dead {
+            return Ok(Replay::NotDead);
+        }
+        rec.replayed(now);
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE deliveries SET state = 0, next_ms = $2, created_ms = $2, updated_ms = $2,
+                    record = $3, lease_owner = NULL
+                 WHERE id = $1 AND state = 2",
+                &[&id.to_bytes().as_slice(), &ms(now), &Json(&rec)],
+            )
+            .await
+            .map_err(db_err)?;
+        if n == 0 {
+            return Ok(Replay::NotDead);
+        }
+        self.notify().await;
+        Ok(Replay::Scheduled)
+    }
+
+    async fn purge(
+        &self,
+        after: Option<&EventId>,
+        now: u64,
+        retention_ms: u64,
+        dead_retention_ms: u64,
+        limit: usize,
+    ) -> Result<Purged, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let mine: bool = tx
+            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if !mine {
+            // Another replica is purging: this pass is over, the next one comes in a minute.
+            return Ok(Purged {
+                removed: 0,
+                next: None,
+            });
+        }
+        let end = now.saturating_sub(retention_ms).to_be_bytes().to_vec();
+        let from = after.map_or_else(Vec::new, |id| id.0.to_vec());
+        let row = tx
+            .query_one(
+                "WITH cand AS (
+                    SELECT id FROM events WHERE id > $1 AND id < $2 ORDER BY id LIMIT $3),
+                 keep AS (
+                    SELECT DISTINCT d.event_id FROM deliveries d JOIN cand ON d.event_id = cand.id
+                    WHERE d.state = 0 OR (d.state = 2 AND d.updated_ms >= $4)),
+                 gone AS (SELECT id FROM cand WHERE id NOT IN (SELECT event_id FROM keep)),
+                 da AS (DELETE FROM attempts a USING deliveries d, gone g
+                        WHERE a.delivery_id = d.id AND d.event_id = g.id),
+                 dd AS (DELETE FROM deliveries d USING gone g WHERE d.event_id = g.id),
+                 dk AS (DELETE FROM dedup k USING gone g WHERE k.event_id = g.id),
+                 de AS (DELETE FROM events e USING gone g WHERE e.id = g.id RETURNING e.id)
+                 SELECT (SELECT count(*) FROM de), (SELECT count(*) FROM cand), (SELECT id FROM cand ORDER BY id DESC LIMIT 1)",
+                &[&from, &end, &(limit as i64), &ms(now.saturating_sub(dead_retention_ms))],
+            )
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        let removed = row.get::<_, i64>(0) as usize;
+        let examined = row.get::<_, i64>(1) as usize;
+        let last: Option<Vec<u8>> = row.get(2);
+        let next = (examined >= limit)
+            .then(|| last.as_deref().and_then(EventId::parse_key))
+            .flatten();
+        Ok(Purged { removed, next })
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),
+                    (SELECT count(*) FROM deliveries WHERE state = 0),
+                    (SELECT count(*) FROM deliveries WHERE state = 2),
+                    (SELECT count(*) FROM attempts)",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        let n = |i| r.get::<_, i64>(i) as u64;
+        Ok(Counts {
+            events: n(0),
+            deliveries: n(1),
+            pending: n(2),
+            dead: n(3),
+            attempts: n(4),
+        })
+    }
+
+    fn fsyncs(&self) -> u64 {
+        self.inner.commits.load(Ordering::Relaxed)
+    }
+
+    async fn deliveries(
+        &self,
+        q: &DeliveryQuery,
+        before: Option<&DeliveryId>,
+        limit: usize,
+    ) -> Result<DeliveryPage, StoreError> {
+        let mut page = DeliveryPage::default();
+        let mut cursor = before.map(|id| id.to_bytes().to_vec());
+        let mut examined = 0;
+        loop {
+            let chunk = self
+                .read(
+                    "SELECT id, record FROM deliveries WHERE $1::bytea IS NULL OR id < $1
+                     ORDER BY id DESC LIMIT $2",
+                    &[&cursor, &LIST_CHUNK],
+                )
+                .await?;
+            let full = chunk.len() as i64 == LIST_CHUNK;
+            for rec in chunk {
+                // Ids are in receive order: past `since`, nothing older can match.
+                if q.since_ms.is_some_and(|t| rec.created_ms < t) {
+                    return Ok(page);
+                }
+                examined += 1;
+                cursor = Some(rec.id.to_bytes().to_vec());
+                let id = rec.id;
+                if q.matches(&rec) {
+                    page.deliveries.push(rec);
+                }
+                if page.deliveries.len() >= limit || examined >= LIST_BUDGET {
+                    page.next = Some(id);
+                    return Ok(page);
+                }
+            }
+            if !full {
+                return Ok(page);
+            }
+        }
+    }
+
+    fn write_failures(&self) -> u64 {
+        self.inner.failures.load(Ordering::Relaxed)
+    }
+
+    fn observe_commits(&self, f: Arc<dyn Fn(Duration) + Send + Sync>) {
+        *lock(&self.inner.on_commit) = Some(f);
+    }
+
+    fn watch_due(&self, wake: Arc<Notify>) {
+        *lock(&self.inner.wake) = Some(wake);
+    }
+
+    async fn backlog(&self, now: u64) -> Result<Backlog, StoreError> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE next_ms <= $1),
+                    min(next_ms) FILTER (WHERE next_ms <= $1)
+                 FROM deliveries WHERE state = 0",
+                &[&ms(now)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(Backlog {
+            pending: r.get::<_, i64>(0) as u64,
+            due: r.get::<_, i64>(1) as u64,
+            oldest_due_ms: r.get::<_, Option<i64>>(2).map(|v| v as u64),
+        })
+    }
+
+    async fn size_on_disk(&self) -> Result<u64, StoreError> {
+        let r = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                   AND c.relname IN ('events', 'dedup', 'deliveries', 'attempts', 'replicas')",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(r.get::<_, i64>(0) as u64)
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .batch_execute("VACUUM events, dedup, deliveries, attempts")
+            .await
+            .map_err(db_err)
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        for t in lock(&self.inner.tasks).drain(..) {
+            t.abort();
+        }
+        self.inner.committer.stop();
+        // What this replica still holds goes to the others at once, not after its lease.
+        let released = async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "UPDATE deliveries SET lease_owner = NULL WHERE lease_owner = $1 AND state = 0",
+                    &[&self.inner.replica],
+                )
+                .await
+                .map_err(db_err)?;
+            client
+                .execute(
+                    "DELETE FROM replicas WHERE name = $1",
+                    &[&self.inner.replica],
+                )
+                .await
+                .map_err(db_err)?;
+            self.notify().await;
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        self.inner.pool.close();
+        self.inner.durable.close();
+        released
+    }
+
+    fn fault(&self) -> Option<Fault> {
+        lock(&self.inner.fault).clone()
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
+        let client = self.inner.durable.get().await.map_err(pool_err)?;
+        client.batch_execute("SELECT 1").await.map_err(|e| {
+            StoreError::Unwritable(Fault {
+                cause: Cause::Database,
+                detail: db_text(&e),
+            })
+        })?;
+        if let Some(was) = lock(&self.inner.fault).take() {
+            tracing::info!(was = %was, "PostgreSQL writes again: ingest and dispatch resume");
+        }
+        Ok(())
+    }
+}
+
+impl PgStore {
+    /// Wakes every replica's dispatcher (best effort: they poll as well).
+    async fn notify(&self) {
+        if let Ok(client) = self.client().await {
+            let _ = client
+                .execute("SELECT pg_notify($1, '')", &[&self.wake_others()])
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+#[cfg(test)]
+mod tests {
+    use super::testing;
+    use crate::store::Store;
+
+    crate::store_suite!(
+        testing::available(),
+        match testing::open().await {
+            Some(s) => s,
+            None => return,
+        },
+        {
+            let schema = testing::fresh_schema();
+            move |_: &std::path::Path| -> crate::store::suite::Reopened {
+                let s = testing::settings(&schema, "test");
+                Box::pin(async move {
+                    Box::new(super::open(&s).await.expect("reopens")) as Box<dyn Store>
+                })
+            }
+        }
+    );
+}
