@@ -9,6 +9,7 @@ mod messages;
 mod openapi;
 mod props;
 mod render;
+mod replicas;
 mod scenarios;
 mod structure;
 mod support;

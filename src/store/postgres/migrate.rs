@@ -63,13 +63,20 @@ pub fn latest() -> i32 {
     STEPS.len() as i32
 }
 
-/// Brings the database to [`latest`], or refuses one that is newer.
-pub async fn run(client: &mut Client) -> Result<i32, StoreError> {
+/// Creates `schema` if needed and brings it to [`latest`], or refuses one that is newer.
+pub async fn run(client: &mut Client, schema: &str) -> Result<i32, StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
         .await
         .map_err(db_err)?;
-    let result = apply(client).await;
+    // Under the lock: two replicas creating the schema at once would clash.
+    let result = match client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await
+    {
+        Ok(()) => apply(client).await,
+        Err(e) => Err(db_err(e)),
+    };
     // Released whatever happened (the session ends with the connection anyway).
     let _ = client
         .execute("SELECT pg_advisory_unlock($1)", &[&LOCK])

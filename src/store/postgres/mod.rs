@@ -207,11 +207,7 @@ pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
         let mut client = durable.get().await.map_err(|e| {
             StoreError::Io(format!("cannot connect to PostgreSQL (postgres.url): {e}"))
         })?;
-        client
-            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", s.schema))
-            .await
-            .map_err(db_err)?;
-        migrate::run(&mut client).await?;
+        migrate::run(&mut client, &s.schema).await?;
     }
     let inner = Arc::new(Inner {
         committer: commit::Committer::start(durable.clone(), channel_of(s)),
@@ -864,8 +860,12 @@ pub(crate) mod testing;
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
     use super::testing;
-    use crate::store::Store;
+    use crate::store::suite::{delivery, done, idle, new_event};
+    use crate::store::{Ending, Enqueued, Store, StoreError};
 
     crate::store_suite!(
         testing::available(),
@@ -883,4 +883,165 @@ mod tests {
             }
         }
     );
+
+    /// Two replicas on one fresh schema.
+    async fn pair() -> Option<(super::PgStore, super::PgStore, String)> {
+        if !testing::available() {
+            return None;
+        }
+        let schema = testing::fresh_schema();
+        let a = super::open(&testing::settings(&schema, "a")).await.unwrap();
+        let b = super::open(&testing::settings(&schema, "b")).await.unwrap();
+        Some((a, b, schema))
+    }
+
+    /// What a SIGKILL does to a replica's heartbeat, without waiting out a lease: it stops, and
+    /// its last beat is in the past.
+    async fn kill(s: &super::PgStore) {
+        for t in super::lock(&s.inner.tasks).drain(..) {
+            t.abort();
+        }
+        s.client()
+            .await
+            .unwrap()
+            .execute(
+                "UPDATE replicas SET alive_until = clock_timestamp() - interval '1 second'
+                 WHERE name = $1",
+                &[&s.inner.replica],
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dead_replicas_lease_is_taken_over_and_its_late_outcome_refused() {
+        let Some((a, b, _)) = pair().await else {
+            return;
+        };
+        a.enqueue(vec![new_event("k", 0, vec![delivery(0)])])
+            .await
+            .unwrap();
+        let held = a.lease_due(10, 10, &idle()).await.unwrap();
+        assert_eq!(held.len(), 1);
+        assert!(
+            b.lease_due(10, 10, &idle()).await.unwrap().is_empty(),
+            "a live replica's lease holds"
+        );
+        assert_eq!(b.next_due_ms(&idle()).await.unwrap(), None);
+        kill(&a).await;
+        let taken = b.lease_due(10, 10, &idle()).await.unwrap();
+        assert_eq!(taken.len(), 1, "taken over once the heartbeat lapsed");
+        assert!(taken[0].token > held[0].token);
+        let late = a.complete(&held[0], done(Ending::Dead), 20).await;
+        assert!(matches!(late, Err(StoreError::LeaseLost)), "{late:?}");
+        let rec = b
+            .complete(&taken[0], done(Ending::Delivered), 30)
+            .await
+            .unwrap();
+        assert_eq!(rec.state, crate::store::DeliveryState::Delivered);
+        let id = taken[0].record.id;
+        assert_eq!(
+            b.attempts(&id).await.unwrap().len(),
+            1,
+            "only the owner's attempt"
+        );
+        assert_eq!(
+            b.delivery(&id).await.unwrap().unwrap().state,
+            crate::store::DeliveryState::Delivered,
+            "the late outcome did not overwrite the owner's"
+        );
+    }
+
+    #[tokio::test]
+    async fn dedup_holds_across_replicas() {
+        let Some((a, b, _)) = pair().await else {
+            return;
+        };
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let mut rounds = Vec::new();
+        for i in 0..20 {
+            let (a, b) = (a.clone(), b.clone());
+            let name = format!("same-{i}");
+            rounds.push(tokio::spawn(async move {
+                let (x, y) = tokio::join!(
+                    a.enqueue(vec![new_event(&name, 0, vec![delivery(0)])]),
+                    b.enqueue(vec![new_event(&name, 0, vec![delivery(0)])]),
+                );
+                (x.unwrap().remove(0), y.unwrap().remove(0))
+            }));
+        }
+        for r in rounds {
+            let answers = r.await.unwrap();
+            match answers {
+                (Enqueued::Accepted { id, .. }, Enqueued::Duplicate { id: d })
+                | (Enqueued::Duplicate { id: d }, Enqueued::Accepted { id, .. }) => {
+                    assert_eq!(id, d)
+                }
+                other => panic!("one must win: {other:?}"),
+            }
+        }
+        assert_eq!(a.counts().await.unwrap().deliveries, 20);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_enqueued_on_one_replica_wakes_the_other() {
+        let Some((a, b, _)) = pair().await else {
+            return;
+        };
+        let wake = Arc::new(tokio::sync::Notify::new());
+        b.watch_due(wake.clone());
+        // The listener subscribes in the background: a first event proves it is listening.
+        let mut n = 0;
+        loop {
+            n += 1;
+            a.enqueue(vec![new_event(&format!("w{n}"), 0, vec![delivery(0)])])
+                .await
+                .unwrap();
+            if tokio::time::timeout(Duration::from_millis(500), wake.notified())
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(n < 20, "replica b was never woken by a's commits");
+        }
+        a.enqueue(vec![new_event("after", 0, vec![delivery(0)])])
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("woken by the other replica's commit");
+    }
+
+    #[tokio::test]
+    async fn a_database_newer_than_the_binary_is_refused() {
+        let Some((a, _b, schema)) = pair().await else {
+            return;
+        };
+        a.client()
+            .await
+            .unwrap()
+            .execute(
+                "INSERT INTO hookrelay_schema (version, name) VALUES ($1, 'from the future')",
+                &[&(super::migrate::latest() + 1)],
+            )
+            .await
+            .unwrap();
+        let refused = super::open(&testing::settings(&schema, "c")).await;
+        let text = refused.err().expect("refused").to_string();
+        assert!(text.contains("newer than this hookrelay"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn closing_hands_what_it_held_to_the_others_at_once() {
+        let Some((a, b, _)) = pair().await else {
+            return;
+        };
+        a.enqueue(vec![new_event("c", 0, vec![delivery(0)])])
+            .await
+            .unwrap();
+        assert_eq!(a.lease_due(10, 10, &idle()).await.unwrap().len(), 1);
+        a.close().await.unwrap();
+        assert_eq!(b.lease_due(10, 10, &idle()).await.unwrap().len(), 1);
+    }
 }
