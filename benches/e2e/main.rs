@@ -1,7 +1,9 @@
 //! End-to-end benchmark: the release relay, a fast receiver and a load driver on loopback.
 //! `cargo bench --bench e2e`; knobs (environment): E2E_SCENARIOS=webhook,open,fanout,backlog,
 //! E2E_RUNS=3, E2E_N=100000, E2E_C=32, E2E_RATE=1000, E2E_OPEN_SECS=10, E2E_FAN_EVENTS=2000,
-//! E2E_FAN_WIDTH=100, E2E_BACKLOG=1000000, E2E_STORE=fjall|sled; for profiling, E2E_RELAY_BIN
+//! E2E_FAN_WIDTH=100, E2E_BACKLOG=1000000, E2E_STORE=fjall|sled|postgres (postgres: on
+//! HOOKRELAY_TEST_POSTGRES_URL, else a throwaway cluster of its own from `scripts/pg-cluster.sh`,
+//! a fresh schema per run; the backlog scenario is embedded-only); for profiling, E2E_RELAY_BIN
 //! (another build) and E2E_WRAP (a command put before it, e.g. `heaptrack -o /tmp/relay`).
 //! Prints a table of medians and one `E2E_RESULT {json}` line with every run.
 
@@ -33,6 +35,54 @@ struct Knobs {
     fan_width: usize,
     backlog: u64,
     store: String,
+    /// The database of `store = postgres`.
+    postgres: Option<String>,
+}
+
+impl Knobs {
+    /// The relay's store settings for one run (a fresh schema for each PostgreSQL run).
+    fn store_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("HOOKRELAY_STORE", self.store.clone())];
+        if let Some(url) = &self.postgres {
+            env.push(("HOOKRELAY_POSTGRES__URL", url.clone()));
+            let schema = format!("bench_{:08x}", rand::random::<u32>());
+            env.push(("HOOKRELAY_POSTGRES__SCHEMA", schema));
+        }
+        env
+    }
+}
+
+/// A PostgreSQL cluster of the bench's own, stopped when dropped.
+struct Cluster(std::path::PathBuf);
+
+impl Cluster {
+    fn start() -> Result<(Cluster, String), String> {
+        let dir = std::env::temp_dir().join(format!("hookrelay-bench-pg-{}", std::process::id()));
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/pg-cluster.sh"
+        ))
+        .arg(&dir)
+        .output()
+        .map_err(|e| format!("scripts/pg-cluster.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok((Cluster(dir), url))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/pg-cluster.sh"
+        ))
+        .arg("stop")
+        .arg(&self.0)
+        .status();
+    }
 }
 
 fn knob<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -104,11 +154,13 @@ async fn run_traffic(
     let mut f = Figures::new();
     f.insert("load avg", loadavg());
     receiver.reset();
+    let env = k.store_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (*a, b.as_str())).collect();
     let relay = Relay::start(
         &scratch.path("hooks.d"),
         &data,
         &scratch.path("relay.log"),
-        &[("HOOKRELAY_STORE", &k.store)],
+        &env,
     )
     .await?;
     f.insert("idle RSS MB", relay.memory_mb("VmRSS"));
@@ -308,7 +360,30 @@ fn main() {
         fan_width: knob("E2E_FAN_WIDTH", 100),
         backlog: knob("E2E_BACKLOG", 1_000_000),
         store: knob("E2E_STORE", "fjall".to_string()),
+        postgres: None,
     };
+    let mut k = k;
+    let _cluster = if k.store == "postgres" {
+        match std::env::var("HOOKRELAY_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => {
+                k.postgres = Some(url);
+                None
+            }
+            _ => match Cluster::start() {
+                Ok((cluster, url)) => {
+                    k.postgres = Some(url);
+                    Some(cluster)
+                }
+                Err(e) => {
+                    eprintln!("E2E_STORE=postgres, but no PostgreSQL could be started: {e}");
+                    std::process::exit(2);
+                }
+            },
+        }
+    } else {
+        None
+    };
+    let k = k;
     let scenarios: String = knob("E2E_SCENARIOS", "webhook,open,fanout,backlog".to_string());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::types::Json;
 
-use super::{db_text, ms, state_code};
+use super::{Cached, db_text, ms, state_code};
 use crate::ids::{DeliveryId, EventId};
 use crate::store::{DeliveryRecord, Enqueued, EventRecord, NewEvent, StoreError};
 
@@ -164,7 +164,7 @@ async fn write(
         .map_err(|e| format!("no database connection: {e}"))?;
     // Keys are claimed in key order, so two commits claiming the same keys never deadlock.
     let rows = client
-        .query(
+        .run(
             "WITH c AS (
                 INSERT INTO dedup (key, event_id, at_ms, window_ms)
                 SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::int8[], $4::int8[]) ORDER BY 1
@@ -205,7 +205,7 @@ async fn write(
         .collect();
     if !lost.is_empty() {
         for r in client
-            .query(
+            .run(
                 "SELECT key, event_id FROM dedup WHERE key = ANY($1)",
                 &[&lost],
             )

@@ -39,7 +39,8 @@ const STEPS: &[(&str, &str)] = &[(
         lease_owner text,
         lease_seq bigint NOT NULL DEFAULT 0,
         record json NOT NULL
-    );
+    -- Room on each page, so a lease (no indexed column changes) is a HOT update: no index writes.
+    ) WITH (fillfactor = 70);
     CREATE INDEX deliveries_due ON deliveries (next_ms, id) WHERE state = 0;
     CREATE INDEX deliveries_dead ON deliveries (updated_ms, id) WHERE state = 2;
     CREATE INDEX deliveries_event ON deliveries (event_id);

@@ -98,6 +98,41 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 /// Told how long each group commit took.
 type CommitObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// Statements prepared once per connection (deadpool's statement cache), not parsed and planned
+/// again on every call: that alone is a round trip and a plan per statement.
+pub(crate) trait Cached {
+    async fn run(&self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error>;
+    async fn run_opt(&self, sql: &str, p: Params<'_>)
+    -> Result<Option<Row>, tokio_postgres::Error>;
+    async fn run_one(&self, sql: &str, p: Params<'_>) -> Result<Row, tokio_postgres::Error>;
+    async fn run_exec(&self, sql: &str, p: Params<'_>) -> Result<u64, tokio_postgres::Error>;
+}
+
+impl Cached for Object {
+    async fn run(&self, sql: &str, p: Params<'_>) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.query(&st, p).await
+    }
+    async fn run_opt(
+        &self,
+        sql: &str,
+        p: Params<'_>,
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.query_opt(&st, p).await
+    }
+    async fn run_one(&self, sql: &str, p: Params<'_>) -> Result<Row, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.query_one(&st, p).await
+    }
+    async fn run_exec(&self, sql: &str, p: Params<'_>) -> Result<u64, tokio_postgres::Error> {
+        let st = self.prepare_cached(sql).await?;
+        self.execute(&st, p).await
+    }
+}
+
 /// The PostgreSQL [`Store`].
 pub struct PgStore {
     inner: Arc<Inner>,
@@ -247,7 +282,7 @@ async fn heartbeat_once(inner: &Inner, lease: Duration) -> Result<(), StoreError
     let client = inner.pool.get().await.map_err(pool_err)?;
     let secs = lease.as_secs_f64();
     client
-        .execute(
+        .run_exec(
             "INSERT INTO replicas (name, incarnation, alive_until)
              VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
              ON CONFLICT (name) DO UPDATE SET incarnation = EXCLUDED.incarnation,
@@ -331,15 +366,11 @@ impl PgStore {
     }
 
     /// Reads deliveries by a query whose columns are (id, record).
-    async fn read(
-        &self,
-        sql: &str,
-        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+    async fn read(&self, sql: &str, params: Params<'_>) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = self
             .client()
             .await?
-            .query(sql, params)
+            .run(sql, params)
             .await
             .map_err(db_err)?;
         rows.iter().map(|r| delivery_of(r, 0, 1)).collect()
@@ -394,7 +425,7 @@ impl Store for PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .run(
                 "WITH c AS (
                     SELECT d.id FROM deliveries d
                     WHERE d.state = 0 AND d.next_ms <= $1 AND NOT (d.id = ANY($3))
@@ -430,7 +461,7 @@ impl Store for PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .run_opt(
                 "SELECT d.next_ms FROM deliveries d
                  WHERE d.state = 0 AND NOT (d.id = ANY($1))
                    AND (d.lease_owner IS NULL OR d.lease_owner = $2 OR NOT EXISTS (
@@ -475,7 +506,7 @@ impl Store for PgStore {
         let written = self
             .client()
             .await?
-            .query_opt(
+            .run_opt(
                 "WITH u AS (
                     UPDATE deliveries SET state = $2, next_ms = $3, updated_ms = $4, record = $5,
                         lease_owner = NULL
@@ -517,7 +548,7 @@ impl Store for PgStore {
         rec.message = Some(message);
         self.client()
             .await?
-            .execute(
+            .run_exec(
                 "UPDATE deliveries SET record = $2 WHERE id = $1",
                 &[&id.to_bytes().as_slice(), &Json(&rec)],
             )
@@ -530,7 +561,7 @@ impl Store for PgStore {
         let row = self
             .client()
             .await?
-            .query_opt(
+            .run_opt(
                 "SELECT record FROM events WHERE id = $1",
                 &[&id.0.as_slice()],
             )
@@ -561,7 +592,7 @@ impl Store for PgStore {
         let rows = self
             .client()
             .await?
-            .query(
+            .run(
                 "SELECT record FROM attempts WHERE delivery_id = $1 ORDER BY n",
                 &[&id.to_bytes().as_slice()],
             )
@@ -605,7 +636,7 @@ impl Store for PgStore {
         let n = self
             .client()
             .await?
-            .execute(
+            .run_exec(
                 "UPDATE deliveries SET state = 0, next_ms = $2, created_ms = $2, updated_ms = $2,
                     record = $3, lease_owner = NULL
                  WHERE id = $1 AND state = 2",
@@ -676,7 +707,7 @@ impl Store for PgStore {
         let r = self
             .client()
             .await?
-            .query_one(
+            .run_one(
                 "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM deliveries),
                     (SELECT count(*) FROM deliveries WHERE state = 0),
                     (SELECT count(*) FROM deliveries WHERE state = 2),
@@ -755,7 +786,7 @@ impl Store for PgStore {
         let r = self
             .client()
             .await?
-            .query_one(
+            .run_one(
                 "SELECT count(*), count(*) FILTER (WHERE next_ms <= $1),
                     min(next_ms) FILTER (WHERE next_ms <= $1)
                  FROM deliveries WHERE state = 0",
@@ -774,7 +805,7 @@ impl Store for PgStore {
         let r = self
             .client()
             .await?
-            .query_one(
+            .run_one(
                 "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::int8
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = current_schema() AND c.relkind = 'r'
@@ -803,14 +834,14 @@ impl Store for PgStore {
         let released = async {
             let client = self.client().await?;
             client
-                .execute(
+                .run_exec(
                     "UPDATE deliveries SET lease_owner = NULL WHERE lease_owner = $1 AND state = 0",
                     &[&self.inner.replica],
                 )
                 .await
                 .map_err(db_err)?;
             client
-                .execute(
+                .run_exec(
                     "DELETE FROM replicas WHERE name = $1",
                     &[&self.inner.replica],
                 )
@@ -849,7 +880,7 @@ impl PgStore {
     async fn notify(&self) {
         if let Ok(client) = self.client().await {
             let _ = client
-                .execute("SELECT pg_notify($1, '')", &[&self.wake_others()])
+                .run_exec("SELECT pg_notify($1, '')", &[&self.wake_others()])
                 .await;
         }
     }
@@ -863,7 +894,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::testing;
+    use super::{Cached, testing};
     use crate::store::suite::{delivery, done, idle, new_event};
     use crate::store::{Ending, Enqueued, Store, StoreError};
 
@@ -904,7 +935,7 @@ mod tests {
         s.client()
             .await
             .unwrap()
-            .execute(
+            .run_exec(
                 "UPDATE replicas SET alive_until = clock_timestamp() - interval '1 second'
                  WHERE name = $1",
                 &[&s.inner.replica],
@@ -1021,7 +1052,7 @@ mod tests {
         a.client()
             .await
             .unwrap()
-            .execute(
+            .run_exec(
                 "INSERT INTO hookrelay_schema (version, name) VALUES ($1, 'from the future')",
                 &[&(super::migrate::latest() + 1)],
             )
