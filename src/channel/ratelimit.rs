@@ -2,12 +2,16 @@
 //! reservation log: a delivery that cannot send now is given its own future slot and told to
 //! come back then, so throttled deliveries return one by one instead of all at once, and a
 //! wait never holds a worker.
+//!
+//! On a shared store (PostgreSQL) the log lives in the database, one row per channel updated
+//! under a row lock by the same logic, so N replicas together keep the limit instead of N× it.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::ids::DeliveryId;
+use crate::store::Store;
 
 /// At most `count` sends per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +36,12 @@ impl Limit {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct State {
     /// Send times (ms), past and reserved, in order.
     log: VecDeque<u64>,
-    /// Slots reserved for deliveries that were told to come back.
-    reserved: HashMap<DeliveryId, u64>,
+    /// Slots reserved for deliveries that were told to come back (by delivery id).
+    reserved: HashMap<String, u64>,
     /// No sends before this (the vendor said to back off).
     paused_until: u64,
 }
@@ -60,9 +64,52 @@ impl RateLimiter {
         }
     }
 
+    /// [`RateLimiter::acquire`] across every replica of a shared store (`key` names the
+    /// destination); on an embedded store, this process's own log.
+    pub async fn acquire_in(
+        &self,
+        store: &dyn Store,
+        key: &str,
+        id: &DeliveryId,
+        now_ms: u64,
+    ) -> Result<(), Duration> {
+        let mut verdict = Ok(());
+        let mut step = |state: Option<serde_json::Value>| {
+            let mut s: State = state
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            verdict = self.take(&mut s, id, now_ms);
+            serde_json::to_value(&s).unwrap_or_default()
+        };
+        match store.update_shared(&format!("rate:{key}"), &mut step).await {
+            Ok(true) => verdict,
+            // Not shared, or the database cannot be asked: this replica's own log.
+            Ok(false) | Err(_) => self.acquire(id, now_ms),
+        }
+    }
+
+    /// [`RateLimiter::pause_until`] across every replica of a shared store.
+    pub async fn pause_in(&self, store: &dyn Store, key: &str, until_ms: u64) {
+        self.pause_until(until_ms);
+        let mut step = |state: Option<serde_json::Value>| {
+            let mut s: State = state
+                .and_then(|v| serde_json::from_value(v).ok())
+                .unwrap_or_default();
+            s.paused_until = s.paused_until.max(until_ms);
+            serde_json::to_value(&s).unwrap_or_default()
+        };
+        let _ = store.update_shared(&format!("rate:{key}"), &mut step).await;
+    }
+
     /// May `id` send at `now_ms`? `Err(wait)` reserves a later slot for it.
     pub fn acquire(&self, id: &DeliveryId, now_ms: u64) -> Result<(), Duration> {
-        let mut s = self.state.lock().expect("rate limiter lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        self.take(&mut s, id, now_ms)
+    }
+
+    /// The reservation logic, over any copy of the log.
+    fn take(&self, s: &mut State, id: &DeliveryId, now_ms: u64) -> Result<(), Duration> {
+        let id = id.to_string();
         let longest = self
             .limits
             .iter()
@@ -73,9 +120,9 @@ impl RateLimiter {
             s.log.pop_front();
         }
         s.reserved.retain(|_, slot| *slot + longest > now_ms);
-        if let Some(slot) = s.reserved.get(id).copied() {
+        if let Some(slot) = s.reserved.get(&id).copied() {
             if slot <= now_ms + EARLY_MS && s.paused_until <= now_ms {
-                s.reserved.remove(id);
+                s.reserved.remove(&id);
                 return Ok(());
             }
             return Err(Duration::from_millis(
@@ -87,7 +134,7 @@ impl RateLimiter {
         if slot <= now_ms {
             Ok(())
         } else {
-            s.reserved.insert(*id, slot);
+            s.reserved.insert(id, slot);
             Err(Duration::from_millis(slot - now_ms))
         }
     }
@@ -118,7 +165,7 @@ impl RateLimiter {
 
     /// The vendor said "too fast": nothing goes out before `until_ms`.
     pub fn pause_until(&self, until_ms: u64) {
-        let mut s = self.state.lock().expect("rate limiter lock");
+        let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         s.paused_until = s.paused_until.max(until_ms);
     }
 }
@@ -196,5 +243,47 @@ mod tests {
         for i in 0..1000 {
             assert_eq!(rl.acquire(&id(i), 5), Ok(()));
         }
+    }
+
+    #[tokio::test]
+    async fn replicas_on_a_shared_store_keep_one_limit_between_them() {
+        let Some((a, b, _)) = crate::store::postgres::testing::pair().await else {
+            return;
+        };
+        // Each replica builds its own limiter from the same Channel document.
+        let (on_a, on_b) = (
+            RateLimiter::new(vec![Limit::per_minute(20)]),
+            RateLimiter::new(vec![Limit::per_minute(20)]),
+        );
+        let mut granted = 0;
+        for i in 0..15 {
+            for (k, (limiter, store)) in [(&on_a, &a), (&on_b, &b)].into_iter().enumerate() {
+                let id = id(100 * k as u32 + i);
+                if limiter.acquire_in(store, "robot", &id, 1000).await.is_ok() {
+                    granted += 1;
+                }
+            }
+        }
+        assert_eq!(granted, 20, "20/min across both replicas, not 20 each");
+        // A vendor's pause seen by one replica holds the other too.
+        on_a.pause_in(&a, "robot", 500_000).await;
+        assert_eq!(
+            on_b.acquire_in(&b, "robot", &id(7), 400_000).await,
+            Err(Duration::from_millis(100_000))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_embedded_store_keeps_the_log_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        let rl = RateLimiter::new(vec![Limit::per_minute(2)]);
+        let mut granted = 0;
+        for i in 0..5 {
+            if rl.acquire_in(&store, "robot", &id(i), 0).await.is_ok() {
+                granted += 1;
+            }
+        }
+        assert_eq!(granted, 2);
     }
 }

@@ -159,8 +159,9 @@ async fn attempt(
         event: ce.as_ref(),
         timeout: ch.timeout,
     };
+    let store = &*dispatcher.store;
     if let Some(limiter) = &ch.limiter
-        && let Err(wait) = limiter.acquire(&rec.id, now_ms())
+        && let Err(wait) = limiter.acquire_in(store, &ch.name, &rec.id, now_ms()).await
     {
         // Not an attempt: the delivery comes back at its reserved slot.
         return Err(DeliveryError::Throttled {
@@ -175,7 +176,9 @@ async fn attempt(
         // The vendor says this destination is saturated: hold everything bound for it, as long
         // as this delivery will wait (the policy bounds what a vendor may ask).
         let wait = ch.retry.throttle_wait(Some(*w), rec.attempts, 0.0);
-        limiter.pause_until(now_ms() + wait.as_millis() as u64);
+        limiter
+            .pause_in(store, &ch.name, now_ms() + wait.as_millis() as u64)
+            .await;
     }
     if let Ok(r) = &result
         && r.rejected > 0

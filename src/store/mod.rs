@@ -427,6 +427,19 @@ pub trait Store: Send + Sync {
     /// Calls `f` with the duration of every group commit from now on.
     fn observe_commits(&self, f: Arc<dyn Fn(std::time::Duration) + Send + Sync>);
 
+    /// Updates the small document under `key` that every replica shares (a destination's rate
+    /// log), atomically across replicas: `f` gets the current value (`None` at first) and
+    /// returns the new one. `Ok(false)` when the store is not shared (an embedded one): the
+    /// caller keeps the state in its own memory.
+    async fn update_shared(
+        &self,
+        key: &str,
+        f: &mut (dyn FnMut(Option<serde_json::Value>) -> serde_json::Value + Send),
+    ) -> Result<bool, StoreError> {
+        let _ = (key, f);
+        Ok(false)
+    }
+
     /// Wakes `wake` when deliveries become due that this process did not write (another
     /// replica's ingest or retry). An embedded store has no other writer.
     fn watch_due(&self, wake: Arc<tokio::sync::Notify>) {

@@ -10,9 +10,10 @@ use crate::store::StoreError;
 const LOCK: i64 = 0x686f_6f6b_7265_6c61;
 
 /// The steps, in order; step N brings the schema to version N. Never edit a shipped step: add one.
-const STEPS: &[(&str, &str)] = &[(
-    "events, dedup keys, deliveries, attempts, replicas",
-    r#"
+const STEPS: &[(&str, &str)] = &[
+    (
+        "events, dedup keys, deliveries, attempts, replicas",
+        r#"
     CREATE TABLE events (
         id bytea PRIMARY KEY,
         received_ms bigint NOT NULL,
@@ -57,7 +58,17 @@ const STEPS: &[(&str, &str)] = &[(
         alive_until timestamptz NOT NULL
     );
     "#,
-)];
+    ),
+    (
+        "documents shared by every replica (destination rate logs)",
+        r#"
+    CREATE TABLE shared (
+        key text PRIMARY KEY,
+        value json NOT NULL
+    );
+    "#,
+    ),
+];
 
 /// The schema version this binary writes.
 pub fn latest() -> i32 {

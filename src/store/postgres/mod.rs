@@ -11,6 +11,8 @@
 //! - Outcomes, leases and replays are written with `synchronous_commit = off`, as the embedded
 //!   engines write them without a flush: one lost to a crash leaves the delivery due, and it
 //!   is sent again (at least once, never lost).
+//! - Small documents every replica shares (a destination's rate log) are rows updated under a
+//!   row lock (`update_shared`).
 //! - A commit that makes deliveries due sends `NOTIFY`; every replica listens, so a delivery
 //!   enqueued on one is sent by another within milliseconds (the dispatcher's poll is the
 //!   fallback).
@@ -352,6 +354,11 @@ async fn listen(inner: std::sync::Weak<Inner>, s: PgSettings) {
     }
 }
 
+/// The held set as the `bytea[]` the claim queries skip.
+fn skip_list(busy: &Busy) -> Vec<Vec<u8>> {
+    busy.iter().map(|id| id.to_bytes().to_vec()).collect()
+}
+
 fn delivery_of(row: &Row, id_col: usize, rec_col: usize) -> Result<DeliveryRecord, StoreError> {
     let raw: &[u8] = row.get(id_col);
     let Json(mut rec): Json<DeliveryRecord> = row.get(rec_col);
@@ -421,7 +428,7 @@ impl Store for PgStore {
         limit: usize,
         busy: &Busy,
     ) -> Result<Vec<Leased>, StoreError> {
-        let skip: Vec<Vec<u8>> = busy.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let skip = skip_list(busy);
         let rows = self
             .client()
             .await?
@@ -457,7 +464,7 @@ impl Store for PgStore {
     }
 
     async fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
-        let skip: Vec<Vec<u8>> = busy.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let skip = skip_list(busy);
         let row = self
             .client()
             .await?
@@ -778,6 +785,39 @@ impl Store for PgStore {
         *lock(&self.inner.on_commit) = Some(f);
     }
 
+    async fn update_shared(
+        &self,
+        key: &str,
+        f: &mut (dyn FnMut(Option<serde_json::Value>) -> serde_json::Value + Send),
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO shared (key, value) VALUES ($1, 'null') ON CONFLICT DO NOTHING",
+            &[&key],
+        )
+        .await
+        .map_err(db_err)?;
+        // The row lock serializes the replicas' updates of this key.
+        let row = tx
+            .query_one(
+                "SELECT value FROM shared WHERE key = $1 FOR UPDATE",
+                &[&key],
+            )
+            .await
+            .map_err(db_err)?;
+        let Json(current): Json<serde_json::Value> = row.get(0);
+        let new = f((!current.is_null()).then_some(current));
+        tx.execute(
+            "UPDATE shared SET value = $2 WHERE key = $1",
+            &[&key, &Json(&new)],
+        )
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
     fn watch_due(&self, wake: Arc<Notify>) {
         *lock(&self.inner.wake) = Some(wake);
     }
@@ -915,17 +955,6 @@ mod tests {
         }
     );
 
-    /// Two replicas on one fresh schema.
-    async fn pair() -> Option<(super::PgStore, super::PgStore, String)> {
-        if !testing::available() {
-            return None;
-        }
-        let schema = testing::fresh_schema();
-        let a = super::open(&testing::settings(&schema, "a")).await.unwrap();
-        let b = super::open(&testing::settings(&schema, "b")).await.unwrap();
-        Some((a, b, schema))
-    }
-
     /// What a SIGKILL does to a replica's heartbeat, without waiting out a lease: it stops, and
     /// its last beat is in the past.
     async fn kill(s: &super::PgStore) {
@@ -946,7 +975,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_replicas_lease_is_taken_over_and_its_late_outcome_refused() {
-        let Some((a, b, _)) = pair().await else {
+        let Some((a, b, _)) = testing::pair().await else {
             return;
         };
         a.enqueue(vec![new_event("k", 0, vec![delivery(0)])])
@@ -985,7 +1014,7 @@ mod tests {
 
     #[tokio::test]
     async fn dedup_holds_across_replicas() {
-        let Some((a, b, _)) = pair().await else {
+        let Some((a, b, _)) = testing::pair().await else {
             return;
         };
         let (a, b) = (Arc::new(a), Arc::new(b));
@@ -1016,7 +1045,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_delivery_enqueued_on_one_replica_wakes_the_other() {
-        let Some((a, b, _)) = pair().await else {
+        let Some((a, b, _)) = testing::pair().await else {
             return;
         };
         let wake = Arc::new(tokio::sync::Notify::new());
@@ -1046,7 +1075,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_database_newer_than_the_binary_is_refused() {
-        let Some((a, _b, schema)) = pair().await else {
+        let Some((a, _b, schema)) = testing::pair().await else {
             return;
         };
         a.client()
@@ -1065,7 +1094,7 @@ mod tests {
 
     #[tokio::test]
     async fn closing_hands_what_it_held_to_the_others_at_once() {
-        let Some((a, b, _)) = pair().await else {
+        let Some((a, b, _)) = testing::pair().await else {
             return;
         };
         a.enqueue(vec![new_event("c", 0, vec![delivery(0)])])

@@ -54,3 +54,14 @@ pub async fn open() -> Option<(Arc<dyn Store>, ())> {
     let store = super::open(&s).await.expect("PostgreSQL store opens");
     Some((Arc::new(store), ()))
 }
+
+/// Two replicas (`a`, `b`) on one fresh schema, if a test server is configured.
+pub async fn pair() -> Option<(super::PgStore, super::PgStore, String)> {
+    if !available() {
+        return None;
+    }
+    let schema = fresh_schema();
+    let a = super::open(&settings(&schema, "a")).await.unwrap();
+    let b = super::open(&settings(&schema, "b")).await.unwrap();
+    Some((a, b, schema))
+}
