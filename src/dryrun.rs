@@ -257,6 +257,7 @@ fn render_event(
             to: &d.to,
             event: Some(&ce),
             timeout: ch.timeout,
+            shared: None,
         };
         match ch.preview(&outgoing) {
             Ok(p) => {

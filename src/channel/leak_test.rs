@@ -115,6 +115,7 @@ async fn shown(r: &Registration, status: u16) -> (String, Vec<&'static str>) {
         to: &to,
         event: Some(&event),
         timeout: Duration::from_secs(5),
+        shared: None,
     };
     let outcome: Result<Receipt, _> = def.send(&out).await;
     let preview = def

@@ -58,7 +58,6 @@ impl Limits {
 }
 
 /// One delivery as a channel sees it.
-#[derive(Debug)]
 pub struct Outgoing<'a> {
     /// Stable across retries: the receiver's idempotency key (`webhook-id`).
     pub id: &'a DeliveryId,
@@ -67,6 +66,21 @@ pub struct Outgoing<'a> {
     /// The event in CloudEvents JSON, for channels that say [`Channel::needs_event`].
     pub event: Option<&'a Value>,
     pub timeout: Duration,
+    /// The store, when state must be shared with other replicas (vendor tokens); `None` in
+    /// previews and tests.
+    pub shared: Option<&'a dyn crate::store::Store>,
+}
+
+impl std::fmt::Debug for Outgoing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outgoing")
+            .field("id", self.id)
+            .field("message", self.message)
+            .field("to", self.to)
+            .field("event", &self.event)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failed attempt, classified. Details are already free of secrets.

@@ -158,6 +158,7 @@ async fn attempt(
         to: &rec.to,
         event: ce.as_ref(),
         timeout: ch.timeout,
+        shared: Some(&*dispatcher.store),
     };
     let store = &*dispatcher.store;
     if let Some(limiter) = &ch.limiter

@@ -110,7 +110,7 @@ impl Channel for WecomApp {
         let body = self.body(out);
         let mut rounds = Rounds::default();
         loop {
-            let token = self.tokens.get(&self.http, out.timeout).await?;
+            let token = self.tokens.get(&self.http, out.timeout, out.shared).await?;
             // The access token is a credential fetched at run time, not one registered when
             // the channel was built: scrubbed here.
             let secrets = Scrubber::new([token.expose()]);
@@ -124,7 +124,7 @@ impl Channel for WecomApp {
             match rounds.judge(&classify::Send, reply) {
                 Ok(Some(reply)) => return Ok(WecomApp::receipt(&reply)),
                 // The token was refused: drop it, so the next round fetches another.
-                Ok(None) => self.tokens.invalidate(&token).await,
+                Ok(None) => self.tokens.invalidate(&token, out.shared).await,
                 Err(e) => return Err(e.scrubbed(&secrets)),
             }
         }

@@ -73,6 +73,7 @@ mod tests {
             to: &to,
             event: None,
             timeout: Duration::from_secs(1),
+            shared: None,
         })
     }
 

@@ -60,7 +60,7 @@ const STEPS: &[(&str, &str)] = &[
     "#,
     ),
     (
-        "documents shared by every replica (destination rate logs)",
+        "documents shared by every replica (destination rate logs, vendor tokens)",
         r#"
     CREATE TABLE shared (
         key text PRIMARY KEY,

@@ -11,8 +11,8 @@
 //! - Outcomes, leases and replays are written with `synchronous_commit = off`, as the embedded
 //!   engines write them without a flush: one lost to a crash leaves the delivery due, and it
 //!   is sent again (at least once, never lost).
-//! - Small documents every replica shares (a destination's rate log) are rows updated under a
-//!   row lock (`update_shared`).
+//! - Small documents every replica shares (a destination's rate log, a vendor token) are rows
+//!   updated under a row lock (`update_shared`).
 //! - A commit that makes deliveries due sends `NOTIFY`; every replica listens, so a delivery
 //!   enqueued on one is sent by another within milliseconds (the dispatcher's poll is the
 //!   fallback).
