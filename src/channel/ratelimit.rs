@@ -53,6 +53,19 @@ pub struct RateLimiter {
     state: Mutex<State>,
 }
 
+/// `change` applied to a log kept as a shared document (an unreadable or absent one starts empty).
+fn on_shared(
+    mut change: impl FnMut(&mut State) + Send,
+) -> impl FnMut(Option<serde_json::Value>) -> serde_json::Value + Send {
+    move |stored| {
+        let mut s: State = stored
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        change(&mut s);
+        serde_json::to_value(&s).unwrap_or_default()
+    }
+}
+
 /// A reservation is honoured this early (the dispatcher wakes on the millisecond, not before).
 const EARLY_MS: u64 = 25;
 
@@ -74,14 +87,11 @@ impl RateLimiter {
         now_ms: u64,
     ) -> Result<(), Duration> {
         let mut verdict = Ok(());
-        let mut step = |state: Option<serde_json::Value>| {
-            let mut s: State = state
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
-            verdict = self.take(&mut s, id, now_ms);
-            serde_json::to_value(&s).unwrap_or_default()
+        let shared = {
+            let mut step = on_shared(|s| verdict = self.take(s, id, now_ms));
+            store.update_shared(&format!("rate:{key}"), &mut step).await
         };
-        match store.update_shared(&format!("rate:{key}"), &mut step).await {
+        match shared {
             Ok(true) => verdict,
             // Not shared, or the database cannot be asked: this replica's own log.
             Ok(false) | Err(_) => self.acquire(id, now_ms),
@@ -91,13 +101,7 @@ impl RateLimiter {
     /// [`RateLimiter::pause_until`] across every replica of a shared store.
     pub async fn pause_in(&self, store: &dyn Store, key: &str, until_ms: u64) {
         self.pause_until(until_ms);
-        let mut step = |state: Option<serde_json::Value>| {
-            let mut s: State = state
-                .and_then(|v| serde_json::from_value(v).ok())
-                .unwrap_or_default();
-            s.paused_until = s.paused_until.max(until_ms);
-            serde_json::to_value(&s).unwrap_or_default()
-        };
+        let mut step = on_shared(|s| s.paused_until = s.paused_until.max(until_ms));
         let _ = store.update_shared(&format!("rate:{key}"), &mut step).await;
     }
 

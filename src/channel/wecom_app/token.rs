@@ -23,7 +23,6 @@ use crate::store::Store;
 
 /// Refresh this long before WeCom says the token expires.
 const MARGIN: Duration = Duration::from_secs(300);
-const MARGIN_MS: u64 = 300_000;
 
 /// What the shared document said.
 enum Seen {
@@ -127,7 +126,9 @@ impl TokenCache {
             let mut seen = Seen::Fetch;
             let mut step = |v: Option<Value>| {
                 let doc = v.unwrap_or(Value::Null);
-                let valid = doc["expires_ms"].as_u64().filter(|e| *e > now + MARGIN_MS);
+                let valid = doc["expires_ms"]
+                    .as_u64()
+                    .filter(|e| *e > now + MARGIN.as_millis() as u64);
                 if let (Some(t), Some(e)) = (doc["token"].as_str(), valid) {
                     seen = Seen::Token(Secret::new(t), e);
                     return doc;

@@ -77,12 +77,7 @@ async fn run(pool: Pool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, channel: 
             }
         }
         let started = Instant::now();
-        let mut batches: Vec<Vec<NewEvent>> = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
-        for (events, reply) in jobs {
-            batches.push(events);
-            replies.push(reply);
-        }
+        let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         match write(&pool, batches, &channel).await {
             Ok(answers) => {
                 let took = started.elapsed();

@@ -320,17 +320,19 @@ async fn listen(inner: std::sync::Weak<Inner>, s: PgSettings) {
         };
         match connected {
             Ok((client, mut conn)) => {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                // The connection's messages are read by a task of their own, which wakes the
+                // dispatcher on each notification, while `client` subscribes.
+                let waker = inner.clone();
                 let driver = tokio::spawn(async move {
-                    let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
                     use futures_util::StreamExt;
-                    while let Some(msg) = stream.next().await {
-                        match msg {
-                            Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                                let _ = tx.send(());
-                            }
-                            Ok(_) => {}
-                            Err(_) => break,
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+                    while let Some(Ok(msg)) = messages.next().await {
+                        let Some(i) = waker.upgrade() else { return };
+                        if let tokio_postgres::AsyncMessage::Notification(_) = msg
+                            && let Some(w) = lock(&i.wake).as_ref()
+                        {
+                            w.notify_one();
                         }
                     }
                 });
@@ -339,19 +341,29 @@ async fn listen(inner: std::sync::Weak<Inner>, s: PgSettings) {
                     .await
                     .is_ok()
                 {
-                    while rx.recv().await.is_some() {
-                        let Some(i) = inner.upgrade() else { return };
-                        if let Some(w) = lock(&i.wake).as_ref() {
-                            w.notify_one();
-                        }
-                    }
+                    // Until the connection ends; `client` keeps it open meanwhile.
+                    let _ = driver.await;
+                } else {
+                    driver.abort();
                 }
-                driver.abort();
             }
             Err(e) => tracing::debug!(error = %e, "PostgreSQL listener cannot connect"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// The SQL condition under which replica `$me` may take delivery `d`: nobody holds it, `$me`
+/// does (what `$me` sends now is skipped by the held set), or its holder's heartbeat lapsed.
+macro_rules! claimable {
+    ($me:literal) => {
+        concat!(
+            "(d.lease_owner IS NULL OR d.lease_owner = ",
+            $me,
+            " OR NOT EXISTS (SELECT 1 FROM replicas r
+                WHERE r.name = d.lease_owner AND r.alive_until > clock_timestamp()))"
+        )
+    };
 }
 
 /// The held set as the `bytea[]` the claim queries skip.
@@ -382,10 +394,6 @@ impl PgStore {
             .map_err(db_err)?;
         rows.iter().map(|r| delivery_of(r, 0, 1)).collect()
     }
-
-    fn wake_others(&self) -> String {
-        self.inner.channel.clone()
-    }
 }
 
 #[async_trait]
@@ -399,11 +407,6 @@ impl Store for PgStore {
                     if let Some(f) = lock(&self.inner.on_commit).as_ref() {
                         f(took);
                     }
-                }
-                // This replica's dispatcher hears its own NOTIFY too; waking it here saves
-                // the round trip.
-                if let Some(w) = lock(&self.inner.wake).as_ref() {
-                    w.notify_one();
                 }
                 Ok(answers)
             }
@@ -433,18 +436,19 @@ impl Store for PgStore {
             .client()
             .await?
             .run(
-                "WITH c AS (
+                concat!(
+                    "WITH c AS (
                     SELECT d.id FROM deliveries d
-                    WHERE d.state = 0 AND d.next_ms <= $1 AND NOT (d.id = ANY($3))
-                      AND (d.lease_owner IS NULL OR d.lease_owner = $4 OR NOT EXISTS (
-                          SELECT 1 FROM replicas r
-                          WHERE r.name = d.lease_owner AND r.alive_until > clock_timestamp()))
+                    WHERE d.state = 0 AND d.next_ms <= $1 AND NOT (d.id = ANY($3)) AND ",
+                    claimable!("$4"),
+                    "
                     ORDER BY d.next_ms, d.id
                     LIMIT $2
                     FOR UPDATE OF d SKIP LOCKED)
                  UPDATE deliveries d SET lease_owner = $4, lease_seq = d.lease_seq + 1
                  FROM c WHERE d.id = c.id
-                 RETURNING d.id, d.record, d.next_ms, d.lease_seq",
+                 RETURNING d.id, d.record, d.next_ms, d.lease_seq"
+                ),
                 &[&ms(now), &(limit as i64), &skip, &self.inner.replica],
             )
             .await
@@ -469,12 +473,12 @@ impl Store for PgStore {
             .client()
             .await?
             .run_opt(
-                "SELECT d.next_ms FROM deliveries d
-                 WHERE d.state = 0 AND NOT (d.id = ANY($1))
-                   AND (d.lease_owner IS NULL OR d.lease_owner = $2 OR NOT EXISTS (
-                       SELECT 1 FROM replicas r
-                       WHERE r.name = d.lease_owner AND r.alive_until > clock_timestamp()))
-                 ORDER BY d.next_ms, d.id LIMIT 1",
+                concat!(
+                    "SELECT d.next_ms FROM deliveries d
+                     WHERE d.state = 0 AND NOT (d.id = ANY($1)) AND ",
+                    claimable!("$2"),
+                    " ORDER BY d.next_ms, d.id LIMIT 1"
+                ),
                 &[&skip, &self.inner.replica],
             )
             .await
@@ -536,13 +540,9 @@ impl Store for PgStore {
             )
             .await
             .map_err(db_err)?;
+        // No NOTIFY for a retry: its own dispatcher is woken by the worker, and it is due later.
         match written {
-            Some(_) => {
-                if rec.state == DeliveryState::Pending {
-                    self.notify().await;
-                }
-                Ok(rec)
-            }
+            Some(_) => Ok(rec),
             None => Err(StoreError::LeaseLost),
         }
     }
@@ -870,17 +870,11 @@ impl Store for PgStore {
             t.abort();
         }
         self.inner.committer.stop();
-        // What this replica still holds goes to the others at once, not after its lease.
+        // What this replica still holds goes to the others at once, not after its lease: a
+        // lease whose holder has no heartbeat row is free.
         let released = async {
-            let client = self.client().await?;
-            client
-                .run_exec(
-                    "UPDATE deliveries SET lease_owner = NULL WHERE lease_owner = $1 AND state = 0",
-                    &[&self.inner.replica],
-                )
-                .await
-                .map_err(db_err)?;
-            client
+            self.client()
+                .await?
                 .run_exec(
                     "DELETE FROM replicas WHERE name = $1",
                     &[&self.inner.replica],
@@ -920,7 +914,7 @@ impl PgStore {
     async fn notify(&self) {
         if let Ok(client) = self.client().await {
             let _ = client
-                .run_exec("SELECT pg_notify($1, '')", &[&self.wake_others()])
+                .run_exec("SELECT pg_notify($1, '')", &[&self.inner.channel])
                 .await;
         }
     }
