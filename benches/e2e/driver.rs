@@ -37,20 +37,21 @@ impl Drive {
 #[derive(Clone)]
 pub struct Target {
     pub client: reqwest::Client,
-    pub url: String,
+    /// One per relay replica: event `seq` goes to `urls[seq % len]`.
+    pub urls: Vec<String>,
     pub ty: &'static str,
     pub base: Instant,
 }
 
 impl Target {
-    pub fn new(relay: &str, ty: &'static str, base: Instant, connections: usize) -> Target {
+    pub fn new(relays: &[&str], ty: &'static str, base: Instant, connections: usize) -> Target {
         Target {
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(connections)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("an HTTP client"),
-            url: format!("{relay}/hooks/bench"),
+            urls: relays.iter().map(|r| format!("{r}/hooks/bench")).collect(),
             ty,
             base,
         }
@@ -67,7 +68,7 @@ impl Target {
         );
         let answer = self
             .client
-            .post(&self.url)
+            .post(&self.urls[seq as usize % self.urls.len()])
             .header("content-type", "application/json")
             .body(body)
             .send()

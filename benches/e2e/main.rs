@@ -3,7 +3,8 @@
 //! E2E_RUNS=3, E2E_N=100000, E2E_C=32, E2E_RATE=1000, E2E_OPEN_SECS=10, E2E_FAN_EVENTS=2000,
 //! E2E_FAN_WIDTH=100, E2E_BACKLOG=1000000, E2E_STORE=fjall|sled|postgres (postgres: on
 //! HOOKRELAY_TEST_POSTGRES_URL, else a throwaway cluster of its own from `scripts/pg-cluster.sh`,
-//! a fresh schema per run; the backlog scenario is embedded-only); for profiling, E2E_RELAY_BIN
+//! a fresh schema per run; the backlog scenario is embedded-only), E2E_REPLICAS=1 (more: that
+//! many relays on one PostgreSQL schema, the driver spreading events over them); for profiling, E2E_RELAY_BIN
 //! (another build) and E2E_WRAP (a command put before it, e.g. `heaptrack -o /tmp/relay`).
 //! Prints a table of medians and one `E2E_RESULT {json}` line with every run.
 
@@ -35,6 +36,8 @@ struct Knobs {
     fan_width: usize,
     backlog: u64,
     store: String,
+    /// Relays sharing the store (PostgreSQL only).
+    replicas: usize,
     /// The database of `store = postgres`.
     postgres: Option<String>,
 }
@@ -148,7 +151,6 @@ async fn run_traffic(
     per_event: u64,
 ) -> Result<Figures, String> {
     let scratch = Scratch::new();
-    let data = scratch.path("data");
     relay::write_hooks(&scratch.path("hooks.d"), &receiver.url, k.fan_width)
         .map_err(|e| e.to_string())?;
     let mut f = Figures::new();
@@ -156,16 +158,37 @@ async fn run_traffic(
     receiver.reset();
     let env = k.store_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(a, b)| (*a, b.as_str())).collect();
-    let relay = Relay::start(
-        &scratch.path("hooks.d"),
-        &data,
-        &scratch.path("relay.log"),
-        &env,
-    )
-    .await?;
-    f.insert("idle RSS MB", relay.memory_mb("VmRSS"));
-    let fsyncs_before = relay.metric("hookrelay_store_fsyncs_total").await;
-    let target = Target::new(&relay.url, ty, base, k.c);
+    let mut relays = Vec::new();
+    for i in 0..k.replicas {
+        let name = format!("replica-{i}");
+        let mut env = env.clone();
+        env.push(("HOOKRELAY_POSTGRES__REPLICA", &name));
+        let relay = Relay::start(
+            &scratch.path("hooks.d"),
+            &scratch.path(&format!("data-{i}")),
+            &scratch.path(&format!("relay-{i}.log")),
+            &env,
+        )
+        .await?;
+        relays.push(relay);
+    }
+    let memory = |key: &str| {
+        relays
+            .iter()
+            .map(|r| r.memory_mb(key))
+            .fold(f64::NAN, f64::max)
+    };
+    f.insert("idle RSS MB", memory("VmRSS"));
+    let fsyncs = async || {
+        let mut n = 0;
+        for r in &relays {
+            n += r.metric("hookrelay_store_fsyncs_total").await;
+        }
+        n
+    };
+    let fsyncs_before = fsyncs().await;
+    let urls: Vec<&str> = relays.iter().map(|r| r.url.as_str()).collect();
+    let target = Target::new(&urls, ty, base, k.c);
     let mut drive = match rate {
         None => driver::closed(&target, n, k.c).await,
         Some(rate) => driver::open(&target, n, rate, 4096).await,
@@ -176,16 +199,16 @@ async fn run_traffic(
     let mut got = receiver.take();
     traffic(&mut f, &mut drive, &mut got);
     f.insert("complete", if complete { 1.0 } else { 0.0 });
-    let fsyncs = relay
-        .metric("hookrelay_store_fsyncs_total")
-        .await
-        .saturating_sub(fsyncs_before);
+    let fsyncs = fsyncs().await.saturating_sub(fsyncs_before);
     f.insert(
         "fsyncs/1k events",
         fsyncs as f64 * 1000.0 / drive.accepted.max(1) as f64,
     );
-    f.insert("peak RSS MB", relay.memory_mb("VmHWM"));
-    f.insert("data dir MB", mb(dir_size(&data).unwrap_or(0)));
+    f.insert("peak RSS MB", memory("VmHWM"));
+    f.insert(
+        "data dir MB",
+        mb(dir_size(&scratch.path("data-0")).unwrap_or(0)),
+    );
     Ok(f)
 }
 
@@ -360,8 +383,15 @@ fn main() {
         fan_width: knob("E2E_FAN_WIDTH", 100),
         backlog: knob("E2E_BACKLOG", 1_000_000),
         store: knob("E2E_STORE", "fjall".to_string()),
+        replicas: knob("E2E_REPLICAS", 1).max(1),
         postgres: None,
     };
+    if k.replicas > 1 && k.store != "postgres" {
+        eprintln!(
+            "E2E_REPLICAS > 1 needs E2E_STORE=postgres (embedded stores belong to one process)"
+        );
+        std::process::exit(2);
+    }
     let mut k = k;
     let _cluster = if k.store == "postgres" {
         match std::env::var("HOOKRELAY_TEST_POSTGRES_URL") {
@@ -440,6 +470,7 @@ fn main() {
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "load_avg_end": loadavg(),
         "store": k.store,
+        "replicas": k.replicas,
     });
     let scenarios: Value = results
         .iter()

@@ -5,7 +5,10 @@
 //! Each channel is a lane with a cap on deliveries in flight (`maxInFlight`): a delivery leased
 //! while its lane is full waits in the lane (in memory; its due entry stays in the store), and
 //! the worker that finishes one of the lane's deliveries takes the next. So a hung destination
-//! holds at most its cap of workers, and the others' deliveries go out meanwhile.
+//! holds at most its cap of workers, and the others' deliveries go out meanwhile. A lane
+//! whose waiting list is long enough is full: a store that can (PostgreSQL) leaves its other
+//! deliveries in place for replicas with room, and the lane's worker wakes the dispatcher when
+//! the list has drained to half.
 
 mod worker;
 
@@ -25,6 +28,8 @@ use crate::store::{Busy, Leased, Store};
 
 /// Most deliveries leased in one store round trip.
 const LEASE_BATCH: usize = 512;
+/// Fewest deliveries a lane keeps leased ahead of those it sends (at least its cap).
+const MIN_AHEAD: usize = 32;
 /// Longest the dispatcher sleeps without looking at the store (guards against clock jumps).
 const MAX_IDLE: Duration = Duration::from_secs(5);
 /// How long dispatch first pauses when the store cannot write; doubled on each failed
@@ -117,20 +122,42 @@ impl Dispatcher {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What is held now, for the store to skip.
+    /// What is held now and which channels have no room, for the store to skip.
     fn busy(&self) -> Busy {
-        self.held().held.clone()
+        let catalog = self.catalog.current();
+        let d = self.held();
+        let mut full: std::collections::HashSet<String> = d
+            .lanes
+            .iter()
+            .filter(|(channel, lane)| lane.waiting.len() >= ahead(self.cap(channel)))
+            .map(|(channel, _)| channel.clone())
+            .collect();
+        // Channels whose whole cap is another replica's right now.
+        full.extend(
+            catalog
+                .channels
+                .iter()
+                .filter(|(_, c)| self.store.share_of(c.max_in_flight) == 0)
+                .map(|(name, _)| name.clone()),
+        );
+        Busy {
+            held: d.held.clone(),
+            full,
+        }
     }
 
-    /// The cap of `channel` (the default for one no longer loaded).
+    /// This replica's cap of `channel` (of the default for one no longer loaded): its part of
+    /// the channel's `maxInFlight`, which holds across replicas.
     fn cap(&self, channel: &str) -> usize {
-        self.catalog
+        let configured = self
+            .catalog
             .current()
             .channels
             .get(channel)
             .map_or(crate::channel::def::DEFAULT_MAX_IN_FLIGHT, |c| {
                 c.max_in_flight
-            })
+            });
+        self.store.share_of(configured)
     }
 
     /// Whether a throttle of `channel` at `now` is the first in a minute (then it is logged).
@@ -168,13 +195,26 @@ impl Dispatcher {
     async fn next_in_lane(&self, done: &Leased) -> Option<Leased> {
         let channel = &done.record.channel;
         let cap = self.cap(channel);
-        let mut next = {
+        let moved: Vec<DeliveryId> = {
             let mut d = self.held();
             d.held.remove(&done.record.id);
             let lane = d.lanes.entry(channel.clone()).or_default();
             lane.sending = lane.sending.saturating_sub(1);
-            self.take_waiting(&mut d, channel, cap)
+            // The channel's part moved to another replica: what waits here goes to it.
+            let moved: Vec<_> = match cap {
+                0 => lane.waiting.drain(..).map(|(_, _, id)| id).collect(),
+                _ => Vec::new(),
+            };
+            for id in &moved {
+                d.held.remove(id);
+            }
+            moved
         };
+        self.release(&moved).await;
+        let mut next = self.take_waiting(&mut self.held(), channel, cap);
+        if self.lane_has_room(channel, cap) {
+            self.wake.notify_one();
+        }
         while let Some((due_ms, token, id)) = next {
             // Read again: it waited in memory while the store may have moved on.
             match self.store.relet(&id, due_ms, token).await {
@@ -190,6 +230,25 @@ impl Dispatcher {
             }
         }
         None
+    }
+
+    /// Whether the lane of `channel` has just drained to where the dispatcher should lease
+    /// more of it: to half its lead, or to nothing waiting. (It is skipped while full.)
+    fn lane_has_room(&self, channel: &str, cap: usize) -> bool {
+        let d = self.held();
+        let waiting = d.lanes.get(channel).map_or(0, |l| l.waiting.len());
+        waiting == 0 || waiting == ahead(cap) / 2
+    }
+
+    /// Gives up leases this replica will not use (another may take them at once).
+    async fn release(&self, ids: &[DeliveryId]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.release(ids).await {
+            tracing::warn!(error = %e, deliveries = ids.len(),
+                "releasing leases failed: they are taken over when this replica's heartbeat lapses");
+        }
     }
 
     /// The next waiting delivery of `channel`, counted as sending, if its cap allows and the
@@ -270,7 +329,13 @@ impl Dispatcher {
             }
             for l in leased {
                 // Held before the next scan so the dispatcher never hands it out twice.
-                if !self.admit(&l, self.cap(&l.record.channel)) {
+                let cap = self.cap(&l.record.channel);
+                if cap == 0 {
+                    // Leased just before its channel's part moved to another replica.
+                    self.release(&[l.record.id]).await;
+                    continue;
+                }
+                if !self.admit(&l, cap) {
                     continue;
                 }
                 let permit = slots
@@ -328,4 +393,9 @@ impl Dispatcher {
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// How many waiting deliveries make a lane of cap `cap` full.
+fn ahead(cap: usize) -> usize {
+    cap.max(MIN_AHEAD)
 }

@@ -440,7 +440,7 @@ impl<K: Kv> KvStore<K> {
         let due: Vec<(u64, DeliveryId)> = self
             .due()?
             .range(..(now_ms.saturating_add(1), DeliveryId::default()))
-            .filter(|(_, id)| !busy.contains(id))
+            .filter(|(_, id)| !busy.held.contains(id))
             .take(limit)
             .copied()
             .collect();
@@ -482,7 +482,7 @@ impl<K: Kv> KvStore<K> {
         Ok(self
             .due()?
             .iter()
-            .find(|(_, id)| !busy.contains(id))
+            .find(|(_, id)| !busy.held.contains(id))
             .map(|(ms, _)| *ms))
     }
 

@@ -325,8 +325,26 @@ pub enum Replay {
     NotFound,
 }
 
-/// Deliveries the caller holds (being sent or waiting in a lane): never handed out again.
-pub type Busy = std::collections::HashSet<DeliveryId>;
+/// What the caller cannot take more of.
+#[derive(Debug, Clone, Default)]
+pub struct Busy {
+    /// Deliveries it holds (being sent or waiting in a lane): never handed out again.
+    pub held: std::collections::HashSet<DeliveryId>,
+    /// Channels at their in-flight cap. A store whose due index knows each delivery's channel
+    /// (PostgreSQL) leaves their deliveries where they are, for a replica with room; the
+    /// embedded ones hand them out and the caller keeps them waiting in their lane.
+    pub full: std::collections::HashSet<String>,
+}
+
+impl Busy {
+    /// Holding `held`, no channel full.
+    pub fn holding(held: impl IntoIterator<Item = DeliveryId>) -> Busy {
+        Busy {
+            held: held.into_iter().collect(),
+            full: Default::default(),
+        }
+    }
+}
 
 /// The storage contract every backend meets (one shared test suite runs against each).
 ///
@@ -438,6 +456,19 @@ pub trait Store: Send + Sync {
     ) -> Result<bool, StoreError> {
         let _ = (key, f);
         Ok(false)
+    }
+
+    /// Gives up the leases of `ids` (held by this process, not sent), so that another replica
+    /// may take them now. An embedded store has no leases to give up.
+    async fn release(&self, ids: &[DeliveryId]) -> Result<(), StoreError> {
+        let _ = ids;
+        Ok(())
+    }
+
+    /// This process's part of a per-destination in-flight cap that holds across all replicas
+    /// (the whole cap when the store is not shared). May be 0: another replica sends meanwhile.
+    fn share_of(&self, cap: usize) -> usize {
+        cap
     }
 
     /// Wakes `wake` when deliveries become due that this process did not write (another

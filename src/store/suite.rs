@@ -87,7 +87,7 @@ pub fn done(next: Ending) -> Completion {
 
 /// Nothing is in flight.
 pub fn idle() -> Busy {
-    Busy::new()
+    Busy::default()
 }
 
 /// Leases what is due at `now`, as a dispatcher holding nothing would.
@@ -104,7 +104,7 @@ pub async fn enqueue_then_lease_in_due_order(s: &dyn Store) {
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].record.id.index, 1);
     let held = first[0].record.id;
-    let busy = Busy::from([held]);
+    let busy = Busy::holding([held]);
     let second = s.lease_due(5000, 10, &busy).await.unwrap();
     assert_eq!(second.len(), 1, "what is in flight is skipped");
     assert_eq!(second[0].record.id.index, 0);
@@ -164,11 +164,12 @@ pub async fn outcomes_move_deliveries_on(s: &dyn Store) {
         .unwrap();
     assert_eq!(x.state, DeliveryState::Dead);
     let retried = leased[1].record.id;
-    let in_flight: Busy = leased
-        .iter()
-        .map(|l| l.record.id)
-        .filter(|id| *id != retried)
-        .collect();
+    let in_flight = Busy::holding(
+        leased
+            .iter()
+            .map(|l| l.record.id)
+            .filter(|id| *id != retried),
+    );
     assert!(s.lease_due(499, 10, &in_flight).await.unwrap().is_empty());
     let again = s.lease_due(500, 10, &in_flight).await.unwrap();
     assert_eq!(again.len(), 1);

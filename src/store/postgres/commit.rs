@@ -7,36 +7,49 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
-use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::types::Json;
 
+use super::batch::Batcher;
 use super::{Cached, db_text, ms, state_code};
 use crate::ids::{DeliveryId, EventId};
 use crate::store::{DeliveryRecord, Enqueued, EventRecord, NewEvent, StoreError};
 
-/// Commits under way at once: one commit's round trips overlap the next one's flush.
-pub const COMMITTERS: usize = 3;
 /// Most events one commit writes.
 const MAX_EVENTS: usize = 1024;
+/// Connections the committer uses (one spare for a reconnect).
+pub const CONNECTIONS: usize = 2;
 
 /// The answers of one request, and the commit's duration for the first request it carried
 /// (so each commit is counted once).
 type Answer = Result<(Vec<Enqueued>, Option<Duration>), String>;
-type Job = (Vec<NewEvent>, oneshot::Sender<Answer>);
 
-pub struct Committer {
-    tx: mpsc::UnboundedSender<Job>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+pub struct Committer(Batcher<Vec<NewEvent>, Answer>);
 
 impl Committer {
     pub fn start(pool: Pool, channel: String) -> Committer {
-        let (tx, rx) = mpsc::unbounded_channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        let tasks = (0..COMMITTERS)
-            .map(|_| tokio::spawn(run(pool.clone(), rx.clone(), channel.clone())))
-            .collect();
-        Committer { tx, tasks }
+        let channel: Arc<str> = channel.into();
+        Committer(Batcher::start(
+            MAX_EVENTS,
+            Vec::len,
+            move |batches: Vec<Vec<NewEvent>>| {
+                let (pool, channel) = (pool.clone(), channel.clone());
+                async move {
+                    let n = batches.len();
+                    let started = Instant::now();
+                    match write(&pool, batches, &channel).await {
+                        Ok(answers) => {
+                            let took = started.elapsed();
+                            answers
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, a)| Ok((a, (i == 0).then_some(took))))
+                                .collect()
+                        }
+                        Err(e) => vec![Err(e); n],
+                    }
+                }
+            },
+        ))
     }
 
     /// Writes `events` durably; resolves once their commit is done.
@@ -44,53 +57,11 @@ impl Committer {
         &self,
         events: Vec<NewEvent>,
     ) -> Result<(Vec<Enqueued>, Option<Duration>), StoreError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send((events, tx)).map_err(|_| StoreError::Closed)?;
-        rx.await
-            .map_err(|_| StoreError::Closed)?
-            .map_err(StoreError::Io)
+        self.0.submit(events).await?.map_err(StoreError::Io)
     }
 
     pub fn stop(&self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-async fn run(pool: Pool, rx: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>, channel: String) {
-    loop {
-        let mut jobs = Vec::new();
-        {
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            let mut n = first.0.len();
-            jobs.push(first);
-            while n < MAX_EVENTS {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        n += job.0.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        let started = Instant::now();
-        let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        match write(&pool, batches, &channel).await {
-            Ok(answers) => {
-                let took = started.elapsed();
-                for (i, (reply, answer)) in replies.into_iter().zip(answers).enumerate() {
-                    let _ = reply.send(Ok((answer, (i == 0).then_some(took))));
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
+        self.0.stop()
     }
 }
 
@@ -112,8 +83,8 @@ async fn write(
     let mut plans: Vec<Vec<Plan>> = Vec::with_capacity(batches.len());
     let (mut k_key, mut k_id, mut k_at, mut k_window) = (vec![], vec![], vec![], vec![]);
     let (mut e_id, mut e_ms, mut e_rec) = (vec![], vec![], vec![]);
-    let (mut d_id, mut d_ev, mut d_state, mut d_next, mut d_created, mut d_rec) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut d_id, mut d_ev, mut d_state, mut d_next, mut d_created, mut d_chan, mut d_rec) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for batch in batches {
         let mut plan = Vec::with_capacity(batch.len());
         for new in batch {
@@ -139,6 +110,7 @@ async fn write(
                 d_state.push(state_code(rec.state));
                 d_next.push(rec.next_ms.map(ms));
                 d_created.push(ms(new.received_ms));
+                d_chan.push(rec.channel.clone());
                 d_rec.push(Json(rec));
             }
             e_id.push(new.id.0.to_vec());
@@ -173,17 +145,18 @@ async fn write(
                     AS i(id, ms, rec)
                 WHERE i.id IN (SELECT event_id FROM c)),
              d AS (
-                INSERT INTO deliveries (id, event_id, state, next_ms, created_ms, updated_ms, record)
-                SELECT i.id, i.ev, i.st, i.nx, i.cr, i.cr, i.rec
+                INSERT INTO deliveries
+                    (id, event_id, state, next_ms, created_ms, updated_ms, channel, record)
+                SELECT i.id, i.ev, i.st, i.nx, i.cr, i.cr, i.ch, i.rec
                 FROM unnest($8::bytea[], $9::bytea[], $10::int2[], $11::int8[], $12::int8[],
-                    $13::json[]) AS i(id, ev, st, nx, cr, rec)
+                    $13::text[], $14::json[]) AS i(id, ev, st, nx, cr, ch, rec)
                 WHERE i.ev IN (SELECT event_id FROM c)
                 RETURNING state),
-             n AS (SELECT pg_notify($14, '') WHERE EXISTS (SELECT 1 FROM d WHERE state = 0))
+             n AS (SELECT pg_notify($15, '') WHERE EXISTS (SELECT 1 FROM d WHERE state = 0))
              SELECT event_id, (SELECT count(*) FROM n) FROM c",
             &[
                 &k_key, &k_id, &k_at, &k_window, &e_id, &e_ms, &e_rec, &d_id, &d_ev, &d_state,
-                &d_next, &d_created, &d_rec, &channel,
+                &d_next, &d_created, &d_chan, &d_rec, &channel,
             ],
         )
         .await

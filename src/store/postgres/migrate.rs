@@ -68,6 +68,19 @@ const STEPS: &[(&str, &str)] = &[
     );
     "#,
     ),
+    (
+        "due deliveries by channel (claims skip full channels); when each replica joined",
+        r#"
+    ALTER TABLE deliveries ADD COLUMN channel text;
+    UPDATE deliveries SET channel = record->>'channel';
+    ALTER TABLE deliveries ALTER COLUMN channel SET NOT NULL;
+    ALTER TABLE replicas ADD COLUMN joined timestamptz NOT NULL DEFAULT clock_timestamp();
+    -- Due order within each channel: a claim reads the head of every channel with room, so
+    -- the backlog of a full (or hung) destination is never scanned past.
+    CREATE INDEX deliveries_due_by_channel ON deliveries (channel, next_ms, id) WHERE state = 0;
+    DROP INDEX deliveries_due;
+    "#,
+    ),
 ];
 
 /// The schema version this binary writes.

@@ -8,18 +8,25 @@
 //!   counts (`lease_seq`); it holds while that replica's heartbeat is fresh (`replicas`), so
 //!   a killed replica's deliveries are taken over once its heartbeat lapses, and an outcome
 //!   recorded under a lease that was taken over is refused.
+//!   Claims read the head of each channel's due order and skip channels the caller has no room
+//!   for, so a hung destination's backlog stays free for other replicas and is never scanned.
 //! - Outcomes, leases and replays are written with `synchronous_commit = off`, as the embedded
 //!   engines write them without a flush: one lost to a crash leaves the delivery due, and it
-//!   is sent again (at least once, never lost).
+//!   is sent again (at least once, never lost). Outcomes are batched (`outcome.rs`).
+//! - Per-destination in-flight caps hold across replicas: each takes its part (`Share`) of the
+//!   live replicas seen at its heartbeat.
 //! - Small documents every replica shares (a destination's rate log, a vendor token) are rows
 //!   updated under a row lock (`update_shared`).
 //! - A commit that makes deliveries due sends `NOTIFY`; every replica listens, so a delivery
 //!   enqueued on one is sent by another within milliseconds (the dispatcher's poll is the
 //!   fallback).
 
+mod batch;
 mod commit;
 mod migrate;
+mod outcome;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -62,8 +69,9 @@ pub struct PgSettings {
 const LIST_BUDGET: usize = 20_000;
 /// Records a listing reads per round trip.
 const LIST_CHUNK: i64 = 500;
-/// The advisory lock one retention step holds, so replicas purge one at a time.
-const RETENTION_LOCK: i64 = 0x686f_6f6b_7265_7472;
+/// The advisory lock one retention step holds, so replicas purge one at a time (with the
+/// schema's hash as its second key: relays on other schemas of the database purge meanwhile).
+const RETENTION_LOCK: i32 = 0x686f_6f6b;
 
 /// Delivery states as stored in the `state` column.
 fn state_code(s: DeliveryState) -> i16 {
@@ -148,11 +156,17 @@ struct Inner {
     replica: String,
     channel: String,
     committer: commit::Committer,
+    outcomes: outcome::Outcomes,
     commits: AtomicU64,
     failures: AtomicU64,
     fault: Mutex<Option<Fault>>,
     wake: Mutex<Option<Arc<Notify>>>,
     on_commit: Mutex<Option<CommitObserver>>,
+    share: Mutex<Share>,
+    /// What this replica leased and has not yet finished or let go, so that a delivery that
+    /// waited in its lane is handed back without a round trip: under a live lease nothing
+    /// else changes it (and an outcome after a lost lease is refused all the same).
+    leased: Mutex<HashMap<DeliveryId, Leased>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -200,8 +214,12 @@ fn config(s: &PgSettings, synchronous: bool) -> Result<tokio_postgres::Config, S
         .map_err(|e| StoreError::Io(format!("postgres.url does not parse: {e}")))?;
     cfg.application_name("hookrelay");
     cfg.connect_timeout(Duration::from_secs(5));
+    // Every query here finds its rows through an index. Without `enable_seqscan = off`, the
+    // generic plan of a prepared statement made while a table was small (a new database)
+    // scans it whole long after it has grown; planning each execution instead costs more.
     cfg.options(format!(
-        "-c search_path={} -c statement_timeout={} -c synchronous_commit={}",
+        "-c search_path={} -c statement_timeout={} -c synchronous_commit={} \
+         -c enable_seqscan=off",
         s.schema,
         s.statement_timeout.as_millis(),
         if synchronous { "on" } else { "off" }
@@ -239,7 +257,7 @@ pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
         )));
     }
     let pool_all = pool(s, false, s.pool_size)?;
-    let durable = pool(s, true, commit::COMMITTERS + 1)?;
+    let durable = pool(s, true, commit::CONNECTIONS)?;
     {
         let mut client = durable.get().await.map_err(|e| {
             StoreError::Io(format!("cannot connect to PostgreSQL (postgres.url): {e}"))
@@ -248,6 +266,7 @@ pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
     }
     let inner = Arc::new(Inner {
         committer: commit::Committer::start(durable.clone(), channel_of(s)),
+        outcomes: outcome::Outcomes::start(pool_all.clone(), s.replica.clone()),
         durable,
         pool: pool_all,
         replica: s.replica.clone(),
@@ -257,9 +276,20 @@ pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
         fault: Mutex::default(),
         wake: Mutex::default(),
         on_commit: Mutex::default(),
+        share: Mutex::new(Share::ALONE),
+        leased: Mutex::default(),
         tasks: Mutex::default(),
     });
     heartbeat_once(&inner, s.lease).await?;
+    // Every connection opened now, not by the first requests (a connection takes a few
+    // round trips and a process on the server: the first second under load paid for them).
+    let warm = futures_util::future::join_all(
+        (0..s.pool_size.max(2))
+            .map(|_| inner.pool.get())
+            .chain((0..commit::CONNECTIONS).map(|_| inner.durable.get())),
+    )
+    .await;
+    drop(warm);
     let tasks = vec![
         tokio::spawn(heartbeat(inner.clone(), s.lease)),
         tokio::spawn(listen(Arc::downgrade(&inner), s.clone())),
@@ -279,26 +309,100 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Says this replica is alive for one more lease.
+/// Says this replica is alive for one more lease and reads who else is, for [`Share`].
 async fn heartbeat_once(inner: &Inner, lease: Duration) -> Result<(), StoreError> {
     let client = inner.pool.get().await.map_err(pool_err)?;
-    let secs = lease.as_secs_f64();
     client
         .run_exec(
             "INSERT INTO replicas (name, incarnation, alive_until)
              VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
              ON CONFLICT (name) DO UPDATE SET incarnation = EXCLUDED.incarnation,
-                 alive_until = EXCLUDED.alive_until",
-            &[&inner.replica, &std::process::id().to_string(), &secs],
+                 alive_until = EXCLUDED.alive_until,
+                 joined = CASE WHEN replicas.incarnation = EXCLUDED.incarnation
+                     THEN replicas.joined ELSE clock_timestamp() END",
+            &[
+                &inner.replica,
+                &std::process::id().to_string(),
+                &lease.as_secs_f64(),
+            ],
         )
         .await
         .map_err(db_err)?;
+    // Each live replica, whether it joined before this one, and whether this one is new.
+    let live = client
+        .run(
+            "WITH me AS (SELECT joined, name FROM replicas WHERE name = $1)
+             SELECT r.name, (r.joined, r.name) < (SELECT joined, name FROM me),
+                 (SELECT joined FROM me) > clock_timestamp() - make_interval(secs => $2)
+             FROM replicas r WHERE r.alive_until > clock_timestamp()",
+            &[&inner.replica, &Share::settle(lease).as_secs_f64()],
+        )
+        .await
+        .map_err(db_err)?;
+    let new = live
+        .first()
+        .and_then(|r| r.get::<_, Option<bool>>(2))
+        .unwrap_or(false);
+    let live: Vec<(String, bool)> = live
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, Option<bool>>(1).unwrap_or(false)))
+        .collect();
+    *lock(&inner.share) = Share::of(&inner.replica, &live, new);
     Ok(())
 }
 
-/// Keeps the heartbeat fresh: three beats per lease, so one missed beat loses nothing.
+/// This replica's part of every per-destination in-flight cap: the cap is split over the live
+/// replicas in name order, so the parts add up to it. A replica that joined after others takes
+/// no part until each of them has beaten once since and counts it (until then they use parts
+/// sized for one replica fewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Share {
+    rank: usize,
+    of: usize,
+    settling: bool,
+}
+
+impl Share {
+    const ALONE: Share = Share {
+        rank: 0,
+        of: 1,
+        settling: false,
+    };
+
+    /// How long a newcomer waits: one beat interval of the others, and a margin for the beat
+    /// itself.
+    fn settle(lease: Duration) -> Duration {
+        beat_interval(lease) + Duration::from_secs(1)
+    }
+
+    /// `me`'s share among `live` (name, joined before `me`), `me` having joined within the
+    /// settle time if `new`.
+    fn of(me: &str, live: &[(String, bool)], new: bool) -> Share {
+        let others = live.iter().filter(|(n, _)| n != me).count();
+        Share {
+            rank: live.iter().filter(|(n, _)| n.as_str() < me).count(),
+            of: others + 1,
+            settling: new && live.iter().any(|(n, older)| n != me && *older),
+        }
+    }
+
+    fn part(self, cap: usize) -> usize {
+        if self.settling {
+            return 0;
+        }
+        cap / self.of + usize::from(self.rank < cap % self.of)
+    }
+}
+
+/// Time between heartbeats: at least three per lease, so one missed beat loses nothing, and
+/// often enough that a replica that joins gets its part of the caps within seconds.
+fn beat_interval(lease: Duration) -> Duration {
+    (lease / 3).min(Duration::from_secs(2))
+}
+
+/// Keeps the heartbeat fresh and the view of the live replicas current.
 async fn heartbeat(inner: Arc<Inner>, lease: Duration) {
-    let every = lease / 3;
+    let every = beat_interval(lease);
     loop {
         tokio::time::sleep(every).await;
         if let Err(e) = heartbeat_once(&inner, lease).await {
@@ -353,12 +457,15 @@ async fn listen(inner: std::sync::Weak<Inner>, s: PgSettings) {
     }
 }
 
-/// The SQL condition under which replica `$me` may take delivery `d`: nobody holds it, `$me`
-/// does (what `$me` sends now is skipped by the held set), or its holder's heartbeat lapsed.
+/// The SQL condition under which replica `$me` may take delivery `d`: it is not in the held
+/// set `$held`, and nobody holds it, `$me` does (a delivery it let go of), or its holder's
+/// heartbeat lapsed.
 macro_rules! claimable {
-    ($me:literal) => {
+    ($me:literal, $held:literal) => {
         concat!(
-            "(d.lease_owner IS NULL OR d.lease_owner = ",
+            "NOT (d.id = ANY(",
+            $held,
+            ")) AND (d.lease_owner IS NULL OR d.lease_owner = ",
             $me,
             " OR NOT EXISTS (SELECT 1 FROM replicas r
                 WHERE r.name = d.lease_owner AND r.alive_until > clock_timestamp()))"
@@ -366,9 +473,25 @@ macro_rules! claimable {
     };
 }
 
-/// The held set as the `bytea[]` the claim queries skip.
-fn skip_list(busy: &Busy) -> Vec<Vec<u8>> {
-    busy.iter().map(|id| id.to_bytes().to_vec()).collect()
+/// The channels with due deliveries, as `chans(name)`, one index probe each (a skip scan):
+/// claims then read the head of each channel not in `$full`, never a full channel's backlog.
+macro_rules! channels_due {
+    () => {
+        "WITH RECURSIVE chans(name) AS (
+            SELECT min(channel) FROM deliveries WHERE state = 0
+          UNION ALL
+            SELECT (SELECT min(d.channel) FROM deliveries d
+                    WHERE d.state = 0 AND d.channel > chans.name)
+            FROM chans WHERE chans.name IS NOT NULL)"
+    };
+}
+
+/// The held set and the full channels as the arrays the claim queries skip.
+fn skip_lists(busy: &Busy) -> (Vec<Vec<u8>>, Vec<&str>) {
+    (
+        busy.held.iter().map(|id| id.to_bytes().to_vec()).collect(),
+        busy.full.iter().map(String::as_str).collect(),
+    )
 }
 
 fn delivery_of(row: &Row, id_col: usize, rec_col: usize) -> Result<DeliveryRecord, StoreError> {
@@ -431,25 +554,28 @@ impl Store for PgStore {
         limit: usize,
         busy: &Busy,
     ) -> Result<Vec<Leased>, StoreError> {
-        let skip = skip_list(busy);
+        let (held, full) = skip_lists(busy);
         let rows = self
             .client()
             .await?
             .run(
                 concat!(
-                    "WITH c AS (
-                    SELECT d.id FROM deliveries d
-                    WHERE d.state = 0 AND d.next_ms <= $1 AND NOT (d.id = ANY($3)) AND ",
-                    claimable!("$4"),
+                    channels_due!(),
+                    ", c AS (
+                    SELECT x.id FROM chans CROSS JOIN LATERAL (
+                        SELECT d.id, d.next_ms FROM deliveries d
+                        WHERE d.state = 0 AND d.channel = chans.name AND d.next_ms <= $1 AND ",
+                    claimable!("$4", "$3"),
                     "
-                    ORDER BY d.next_ms, d.id
-                    LIMIT $2
-                    FOR UPDATE OF d SKIP LOCKED)
+                        ORDER BY d.next_ms, d.id LIMIT $2
+                        FOR UPDATE OF d SKIP LOCKED) x
+                    WHERE NOT (chans.name = ANY($5))
+                    ORDER BY x.next_ms, x.id LIMIT $2)
                  UPDATE deliveries d SET lease_owner = $4, lease_seq = d.lease_seq + 1
                  FROM c WHERE d.id = c.id
                  RETURNING d.id, d.record, d.next_ms, d.lease_seq"
                 ),
-                &[&ms(now), &(limit as i64), &skip, &self.inner.replica],
+                &[&ms(now), &(limit as i64), &held, &self.inner.replica, &full],
             )
             .await
             .map_err(db_err)?;
@@ -464,26 +590,32 @@ impl Store for PgStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by_key(|l| (l.due_ms, l.record.id));
+        lock(&self.inner.leased).extend(out.iter().map(|l| (l.record.id, l.clone())));
         Ok(out)
     }
 
     async fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
-        let skip = skip_list(busy);
+        let (held, full) = skip_lists(busy);
         let row = self
             .client()
             .await?
             .run_opt(
                 concat!(
-                    "SELECT d.next_ms FROM deliveries d
-                     WHERE d.state = 0 AND NOT (d.id = ANY($1)) AND ",
-                    claimable!("$2"),
-                    " ORDER BY d.next_ms, d.id LIMIT 1"
+                    channels_due!(),
+                    " SELECT min(x.next_ms) FROM chans CROSS JOIN LATERAL (
+                        SELECT d.next_ms FROM deliveries d
+                        WHERE d.state = 0 AND d.channel = chans.name AND ",
+                    claimable!("$2", "$1"),
+                    " ORDER BY d.next_ms, d.id LIMIT 1) x
+                    WHERE NOT (chans.name = ANY($3))"
                 ),
-                &[&skip, &self.inner.replica],
+                &[&held, &self.inner.replica, &full],
             )
             .await
             .map_err(db_err)?;
-        Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        Ok(row
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|v| v as u64))
     }
 
     async fn relet(
@@ -492,6 +624,13 @@ impl Store for PgStore {
         due_ms: u64,
         token: u64,
     ) -> Result<Option<Leased>, StoreError> {
+        let kept = lock(&self.inner.leased)
+            .get(id)
+            .filter(|l| l.token == token && l.due_ms == due_ms)
+            .cloned();
+        if kept.is_some() {
+            return Ok(kept);
+        }
         let found = self
             .read(
                 "SELECT id, record FROM deliveries
@@ -512,38 +651,27 @@ impl Store for PgStore {
         c: Completion,
         now: u64,
     ) -> Result<DeliveryRecord, StoreError> {
+        lock(&self.inner.leased).remove(&leased.record.id);
         let rec = leased.record.after(&c, now);
-        let id = rec.id.to_bytes();
         let written = self
-            .client()
-            .await?
-            .run_opt(
-                "WITH u AS (
-                    UPDATE deliveries SET state = $2, next_ms = $3, updated_ms = $4, record = $5,
-                        lease_owner = NULL
-                    WHERE id = $1 AND state = 0 AND lease_owner = $6 AND lease_seq = $7
-                    RETURNING id)
-                 INSERT INTO attempts (delivery_id, n, record) SELECT id, $8, $9 FROM u
-                 ON CONFLICT (delivery_id, n) DO UPDATE SET record = EXCLUDED.record
-                 RETURNING delivery_id",
-                &[
-                    &id.as_slice(),
-                    &state_code(rec.state),
-                    &rec.next_ms.map(ms),
-                    &ms(now),
-                    &Json(&rec),
-                    &self.inner.replica,
-                    &(leased.token as i64),
-                    &(leased.record.tries as i32),
-                    &Json(&c.attempt),
-                ],
-            )
+            .inner
+            .outcomes
+            .record(outcome::Outcome {
+                record: rec.clone(),
+                token: leased.token,
+                attempt: c.attempt,
+                n: leased.record.tries,
+                now,
+            })
             .await
-            .map_err(db_err)?;
+            .map_err(|e| match e {
+                StoreError::Io(e) => StoreError::Io(format!("PostgreSQL: {e}")),
+                e => e,
+            })?;
         // No NOTIFY for a retry: its own dispatcher is woken by the worker, and it is due later.
         match written {
-            Some(_) => Ok(rec),
-            None => Err(StoreError::LeaseLost),
+            true => Ok(rec),
+            false => Err(StoreError::LeaseLost),
         }
     }
 
@@ -669,7 +797,10 @@ impl Store for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         let mine: bool = tx
-            .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&RETENTION_LOCK])
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema()))",
+                &[&RETENTION_LOCK],
+            )
             .await
             .map_err(db_err)?
             .get(0);
@@ -818,6 +949,30 @@ impl Store for PgStore {
         Ok(true)
     }
 
+    async fn release(&self, ids: &[DeliveryId]) -> Result<(), StoreError> {
+        {
+            let mut leased = lock(&self.inner.leased);
+            for id in ids {
+                leased.remove(id);
+            }
+        }
+        let ids: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
+        self.client()
+            .await?
+            .run_exec(
+                "UPDATE deliveries SET lease_owner = NULL
+                 WHERE id = ANY($1) AND state = 0 AND lease_owner = $2",
+                &[&ids, &self.inner.replica],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    fn share_of(&self, cap: usize) -> usize {
+        lock(&self.inner.share).part(cap)
+    }
+
     fn watch_due(&self, wake: Arc<Notify>) {
         *lock(&self.inner.wake) = Some(wake);
     }
@@ -870,6 +1025,7 @@ impl Store for PgStore {
             t.abort();
         }
         self.inner.committer.stop();
+        self.inner.outcomes.stop();
         // What this replica still holds goes to the others at once, not after its lease: a
         // lease whose holder has no heartbeat row is free.
         let released = async {
@@ -902,6 +1058,8 @@ impl Store for PgStore {
                 detail: db_text(&e),
             })
         })?;
+        // What waited while the database was away is leased again from the table.
+        lock(&self.inner.leased).clear();
         if let Some(was) = lock(&self.inner.fault).take() {
             tracing::info!(was = %was, "PostgreSQL writes again: ingest and dispatch resume");
         }
@@ -930,7 +1088,7 @@ mod tests {
 
     use super::{Cached, testing};
     use crate::store::suite::{delivery, done, idle, new_event};
-    use crate::store::{Ending, Enqueued, Store, StoreError};
+    use crate::store::{Busy, Ending, Enqueued, NewDelivery, Store, StoreError};
 
     crate::store_suite!(
         testing::available(),
@@ -1004,6 +1162,135 @@ mod tests {
             crate::store::DeliveryState::Delivered,
             "the late outcome did not overwrite the owner's"
         );
+    }
+
+    #[tokio::test]
+    async fn claims_leave_a_full_channel_to_replicas_with_room() {
+        let Some((a, b, _)) = testing::pair().await else {
+            return;
+        };
+        let on = |channel: &str, due| NewDelivery {
+            channel: channel.into(),
+            ..delivery(due)
+        };
+        a.enqueue(vec![new_event(
+            "k",
+            0,
+            vec![on("hung", 0), on("hung", 1), on("ok", 2)],
+        )])
+        .await
+        .unwrap();
+        let hung_is_full = Busy {
+            full: ["hung".to_string()].into(),
+            ..Busy::default()
+        };
+        let mine = a.lease_due(10, 10, &hung_is_full).await.unwrap();
+        assert_eq!(
+            mine.iter()
+                .map(|l| l.record.channel.as_str())
+                .collect::<Vec<_>>(),
+            ["ok"]
+        );
+        let holding_ok = Busy {
+            held: [mine[0].record.id].into(),
+            ..hung_is_full
+        };
+        assert_eq!(a.next_due_ms(&holding_ok).await.unwrap(), None);
+        let theirs = b.lease_due(10, 10, &idle()).await.unwrap();
+        assert_eq!(
+            theirs.len(),
+            2,
+            "a full channel's deliveries stay free for others"
+        );
+        assert!(theirs.iter().all(|l| l.record.channel == "hung"));
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_free_for_another_replica_at_once() {
+        let Some((a, b, _)) = testing::pair().await else {
+            return;
+        };
+        a.enqueue(vec![new_event("k", 0, vec![delivery(0)])])
+            .await
+            .unwrap();
+        let held = a.lease_due(10, 10, &idle()).await.unwrap();
+        assert!(b.lease_due(10, 10, &idle()).await.unwrap().is_empty());
+        a.release(&[held[0].record.id]).await.unwrap();
+        let taken = b.lease_due(10, 10, &idle()).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(
+            a.relet(&held[0].record.id, held[0].due_ms, held[0].token)
+                .await
+                .unwrap()
+                .is_none(),
+            "the releaser no longer holds it"
+        );
+    }
+
+    #[tokio::test]
+    async fn in_flight_caps_are_split_over_live_replicas() {
+        let Some((a, b, _)) = testing::pair().await else {
+            return;
+        };
+        let lease = testing::settings("unused", "x").lease;
+        super::heartbeat_once(&a.inner, lease).await.unwrap();
+        super::heartbeat_once(&b.inner, lease).await.unwrap();
+        assert_eq!(a.share_of(8), 4, "a counts b from its next beat");
+        assert_eq!(
+            b.share_of(8),
+            0,
+            "b just joined: it waits until every other counts it"
+        );
+        // Time passes (on the database's clock): b has been counted by now.
+        a.client()
+            .await
+            .unwrap()
+            .run_exec(
+                "UPDATE replicas SET joined = joined - interval '1 hour'",
+                &[],
+            )
+            .await
+            .unwrap();
+        super::heartbeat_once(&a.inner, lease).await.unwrap();
+        super::heartbeat_once(&b.inner, lease).await.unwrap();
+        for cap in [1, 5, 8] {
+            assert_eq!(a.share_of(cap) + b.share_of(cap), cap, "cap {cap}");
+        }
+        assert_eq!((a.share_of(5), b.share_of(5)), (3, 2));
+        a.close().await.unwrap();
+        super::heartbeat_once(&b.inner, lease).await.unwrap();
+        assert_eq!(b.share_of(5), 5, "a replica that left leaves its part");
+    }
+
+    #[test]
+    fn shares_add_up_to_the_cap() {
+        let live = |names: &[(&str, bool)]| -> Vec<(String, bool)> {
+            names.iter().map(|(n, new)| (n.to_string(), *new)).collect()
+        };
+        let three = live(&[("a", false), ("b", false), ("c", false)]);
+        for cap in 0..20 {
+            let total: usize = ["a", "b", "c"]
+                .iter()
+                .map(|me| super::Share::of(me, &three, false).part(cap))
+                .sum();
+            assert_eq!(total, cap);
+        }
+        let alone = live(&[("a", false)]);
+        assert_eq!(
+            super::Share::of("a", &alone, true).part(8),
+            8,
+            "nobody to wait for"
+        );
+        let after_b = live(&[("a", false), ("b", true)]);
+        assert_eq!(
+            super::Share::of("a", &after_b, true).part(8),
+            0,
+            "b counts a later"
+        );
+        assert_eq!(super::Share::of("a", &after_b, false).part(8), 4);
+        let missing_me = live(&[("b", false)]);
+        let s = super::Share::of("a", &missing_me, false);
+        assert_eq!((s.rank, s.of), (0, 2), "a replica counts itself");
     }
 
     #[tokio::test]
