@@ -588,6 +588,19 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_oidc_key_set_names_its_field_and_the_rest_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {name: k}\nspec:\n  auth: {oidc: {issuer: https://i, audience: a, jwks: '{\"keys\": []}'}}\n";
+        std::fs::write(dir.path().join("10.yaml"), [CHANNEL, source].join("---\n")).unwrap();
+        let c = loader(dir.path()).load(false);
+        assert_eq!(status(&c, "10.yaml"), (FileStatus::Partial, 1, 1));
+        assert!(c.channels.contains_key("c") && c.sources.is_empty());
+        let e = &c.report.errors[0];
+        assert_eq!((e.document, e.path.as_str()), (2, "/spec/auth/oidc/jwks"));
+        assert!(e.message.contains("no keys"), "{}", e.message);
+    }
+
+    #[test]
     fn a_bad_document_is_skipped_and_its_siblings_load() {
         let dir = tempfile::tempdir().unwrap();
         let text = [CHANNEL, &route("r", "c"), SOURCE_BAD].join("---\n");

@@ -1,4 +1,5 @@
-//! Per-Source authentication of a request, over the raw body: token, HMAC, Standard Webhooks.
+//! Per-Source authentication of a request, over the raw body: token, HMAC, Standard Webhooks,
+//! OIDC bearer tokens.
 
 use actix_web::http::header::HeaderMap;
 
@@ -67,6 +68,7 @@ pub fn verify(auth: &Auth, headers: &HeaderMap, body: &[u8], now_secs: i64) -> R
             tolerance.as_secs(),
         )
         .map_err(|e| e.to_string()),
+        Auth::Oidc(verifier) => verifier.verify(header("authorization"), now_secs),
     }
 }
 

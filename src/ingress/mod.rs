@@ -6,6 +6,7 @@ mod auth;
 mod cloudevents;
 pub mod error;
 mod extract;
+pub mod oidc;
 mod preset;
 pub mod source;
 

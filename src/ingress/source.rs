@@ -64,6 +64,22 @@ enum AuthSpec {
         #[serde(rename = "standardWebhooks")]
         standard_webhooks: StandardWebhooksSpec,
     },
+    Oidc {
+        oidc: OidcSpec,
+    },
+}
+
+/// Knative's OIDC sender identity: who may send (issuer, audience, subjects) and the keys.
+#[derive(Debug, Deserialize)]
+struct OidcSpec {
+    issuer: String,
+    audience: String,
+    /// The issuer's JWK Set: `{file: …}` (a ConfigMap of `kubectl get --raw /openid/v1/jwks`),
+    /// `{env: …}` or the document itself.
+    jwks: SecretRef,
+    #[serde(default)]
+    subjects: Vec<String>,
+    leeway: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -146,6 +162,8 @@ pub enum Auth {
         key: SecretBytes,
         tolerance: Duration,
     },
+    /// A JWT bearer token signed by a key of the issuer (Knative OIDC).
+    Oidc(std::sync::Arc<super::oidc::Verifier>),
 }
 
 /// Where one value comes from.
@@ -235,6 +253,36 @@ impl SourceDef {
     }
 }
 
+/// The verifier of an `oidc` auth block. The key set is public: read, not registered as a
+/// credential.
+fn compile_oidc(o: OidcSpec, ctx: &DocCtx<'_>) -> Result<super::oidc::Verifier, DocError> {
+    let leeway = match o.leeway.as_deref().map(|l| parse_duration("leeway", l)) {
+        None => Duration::from_secs(30),
+        Some(Ok(d)) => d,
+        Some(Err(e)) => return Err(DocError::new("/spec/auth/oidc/leeway", e.to_string())),
+    };
+    for (field, value) in [("issuer", &o.issuer), ("audience", &o.audience)] {
+        if value.trim().is_empty() {
+            return Err(DocError::new(
+                format!("/spec/auth/oidc/{field}"),
+                "must not be empty",
+            ));
+        }
+    }
+    let jwks = o
+        .jwks
+        .resolve(ctx.base_dir, ctx.secret_roots)
+        .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))?;
+    super::oidc::Verifier::new(
+        jwks.secret.expose(),
+        o.issuer,
+        o.audience,
+        o.subjects,
+        leeway.as_secs(),
+    )
+    .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))
+}
+
 /// Compiles a Source document's `spec`.
 pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceDef, Vec<DocError>> {
     let carries_recipients = spec["preset"]
@@ -308,6 +356,13 @@ pub fn compile(name: &str, spec: &Value, ctx: &mut DocCtx<'_>) -> Result<SourceD
                 }
             }
         }
+        AuthSpec::Oidc { oidc } => match compile_oidc(oidc, ctx) {
+            Ok(v) => Auth::Oidc(std::sync::Arc::new(v)),
+            Err(e) => {
+                errors.push(e);
+                Auth::None
+            }
+        },
     };
     let mut extractors = |list: Option<OneOrMany<ExtractorSpec>>, path: &str| -> Vec<Extractor> {
         let mut out = Vec::new();

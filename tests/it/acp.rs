@@ -485,3 +485,78 @@ spec:
     );
     relay.stop().await;
 }
+
+/// Knative with `authentication-oidc` on: the Broker's token is checked against the cluster
+/// issuer's JWK Set; a missing, expired, unsigned or foreign token is a 401 and nothing is kept.
+#[tokio::test]
+async fn knative_oidc_tokens_are_checked_before_anything_is_stored() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc");
+    let source = format!(
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {{name: acp-oidc}}\nspec:\n  formats: [cloudevents]\n  auth:\n    oidc:\n      issuer: https://kubernetes.default.svc.cluster.local\n      audience: hookrelay\n      jwks: {{file: {fixtures}/jwks.json}}\n      subjects: [\"system:serviceaccount:knative-eventing:mt-broker-filter\"]\n"
+    );
+    let receiver = FakeServer::start().await;
+    let h = hooks(&receiver.base, &[("15-acp-oidc.yaml", &source)]);
+    let data = data_dir();
+    let mut s = settings(h.path(), data.path());
+    s.secret_dirs.push(fixtures.into());
+    let relay = TestRelay::start(s).await;
+    let catalog = relay.admin_get("/admin/catalog").await;
+    assert_eq!(catalog["report"]["errors"], json!([]), "{catalog:#}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let token = |pem: &str, sub: &str, exp: i64| {
+        let key = EncodingKey::from_rsa_pem(&std::fs::read(format!("{fixtures}/{pem}")).unwrap())
+            .unwrap();
+        let header = Header {
+            kid: Some("rsa-1".into()),
+            ..Header::new(Algorithm::RS256)
+        };
+        let claims = json!({"iss": "https://kubernetes.default.svc.cluster.local",
+            "aud": "hookrelay", "sub": sub, "exp": exp, "iat": now});
+        format!("Bearer {}", encode(&header, &claims, &key).unwrap())
+    };
+    let broker = "system:serviceaccount:knative-eventing:mt-broker-filter";
+    let event = enriched("ApprovalPending", None, NS, "o-1").to_string();
+    let refused = [
+        None,
+        Some(token("rsa.pem", broker, now - 3600)),
+        Some(token("other-rsa.pem", broker, now + 300)),
+        Some(token(
+            "rsa.pem",
+            "system:serviceaccount:evil:pod",
+            now + 300,
+        )),
+        Some("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.".to_string()),
+    ];
+    for auth in &refused {
+        let mut headers = vec![STRUCTURED];
+        if let Some(a) = auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let (status, body) = relay.post("acp-oidc", &headers, &event).await;
+        assert_eq!(status, 401, "{auth:?}: {body}");
+        assert!(body["message"].is_string(), "{body}");
+    }
+    let none = relay.admin_get("/admin/deliveries?source=acp-oidc").await;
+    assert_eq!(
+        none["deliveries"],
+        json!([]),
+        "a refused request stores nothing"
+    );
+
+    let good = token("rsa.pem", broker, now + 300);
+    let (status, body) = relay
+        .post(
+            "acp-oidc",
+            &[STRUCTURED, ("Authorization", good.as_str())],
+            &event,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["deliveries"], 2, "{body}");
+    assert_eq!(receiver.wait_for(2).await.len(), 2);
+}
