@@ -99,22 +99,72 @@ fn yaml_options() -> serde_saphyr::Options {
 
 /// A cheap summary of the directory (names, sizes, modification times) that changes whenever a
 /// resource file is added, removed or edited.
-pub fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+pub fn fingerprint(dir: &Path) -> Vec<Fingerprint> {
     resource_files(dir)
         .unwrap_or_default()
         .into_iter()
         .map(|p| {
             let meta = std::fs::metadata(&p).ok();
-            let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-            let modified = meta.and_then(|m| m.modified().ok());
-            (p, len, modified)
+            Fingerprint {
+                // A Kubernetes ConfigMap swaps its `..data` symlink to a new directory: the
+                // file's resolved path changes even where its size and time do not.
+                target: std::fs::canonicalize(&p).ok(),
+                len: meta.as_ref().map_or(0, |m| m.len()),
+                modified: meta.and_then(|m| m.modified().ok()),
+                path: p,
+            }
         })
         .collect()
+}
+
+/// What tells a resource file's change without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    path: PathBuf,
+    target: Option<PathBuf>,
+    len: u64,
+    modified: Option<SystemTime>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The layout the kubelet gives a mounted ConfigMap, and its update: the files are
+    /// symlinks through `..data` to a timestamped directory, and an update writes a new
+    /// directory and swaps `..data` to it.
+    #[test]
+    fn a_configmap_update_is_seen_through_its_data_symlink() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |version: &str, text: &str| {
+            let v = dir.path().join(version);
+            std::fs::create_dir(&v).unwrap();
+            std::fs::write(v.join("10-acp.yaml"), text).unwrap();
+            v
+        };
+        let first = write("..2026_12_02_10_00_00.1", "kind: A\n");
+        symlink(first.file_name().unwrap(), dir.path().join("..data")).unwrap();
+        symlink("..data/10-acp.yaml", dir.path().join("10-acp.yaml")).unwrap();
+        let files = resource_files(dir.path()).unwrap();
+        assert_eq!(files, [dir.path().join("10-acp.yaml")], "the hidden entries are not read");
+        let before = fingerprint(dir.path());
+        // Same size, same time: only where the link leads differs.
+        let second = write("..2026_12_02_10_05_00.2", "kind: B\n");
+        let t = std::fs::metadata(first.join("10-acp.yaml")).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(second.join("10-acp.yaml"))
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+        symlink(second.file_name().unwrap(), dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+        std::fs::remove_dir_all(&first).unwrap();
+        assert_ne!(fingerprint(dir.path()), before);
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert_eq!(parse_documents(&files[0], &text).unwrap()[0].value["kind"], "B");
+    }
 
     #[test]
     fn yaml_files_hold_several_documents() {

@@ -40,7 +40,7 @@ impl LiveCatalog {
         catalog
     }
 
-    fn fingerprint(&self) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    fn fingerprint(&self) -> Vec<load::Fingerprint> {
         let loader = self.loader.lock().expect("loader lock");
         load::fingerprint(loader.dir())
     }
