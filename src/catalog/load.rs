@@ -147,11 +147,18 @@ mod tests {
         symlink(first.file_name().unwrap(), dir.path().join("..data")).unwrap();
         symlink("..data/10-acp.yaml", dir.path().join("10-acp.yaml")).unwrap();
         let files = resource_files(dir.path()).unwrap();
-        assert_eq!(files, [dir.path().join("10-acp.yaml")], "the hidden entries are not read");
+        assert_eq!(
+            files,
+            [dir.path().join("10-acp.yaml")],
+            "the hidden entries are not read"
+        );
         let before = fingerprint(dir.path());
         // Same size, same time: only where the link leads differs.
         let second = write("..2026_12_02_10_05_00.2", "kind: B\n");
-        let t = std::fs::metadata(first.join("10-acp.yaml")).unwrap().modified().unwrap();
+        let t = std::fs::metadata(first.join("10-acp.yaml"))
+            .unwrap()
+            .modified()
+            .unwrap();
         std::fs::File::options()
             .write(true)
             .open(second.join("10-acp.yaml"))
@@ -163,7 +170,10 @@ mod tests {
         std::fs::remove_dir_all(&first).unwrap();
         assert_ne!(fingerprint(dir.path()), before);
         let text = std::fs::read_to_string(&files[0]).unwrap();
-        assert_eq!(parse_documents(&files[0], &text).unwrap()[0].value["kind"], "B");
+        assert_eq!(
+            parse_documents(&files[0], &text).unwrap()[0].value["kind"],
+            "B"
+        );
     }
 
     #[test]
