@@ -72,6 +72,18 @@ pub fn verify(auth: &Auth, headers: &HeaderMap, body: &[u8], now_secs: i64) -> R
     }
 }
 
+/// What a Source's check needs fetched before [`verify`] (an OIDC issuer's keys, on the first
+/// token or one signed by a key not yet seen). Never fails: a failed fetch means the check
+/// refuses.
+pub async fn prepare(auth: &Auth, headers: &HeaderMap) {
+    if let Auth::Oidc(verifier) = auth {
+        let header = headers
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        verifier.prepare(header).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,11 @@ pub enum Format {
     CloudEvents { batch: bool },
 }
 
+/// Fetches what `source`'s authentication needs before [`decode`] (an OIDC issuer's keys).
+pub async fn prepare_auth(source: &SourceDef, headers: &HeaderMap) {
+    auth::prepare(&source.auth, headers).await
+}
+
 /// Authenticates a request for `source` and decodes its event(s): a CloudEvent in any mode if
 /// the Source takes them, else a JSON system hook. Used by the handler and by `hookrelay render`.
 pub fn decode(

@@ -24,7 +24,10 @@ const ACCEPTED: &[Algorithm] = &[
 
 /// One Source's OIDC check.
 pub struct Verifier {
-    keys: Vec<(Option<String>, DecodingKey)>,
+    /// The keys by id; replaced whole when the issuer's set is fetched again.
+    keys: std::sync::RwLock<Vec<(Option<String>, DecodingKey)>>,
+    /// Where the keys come from when they are not given: the issuer's discovery document.
+    discovery: Option<Discovery>,
     issuer: String,
     audience: String,
     /// Allowed `sub` values (`system:serviceaccount:<ns>:<name>`); empty: any.
@@ -32,10 +35,45 @@ pub struct Verifier {
     leeway_secs: u64,
 }
 
+/// Fetching the issuer's keys: once at the first token, again when a token names a key not in
+/// the set (the issuer rotated), one fetch at a time and within a budget.
+struct Discovery {
+    url: String,
+    http: reqwest::Client,
+    budget: tokio::sync::Mutex<Budget>,
+}
+
+/// Fetches allowed: [`BURST`] at once, then one per [`REFILL`] (a flood of tokens with made-up
+/// key ids must not become a flood of requests to the issuer).
+struct Budget {
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+const BURST: f64 = 3.0;
+const REFILL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Budget {
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let earned = (now - self.at).as_secs_f64() / REFILL.as_secs_f64();
+        self.tokens = (self.tokens + earned).min(BURST);
+        self.at = now;
+        let ok = self.tokens >= 1.0;
+        if ok {
+            self.tokens -= 1.0;
+        }
+        ok
+    }
+}
+/// Longest a discovery document or key set may be.
+const MAX_DOCUMENT: usize = 1 << 20;
+
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys().len())
+            .field("discovery", &self.discovery.as_ref().map(|d| &d.url))
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("subjects", &self.subjects)
@@ -52,43 +90,113 @@ struct Claims {
     sub: Option<String>,
 }
 
+/// Who may send and how tokens are checked, whatever the keys' origin.
+pub struct Rules {
+    pub issuer: String,
+    pub audience: String,
+    pub subjects: Vec<String>,
+    pub leeway_secs: u64,
+}
+
+/// The keys of a JWK Set document.
+fn parse_keys(jwks: &str) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("not a JWK Set: {e}"))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {i}: {e}"))?;
+        keys.push((jwk.common.key_id.clone(), key));
+    }
+    if keys.is_empty() {
+        return Err("the JWK Set has no keys".into());
+    }
+    Ok(keys)
+}
+
 impl Verifier {
     /// A verifier for tokens signed by a key of `jwks` (a JWK Set document).
-    pub fn new(
-        jwks: &str,
-        issuer: String,
-        audience: String,
-        subjects: Vec<String>,
-        leeway_secs: u64,
-    ) -> Result<Verifier, String> {
-        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("not a JWK Set: {e}"))?;
-        let mut keys = Vec::new();
-        for (i, jwk) in set.keys.iter().enumerate() {
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("key {i}: {e}"))?;
-            keys.push((jwk.common.key_id.clone(), key));
+    pub fn new(jwks: &str, rules: Rules) -> Result<Verifier, String> {
+        Ok(Verifier::with(parse_keys(jwks)?, None, rules))
+    }
+
+    /// A verifier whose keys are fetched from the issuer's discovery document at `url`
+    /// (`…/.well-known/openid-configuration`, whose `jwks_uri` names the key set).
+    pub fn discovered(url: String, http: reqwest::Client, rules: Rules) -> Verifier {
+        let discovery = Discovery {
+            url,
+            http,
+            budget: tokio::sync::Mutex::new(Budget {
+                tokens: BURST,
+                at: std::time::Instant::now(),
+            }),
+        };
+        Verifier::with(Vec::new(), Some(discovery), rules)
+    }
+
+    fn with(
+        keys: Vec<(Option<String>, DecodingKey)>,
+        discovery: Option<Discovery>,
+        r: Rules,
+    ) -> Verifier {
+        Verifier {
+            keys: std::sync::RwLock::new(keys),
+            discovery,
+            issuer: r.issuer,
+            audience: r.audience,
+            subjects: r.subjects,
+            leeway_secs: r.leeway_secs,
         }
-        if keys.is_empty() {
-            return Err("the JWK Set has no keys".into());
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Vec<(Option<String>, DecodingKey)>> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn knows(&self, kid: Option<&str>) -> bool {
+        let keys = self.keys();
+        match kid {
+            Some(kid) => keys.iter().any(|(id, _)| id.as_deref() == Some(kid)),
+            None => !keys.is_empty(),
         }
-        Ok(Verifier {
-            keys,
-            issuer,
-            audience,
-            subjects,
-            leeway_secs,
-        })
+    }
+
+    /// Before [`Verifier::verify`]: fetches the issuer's keys if the token names one this
+    /// verifier does not hold (and it fetches them at all). Failures are logged; the check
+    /// then refuses the token.
+    pub async fn prepare(&self, authorization: Option<&str>) {
+        let Some(d) = &self.discovery else { return };
+        let Some(token) = bearer(authorization) else {
+            return;
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return;
+        };
+        if self.knows(header.kid.as_deref()) {
+            return;
+        }
+        let mut budget = d.budget.lock().await;
+        // Another request may have fetched them while this one waited.
+        if self.knows(header.kid.as_deref()) || !budget.take() {
+            return;
+        }
+        match fetch_keys(d).await {
+            Ok(keys) => {
+                tracing::info!(issuer = %self.issuer, keys = keys.len(), "OIDC keys fetched");
+                *self
+                    .keys
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.issuer, error = %e, "OIDC keys could not be fetched")
+            }
+        }
     }
 
     /// Checks the `Authorization` header's token at `now_secs`; the error says what was wrong.
     pub fn verify(&self, authorization: Option<&str>, now_secs: i64) -> Result<(), String> {
-        let token = authorization
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or("missing Authorization: Bearer token")?;
+        let token = bearer(authorization).ok_or("missing Authorization: Bearer token")?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             // `alg: none` is not an algorithm the parser knows: it ends here too.
             "the bearer token is not a signed JWT".to_string()
@@ -96,14 +204,14 @@ impl Verifier {
         if !ACCEPTED.contains(&header.alg) {
             return Err(format!("token algorithm {:?} is not accepted", header.alg));
         }
+        let keys = self.keys();
         let candidates: Vec<&DecodingKey> = match &header.kid {
-            Some(kid) => self
-                .keys
+            Some(kid) => keys
                 .iter()
                 .filter(|(id, _)| id.as_deref() == Some(kid))
                 .map(|(_, k)| k)
                 .collect(),
-            None => self.keys.iter().map(|(_, k)| k).collect(),
+            None => keys.iter().map(|(_, k)| k).collect(),
         };
         if candidates.is_empty() {
             return Err("token signed by a key not in the JWK Set".into());
@@ -146,6 +254,50 @@ impl Verifier {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The discovery document, then the key set it names.
+async fn fetch_keys(d: &Discovery) -> Result<Vec<(Option<String>, DecodingKey)>, String> {
+    #[derive(Deserialize)]
+    struct Configuration {
+        jwks_uri: String,
+    }
+    let config: Configuration = serde_json::from_slice(&get(&d.http, &d.url).await?)
+        .map_err(|e| format!("the discovery document has no jwks_uri: {e}"))?;
+    let jwks = get(&d.http, &config.jwks_uri).await?;
+    parse_keys(&String::from_utf8_lossy(&jwks))
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+    let shown = url.split('?').next().unwrap_or_default();
+    let resp = http
+        .get(url)
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await
+        .map_err(|e| format!("{shown}: {}", e.without_url()))?;
+    if !resp.status().is_success() {
+        return Err(format!("{shown}: HTTP {}", resp.status().as_u16()));
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("{shown}: {}", e.without_url()))?;
+    if body.len() > MAX_DOCUMENT {
+        return Err(format!("{shown}: over {MAX_DOCUMENT} bytes"));
+    }
+    Ok(body.to_vec())
+}
+
 fn describe(e: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
@@ -180,14 +332,16 @@ mod tests {
     }
 
     fn verifier(subjects: &[&str]) -> Verifier {
-        Verifier::new(
-            &fixture("jwks.json"),
-            ISS.into(),
-            AUD.into(),
-            subjects.iter().map(|s| s.to_string()).collect(),
-            30,
-        )
-        .unwrap()
+        Verifier::new(&fixture("jwks.json"), rules(subjects)).unwrap()
+    }
+
+    fn rules(subjects: &[&str]) -> Rules {
+        Rules {
+            issuer: ISS.into(),
+            audience: AUD.into(),
+            subjects: subjects.iter().map(|s| s.to_string()).collect(),
+            leeway_secs: 30,
+        }
     }
 
     fn claims() -> serde_json::Value {
@@ -302,10 +456,7 @@ mod tests {
     #[test]
     fn a_bad_key_set_is_an_error_not_a_panic() {
         for bad in ["", "{}", r#"{"keys": []}"#, r#"{"keys": [{"kty": "RSA"}]}"#] {
-            assert!(
-                Verifier::new(bad, ISS.into(), AUD.into(), vec![], 30).is_err(),
-                "{bad}"
-            );
+            assert!(Verifier::new(bad, rules(&[])).is_err(), "{bad}");
         }
     }
 }

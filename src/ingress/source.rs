@@ -75,8 +75,11 @@ struct OidcSpec {
     issuer: String,
     audience: String,
     /// The issuer's JWK Set: `{file: …}` (a ConfigMap of `kubectl get --raw /openid/v1/jwks`),
-    /// `{env: …}` or the document itself.
-    jwks: SecretRef,
+    /// `{env: …}` or the document itself. Or:
+    jwks: Option<SecretRef>,
+    /// The issuer's discovery document (`…/.well-known/openid-configuration`): the keys are
+    /// fetched from its `jwks_uri`, and again when a token names a key not yet seen.
+    discovery: Option<String>,
     #[serde(default)]
     subjects: Vec<String>,
     leeway: Option<String>,
@@ -269,18 +272,32 @@ fn compile_oidc(o: OidcSpec, ctx: &DocCtx<'_>) -> Result<super::oidc::Verifier, 
             ));
         }
     }
-    let jwks = o
-        .jwks
-        .resolve(ctx.base_dir, ctx.secret_roots)
-        .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))?;
-    super::oidc::Verifier::new(
-        jwks.secret.expose(),
-        o.issuer,
-        o.audience,
-        o.subjects,
-        leeway.as_secs(),
-    )
-    .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))
+    let rules = super::oidc::Rules {
+        issuer: o.issuer,
+        audience: o.audience,
+        subjects: o.subjects,
+        leeway_secs: leeway.as_secs(),
+    };
+    match (o.jwks, o.discovery) {
+        (Some(jwks), None) => {
+            let jwks = jwks
+                .resolve(ctx.base_dir, ctx.secret_roots)
+                .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))?;
+            super::oidc::Verifier::new(jwks.secret.expose(), rules)
+                .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))
+        }
+        (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => Ok(
+            super::oidc::Verifier::discovered(url, ctx.http.clone(), rules),
+        ),
+        (None, Some(_)) => Err(DocError::new(
+            "/spec/auth/oidc/discovery",
+            "must be an http(s) URL of the issuer's openid-configuration",
+        )),
+        _ => Err(DocError::new(
+            "/spec/auth/oidc",
+            "give the issuer's keys as exactly one of jwks or discovery",
+        )),
+    }
 }
 
 /// Compiles a Source document's `spec`.

@@ -70,6 +70,7 @@ async fn accept(
         .await
         .map_err(|_| IngressError::TooLarge { limit })?
         .map_err(|e| IngressError::BadRequest(format!("could not read the body: {e}")))?;
+    crate::ingress::prepare_auth(source, req.headers()).await;
     let now = now_ms();
     let Decoded { events, format } = decode(source, req.headers(), &body, now)?;
     let window = match format {

@@ -560,3 +560,115 @@ async fn knative_oidc_tokens_are_checked_before_anything_is_stored() {
     assert_eq!(body["deliveries"], 2, "{body}");
     assert_eq!(receiver.wait_for(2).await.len(), 2);
 }
+
+/// The issuer's keys from its discovery document: fetched at the first token, and again when
+/// the issuer rotates to a key the relay has not seen.
+#[tokio::test]
+async fn oidc_keys_come_from_the_issuers_discovery_document_and_follow_a_rotation() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/oidc");
+    let all: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/jwks.json")).unwrap())
+            .unwrap();
+    let only = |kid: &str| {
+        json!({"keys": all["keys"].as_array().unwrap().iter()
+            .filter(|k| k["kid"] == kid).cloned().collect::<Vec<_>>()})
+    };
+    let issuer = FakeServer::start().await;
+    let base = issuer.base.clone();
+    let serve = move |keys: Value| {
+        let base = base.clone();
+        move |r: &Recorded| match r.path.as_str() {
+            "/.well-known/openid-configuration" => Reply::json(
+                200,
+                json!({"issuer": base, "jwks_uri": format!("{base}/keys")}),
+            ),
+            "/keys" => Reply::json(200, keys.clone()),
+            _ => Reply::status(404),
+        }
+    };
+    issuer.set_responder(serve(only("rsa-1")));
+    let source = format!(
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {{name: acp-oidc}}\nspec:\n  formats: [cloudevents]\n  auth:\n    oidc:\n      issuer: https://kubernetes.default.svc.cluster.local\n      audience: hookrelay\n      discovery: {}/.well-known/openid-configuration\n",
+        issuer.base
+    );
+    let receiver = FakeServer::start().await;
+    let h = hooks(&receiver.base, &[("15-acp-oidc.yaml", &source)]);
+    let data = data_dir();
+    let relay = TestRelay::start(settings(h.path(), data.path())).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({"iss": "https://kubernetes.default.svc.cluster.local", "aud": "hookrelay",
+        "sub": "system:serviceaccount:knative-eventing:mt-broker-filter", "exp": now + 300});
+    let sign = |kid: &str, alg: Algorithm, key: EncodingKey, id: &str| {
+        let header = Header {
+            kid: Some(kid.into()),
+            ..Header::new(alg)
+        };
+        let token = format!("Bearer {}", encode(&header, &claims, &key).unwrap());
+        (token, enriched("ApprovalPending", None, NS, id).to_string())
+    };
+    let rsa = || {
+        EncodingKey::from_rsa_pem(&std::fs::read(format!("{fixtures}/rsa.pem")).unwrap()).unwrap()
+    };
+    let ec =
+        || EncodingKey::from_ec_pem(&std::fs::read(format!("{fixtures}/ec.pem")).unwrap()).unwrap();
+
+    let (token, event) = sign("rsa-1", Algorithm::RS256, rsa(), "d-1");
+    let (status, body) = relay
+        .post(
+            "acp-oidc",
+            &[STRUCTURED, ("Authorization", token.as_str())],
+            &event,
+        )
+        .await;
+    assert_eq!(status, 202, "the first token fetches the keys: {body}");
+    let fetched = issuer.requests().len();
+    assert_eq!(fetched, 2, "discovery document, then the key set");
+    let (token, event) = sign("rsa-1", Algorithm::RS256, rsa(), "d-2");
+    let (status, _) = relay
+        .post(
+            "acp-oidc",
+            &[STRUCTURED, ("Authorization", token.as_str())],
+            &event,
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        issuer.requests().len(),
+        fetched,
+        "a known key is not fetched again"
+    );
+
+    // The issuer rotates to the EC key: the first token signed with it fetches the set again.
+    issuer.set_responder(serve(only("ec-1")));
+    let (token, event) = sign("ec-1", Algorithm::ES256, ec(), "d-3");
+    let (status, body) = relay
+        .post(
+            "acp-oidc",
+            &[STRUCTURED, ("Authorization", token.as_str())],
+            &event,
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(issuer.requests().len(), fetched + 2);
+    // Made-up key ids do not make the relay hammer the issuer.
+    for i in 0..5 {
+        let (token, event) = sign(&format!("made-up-{i}"), Algorithm::ES256, ec(), "d-x");
+        let (status, _) = relay
+            .post(
+                "acp-oidc",
+                &[STRUCTURED, ("Authorization", token.as_str())],
+                &event,
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        issuer.requests().len(),
+        fetched + 4,
+        "one more fetch of the budget (three at once, then one per 10 s), then none"
+    );
+}
