@@ -561,6 +561,17 @@ async fn knative_oidc_tokens_are_checked_before_anything_is_stored() {
     assert_eq!(receiver.wait_for(2).await.len(), 2);
 }
 
+/// Posts `event` to the `acp-oidc` Source with `authorization`.
+async fn post_with(relay: &TestRelay, authorization: &str, event: &str) -> (u16, Value) {
+    relay
+        .post(
+            "acp-oidc",
+            &[STRUCTURED, ("Authorization", authorization)],
+            event,
+        )
+        .await
+}
+
 /// The issuer's keys from its discovery document: fetched at the first token, and again when
 /// the issuer rotates to a key the relay has not seen.
 #[tokio::test]
@@ -617,24 +628,12 @@ async fn oidc_keys_come_from_the_issuers_discovery_document_and_follow_a_rotatio
         || EncodingKey::from_ec_pem(&std::fs::read(format!("{fixtures}/ec.pem")).unwrap()).unwrap();
 
     let (token, event) = sign("rsa-1", Algorithm::RS256, rsa(), "d-1");
-    let (status, body) = relay
-        .post(
-            "acp-oidc",
-            &[STRUCTURED, ("Authorization", token.as_str())],
-            &event,
-        )
-        .await;
+    let (status, body) = post_with(&relay, &token, &event).await;
     assert_eq!(status, 202, "the first token fetches the keys: {body}");
     let fetched = issuer.requests().len();
     assert_eq!(fetched, 2, "discovery document, then the key set");
     let (token, event) = sign("rsa-1", Algorithm::RS256, rsa(), "d-2");
-    let (status, _) = relay
-        .post(
-            "acp-oidc",
-            &[STRUCTURED, ("Authorization", token.as_str())],
-            &event,
-        )
-        .await;
+    let (status, _) = post_with(&relay, &token, &event).await;
     assert_eq!(status, 202);
     assert_eq!(
         issuer.requests().len(),
@@ -645,13 +644,7 @@ async fn oidc_keys_come_from_the_issuers_discovery_document_and_follow_a_rotatio
     // The issuer rotates to the EC key: the first token signed with it fetches the set again.
     issuer.set_responder(serve(only("ec-1")));
     let (token, event) = sign("ec-1", Algorithm::ES256, ec(), "d-3");
-    let (status, body) = relay
-        .post(
-            "acp-oidc",
-            &[STRUCTURED, ("Authorization", token.as_str())],
-            &event,
-        )
-        .await;
+    let (status, body) = post_with(&relay, &token, &event).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(issuer.requests().len(), fetched + 2);
     // Made-up key ids do not make the relay hammer the issuer.

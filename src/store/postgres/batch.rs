@@ -5,6 +5,7 @@
 
 use std::future::Future;
 
+use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::StoreError;
@@ -67,4 +68,11 @@ async fn run<J, A, W, F>(
             let _ = reply.send(answer);
         }
     }
+}
+
+/// A connection for one batch's write; the error is the batch's answer.
+pub async fn connection(pool: &Pool) -> Result<Object, String> {
+    pool.get()
+        .await
+        .map_err(|e| format!("no database connection: {e}"))
 }

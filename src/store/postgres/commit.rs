@@ -125,10 +125,7 @@ async fn write(
         }
         plans.push(plan);
     }
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| format!("no database connection: {e}"))?;
+    let client = super::batch::connection(pool).await?;
     // Keys are claimed in key order, so two commits claiming the same keys never deadlock.
     let rows = client
         .run(

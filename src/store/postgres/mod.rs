@@ -1125,15 +1125,21 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test]
-    async fn a_dead_replicas_lease_is_taken_over_and_its_late_outcome_refused() {
-        let Some((a, b, _)) = testing::pair().await else {
-            return;
-        };
+    /// Two replicas, and one delivery that `a` holds.
+    async fn leased_by_a() -> Option<(super::PgStore, super::PgStore, Vec<crate::store::Leased>)> {
+        let (a, b, _) = testing::pair().await?;
         a.enqueue(vec![new_event("k", 0, vec![delivery(0)])])
             .await
             .unwrap();
         let held = a.lease_due(10, 10, &idle()).await.unwrap();
+        Some((a, b, held))
+    }
+
+    #[tokio::test]
+    async fn a_dead_replicas_lease_is_taken_over_and_its_late_outcome_refused() {
+        let Some((a, b, held)) = leased_by_a().await else {
+            return;
+        };
         assert_eq!(held.len(), 1);
         assert!(
             b.lease_due(10, 10, &idle()).await.unwrap().is_empty(),
@@ -1207,13 +1213,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_released_lease_is_free_for_another_replica_at_once() {
-        let Some((a, b, _)) = testing::pair().await else {
+        let Some((a, b, held)) = leased_by_a().await else {
             return;
         };
-        a.enqueue(vec![new_event("k", 0, vec![delivery(0)])])
-            .await
-            .unwrap();
-        let held = a.lease_due(10, 10, &idle()).await.unwrap();
         assert!(b.lease_due(10, 10, &idle()).await.unwrap().is_empty());
         a.release(&[held[0].record.id]).await.unwrap();
         let taken = b.lease_due(10, 10, &idle()).await.unwrap();

@@ -75,10 +75,7 @@ async fn write(
     let tokens: Vec<i64> = batch.iter().map(|o| o.token as i64).collect();
     let n: Vec<i32> = batch.iter().map(|o| o.n as i32).collect();
     let attempts: Vec<Json<&AttemptRecord>> = batch.iter().map(|o| Json(&o.attempt)).collect();
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| format!("no database connection: {e}"))?;
+    let client = super::batch::connection(pool).await?;
     let rows = client
         .run(
             "WITH i AS (
