@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL cluster for the tests and benchmarks: initdb in a temp dir,
-# loopback only, trust auth, a `hookrelay` database. Prints the URL to use as
+# loopback only, trust auth, a `hookrelay` database, TLS offered (see below). Prints the URL to use as
 # HOOKRELAY_TEST_POSTGRES_URL on stdout; `scripts/pg-cluster.sh stop DIR` stops it.
 # Installs Debian's postgresql package when no server binaries are found (needs root).
 set -euo pipefail
@@ -39,9 +39,26 @@ if [ "$(id -u)" = 0 ]; then
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
+# TLS on, with a CA of its own (`$dir/ca.crt`, for postgres.ca_file) that signs the server's
+# certificate for 127.0.0.1; the URL printed is plain (sslmode=disable), the TLS tests ask for it.
+ssl=()
+if command -v openssl >/dev/null 2>&1; then
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=hookrelay-test-ca \
+      -keyout ca.key -out ca.crt >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout server.key -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' > server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -extfile server.ext -out server.crt >/dev/null 2>&1
+    cp server.crt server.key data/
+    chmod 600 data/server.key
+    if [ "$(id -u)" = 0 ]; then chown postgres data/server.crt data/server.key; fi
+  ) && ssl=(-c ssl=on)
+fi
 "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on -c synchronous_commit=on" \
+  -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=on -c synchronous_commit=on ${ssl[*]}" \
   start >/dev/null
 "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qAt -c "CREATE DATABASE hookrelay" >/dev/null
 echo "$dir" > "$dir/dir"
-echo "postgres://postgres@127.0.0.1:$port/hookrelay"
+echo "postgres://postgres@127.0.0.1:$port/hookrelay?sslmode=disable"

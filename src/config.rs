@@ -64,6 +64,8 @@ struct RawPostgres {
     lease: String,
     replica: Option<String>,
     schema: String,
+    /// PEM certificates the server's is verified against, besides the system's roots.
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -344,6 +346,7 @@ fn postgres(raw: RawPostgres) -> Result<PgSettings, ConfigError> {
         lease,
         replica,
         schema: raw.schema,
+        ca_file: raw.ca_file,
     })
 }
 

@@ -31,7 +31,20 @@ pub fn settings(schema: &str, replica: &str) -> PgSettings {
         lease: Duration::from_secs(30),
         replica: replica.into(),
         schema: schema.into(),
+        ca_file: None,
     }
+}
+
+/// The variable naming the test server's CA certificate (`scripts/pg-cluster.sh` makes one).
+pub const CA_VAR: &str = "HOOKRELAY_TEST_POSTGRES_CA";
+
+/// The test server's CA, if it offers TLS (else the caller skips, saying so).
+pub fn ca() -> Option<std::path::PathBuf> {
+    let ca = std::env::var(CA_VAR).ok().filter(|v| !v.is_empty());
+    if ca.is_none() {
+        eprintln!("skipped: {CA_VAR} is not set (the test server offers no TLS)");
+    }
+    ca.map(Into::into)
 }
 
 /// A schema name no other test uses.
