@@ -40,7 +40,16 @@ pub struct Verifier {
 struct Discovery {
     url: String,
     http: reqwest::Client,
+    /// A bearer token for the issuer, read at each fetch (a projected service-account token
+    /// rotates): the Kubernetes API server serves its discovery to authenticated callers only.
+    token_file: Option<std::path::PathBuf>,
     budget: tokio::sync::Mutex<Budget>,
+}
+
+/// How the issuer is reached: a client (with the issuer's CA, if it has its own) and a token.
+pub struct Reach {
+    pub http: reqwest::Client,
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 /// Fetches allowed: [`BURST`] at once, then one per [`REFILL`] (a flood of tokens with made-up
@@ -120,10 +129,11 @@ impl Verifier {
 
     /// A verifier whose keys are fetched from the issuer's discovery document at `url`
     /// (`…/.well-known/openid-configuration`, whose `jwks_uri` names the key set).
-    pub fn discovered(url: String, http: reqwest::Client, rules: Rules) -> Verifier {
+    pub fn discovered(url: String, reach: Reach, rules: Rules) -> Verifier {
         let discovery = Discovery {
             url,
-            http,
+            http: reach.http,
+            token_file: reach.token_file,
             budget: tokio::sync::Mutex::new(Budget {
                 tokens: BURST,
                 at: std::time::Instant::now(),
@@ -271,16 +281,29 @@ async fn fetch_keys(d: &Discovery) -> Result<Vec<(Option<String>, DecodingKey)>,
     struct Configuration {
         jwks_uri: String,
     }
-    let config: Configuration = serde_json::from_slice(&get(&d.http, &d.url).await?)
+    let token = match &d.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("the issuer token file {}: {e}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let token = token.as_deref();
+    let config: Configuration = serde_json::from_slice(&get(&d.http, &d.url, token).await?)
         .map_err(|e| format!("the discovery document has no jwks_uri: {e}"))?;
-    let jwks = get(&d.http, &config.jwks_uri).await?;
+    let jwks = get(&d.http, &config.jwks_uri, token).await?;
     parse_keys(&String::from_utf8_lossy(&jwks))
 }
 
-async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {
+async fn get(http: &reqwest::Client, url: &str, token: Option<&str>) -> Result<Vec<u8>, String> {
     let shown = url.split('?').next().unwrap_or_default();
-    let resp = http
-        .get(url)
+    let mut req = http.get(url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req
         .timeout(std::time::Duration::from_secs(5))
         .send()
         .await

@@ -71,6 +71,7 @@ enum AuthSpec {
 
 /// Knative's OIDC sender identity: who may send (issuer, audience, subjects) and the keys.
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct OidcSpec {
     issuer: String,
     audience: String,
@@ -80,6 +81,12 @@ struct OidcSpec {
     /// The issuer's discovery document (`…/.well-known/openid-configuration`): the keys are
     /// fetched from its `jwks_uri`, and again when a token names a key not yet seen.
     discovery: Option<String>,
+    /// With `discovery`: the issuer's CA (PEM), when its certificate is not from a public one
+    /// (the in-cluster API server: `/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`).
+    ca_file: Option<String>,
+    /// With `discovery`: a file holding a bearer token for the issuer (the pod's
+    /// service-account token), read at each fetch.
+    token_file: Option<String>,
     #[serde(default)]
     subjects: Vec<String>,
     leeway: Option<String>,
@@ -286,9 +293,10 @@ fn compile_oidc(o: OidcSpec, ctx: &DocCtx<'_>) -> Result<super::oidc::Verifier, 
             super::oidc::Verifier::new(jwks.secret.expose(), rules)
                 .map_err(|m| DocError::new("/spec/auth/oidc/jwks", m))
         }
-        (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => Ok(
-            super::oidc::Verifier::discovered(url, ctx.http.clone(), rules),
-        ),
+        (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {
+            let reach = issuer_reach(o.ca_file, o.token_file, ctx)?;
+            Ok(super::oidc::Verifier::discovered(url, reach, rules))
+        }
         (None, Some(_)) => Err(DocError::new(
             "/spec/auth/oidc/discovery",
             "must be an http(s) URL of the issuer's openid-configuration",
@@ -298,6 +306,44 @@ fn compile_oidc(o: OidcSpec, ctx: &DocCtx<'_>) -> Result<super::oidc::Verifier, 
             "give the issuer's keys as exactly one of jwks or discovery",
         )),
     }
+}
+
+/// How an OIDC issuer's discovery is fetched: the shared client, or one that trusts the
+/// issuer's own CA; and the token file, which must be readable (and is read again each time).
+fn issuer_reach(
+    ca_file: Option<String>,
+    token_file: Option<String>,
+    ctx: &DocCtx<'_>,
+) -> Result<super::oidc::Reach, DocError> {
+    let http = match ca_file {
+        None => ctx.http.clone(),
+        Some(path) => {
+            let at = "/spec/auth/oidc/caFile";
+            let pem =
+                std::fs::read(&path).map_err(|e| DocError::new(at, format!("{path}: {e}")))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| DocError::new(at, format!("{path}: not a PEM certificate: {e}")))?;
+            reqwest::Client::builder()
+                .add_root_certificate(cert)
+                .build()
+                .map_err(|e| DocError::new(at, e.to_string()))?
+        }
+    };
+    let token_file = match token_file {
+        None => None,
+        Some(path) => {
+            let at = "/spec/auth/oidc/tokenFile";
+            SecretRef::File { file: path.clone() }
+                .resolve(ctx.base_dir, ctx.secret_roots)
+                .map_err(|m| DocError::new(at, m))?;
+            Some(if std::path::Path::new(&path).is_absolute() {
+                path.into()
+            } else {
+                ctx.base_dir.join(path)
+            })
+        }
+    };
+    Ok(super::oidc::Reach { http, token_file })
 }
 
 /// Compiles a Source document's `spec`.

@@ -590,6 +590,12 @@ async fn oidc_keys_come_from_the_issuers_discovery_document_and_follow_a_rotatio
     let serve = move |keys: Value| {
         let base = base.clone();
         move |r: &Recorded| match r.path.as_str() {
+            // Like the Kubernetes API server: discovery for authenticated callers only.
+            _ if r.headers.get("authorization").map(String::as_str)
+                != Some("Bearer sa-token-1") =>
+            {
+                Reply::status(401)
+            }
             "/.well-known/openid-configuration" => Reply::json(
                 200,
                 json!({"issuer": base, "jwks_uri": format!("{base}/keys")}),
@@ -600,11 +606,17 @@ async fn oidc_keys_come_from_the_issuers_discovery_document_and_follow_a_rotatio
     };
     issuer.set_responder(serve(only("rsa-1")));
     let source = format!(
-        "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {{name: acp-oidc}}\nspec:\n  formats: [cloudevents]\n  auth:\n    oidc:\n      issuer: https://kubernetes.default.svc.cluster.local\n      audience: hookrelay\n      discovery: {}/.well-known/openid-configuration\n",
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Source\nmetadata: {{name: acp-oidc}}\nspec:\n  formats: [cloudevents]\n  auth:\n    oidc:\n      issuer: https://kubernetes.default.svc.cluster.local\n      audience: hookrelay\n      discovery: {}/.well-known/openid-configuration\n      tokenFile: issuer-token\n",
         issuer.base
     );
     let receiver = FakeServer::start().await;
-    let h = hooks(&receiver.base, &[("15-acp-oidc.yaml", &source)]);
+    let h = hooks(
+        &receiver.base,
+        &[
+            ("15-acp-oidc.yaml", &source),
+            ("issuer-token", "sa-token-1\n"),
+        ],
+    );
     let data = data_dir();
     let relay = TestRelay::start(settings(h.path(), data.path())).await;
     let now = std::time::SystemTime::now()
