@@ -15,7 +15,7 @@ use crate::config::Settings;
 use crate::event::Event;
 use crate::ids::{DeliveryId, EventId, now_ms};
 use crate::ingress::source::Auth;
-use crate::ingress::{SourceDef, decode};
+use crate::ingress::{SourceDef, decode, prepare_auth};
 use crate::plan::plan;
 use crate::route::explain;
 
@@ -77,6 +77,11 @@ pub fn run(settings: Settings, req: Request, out: &mut dyn Write) -> anyhow::Res
     } else {
         source
     };
+    // An OIDC Source fetches its issuer's keys as the relay would at the first token.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(prepare_auth(checked, &headers));
     let now = now_ms();
     let decoded = match decode(checked, &headers, &req.body, now) {
         Ok(d) => d,
