@@ -65,7 +65,7 @@ fn shows_routes_recipients_and_vendor_requests_with_secrets_redacted() {
 
 #[test]
 fn explains_why_subscriptions_did_not_match() {
-    let (code, out) = render("acp-artifact-promotion", &[], |e| {
+    let (code, out) = render("acp-artifact-promotion", &["--source", "acp"], |e| {
         e["type"] =
             "dev.katanomi.cloudevents.kubeevent.artifactpromotionrun.failed.v1alpha1".into();
         e["involvedobjectnamespace"] = "elsewhere".into();
@@ -73,7 +73,7 @@ fn explains_why_subscriptions_did_not_match() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("✘ Subscription admin-artifactpromotionrun-subscription (admin): rule 4: object namespace is not \"devops\""), "{out}");
     assert!(out.contains("0 deliveries"), "{out}");
-    let (_, out) = render("acp-artifact-promotion", &[], |_| {});
+    let (_, out) = render("acp-artifact-promotion", &["--source", "acp"], |_| {});
     assert!(
         out.contains(
             "✘ Subscription admin-artifactpromotionrun-subscription (admin): rule 1: CEL false"
@@ -101,7 +101,7 @@ fn refused_requests_exit_non_zero_and_say_why() {
     assert!(out.contains("--no-auth"), "{out}");
     let (code, _) = render("zadig-robots", &["--no-auth"], |_| {});
     assert_eq!(code, 0);
-    let (code, out) = render("acp-artifact-promotion", &[], |e| {
+    let (code, out) = render("acp-artifact-promotion", &["--source", "acp"], |e| {
         e.as_object_mut().unwrap().remove("id");
     });
     assert_eq!(code, 2);
