@@ -44,6 +44,22 @@ impl fmt::Display for Reason {
     }
 }
 
+/// An error and what caused it, one clause per cause ("error performing TLS handshake: invalid
+/// peer certificate: UnknownIssuer"): drivers' own top-level words say too little. A cause whose
+/// words the text already holds is not repeated.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

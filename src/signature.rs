@@ -35,6 +35,14 @@ pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     ha.as_slice().ct_eq(hb.as_slice()).into()
 }
 
+/// The token of an `Authorization: Bearer …` header value (the scheme is case-insensitive,
+/// RFC 7235); `None` for another scheme or an empty token.
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Decodes a Standard Webhooks secret: `whsec_` + Base64 (the prefix is optional).
 pub fn decode_whsec(secret: &str) -> Result<Vec<u8>, String> {
     let b64 = secret.strip_prefix("whsec_").unwrap_or(secret);
@@ -108,6 +116,16 @@ mod tests {
     const SW_TS: i64 = 1649367553;
     const SW_BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
     const SW_SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_scheme_case() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc "), Some("abc"));
+        assert_eq!(bearer_token("BEARER abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 
     #[test]
     fn standard_webhooks_vector_signs() {

@@ -28,14 +28,7 @@ pub fn transport_error(e: reqwest::Error) -> DeliveryError {
     } else {
         Reason::Network
     };
-    let e = e.without_url();
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        detail.push_str(": ");
-        detail.push_str(&s.to_string());
-        source = s.source();
-    }
+    let detail = crate::reason::with_causes(&e.without_url());
     DeliveryError::retryable(reason, detail)
 }
 

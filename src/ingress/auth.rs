@@ -25,7 +25,7 @@ pub fn verify(auth: &Auth, headers: &HeaderMap, body: &[u8], now_secs: i64) -> R
                 .filter(|v| !v.is_empty())
                 .ok_or_else(|| format!("missing {name} header"))?;
             let given = if name.eq_ignore_ascii_case("authorization") {
-                given.strip_prefix("Bearer ").unwrap_or(given)
+                signature::bearer_token(given).unwrap_or(given)
             } else {
                 given
             };

@@ -176,7 +176,7 @@ impl Verifier {
     /// then refuses the token.
     pub async fn prepare(&self, authorization: Option<&str>) {
         let Some(d) = &self.discovery else { return };
-        let Some(token) = bearer(authorization) else {
+        let Some(token) = authorization.and_then(crate::signature::bearer_token) else {
             return;
         };
         let Ok(header) = jsonwebtoken::decode_header(token) else {
@@ -206,7 +206,9 @@ impl Verifier {
 
     /// Checks the `Authorization` header's token at `now_secs`; the error says what was wrong.
     pub fn verify(&self, authorization: Option<&str>, now_secs: i64) -> Result<(), String> {
-        let token = bearer(authorization).ok_or("missing Authorization: Bearer token")?;
+        let token = authorization
+            .and_then(crate::signature::bearer_token)
+            .ok_or("missing Authorization: Bearer token")?;
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             // `alg: none` is not an algorithm the parser knows: it ends here too.
             "the bearer token is not a signed JWT".to_string()
@@ -262,17 +264,6 @@ impl Verifier {
         }
         Ok(())
     }
-}
-
-/// The token of an `Authorization: Bearer …` header.
-fn bearer(authorization: Option<&str>) -> Option<&str> {
-    authorization
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// The discovery document, then the key set it names.

@@ -72,7 +72,7 @@ fn authorize(req: &HttpRequest, state: &AppState) -> Result<(), HttpResponse> {
         .headers()
         .get("Authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(crate::signature::bearer_token);
     match given {
         Some(g) if secrets_equal(g.as_bytes(), token.expose().as_bytes()) => Ok(()),
         Some(_) => Err(error(

@@ -48,6 +48,7 @@ use super::{
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
+use crate::reason::with_causes;
 use crate::secret::Secret;
 
 /// How a relay reaches its database (`[postgres]` in the settings).
@@ -108,21 +109,6 @@ fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
         cause: Cause::Database,
         detail: format!("no database connection: {}", with_causes(&e)),
     })
-}
-
-/// An error and what caused it ("error performing TLS handshake: invalid peer certificate:
-/// UnknownIssuer"): the driver's own words say too little. None of them holds the URL.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// Told how long each group commit took.
