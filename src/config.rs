@@ -39,6 +39,7 @@ struct RawSettings {
     vars: BTreeMap<String, String>,
     #[serde(default)]
     secret_dirs: Vec<PathBuf>,
+    timezone: String,
 }
 
 /// Where the vendor APIs are, for channels that do not set `baseUrl` (egress gateways, private
@@ -133,6 +134,8 @@ pub struct Settings {
     /// Directories besides hooks.d that `{file: …}` secrets may be read from (`secret_dirs`,
     /// e.g. `["/run/secrets"]`; `HOOKRELAY_SECRET_DIRS=/run/secrets,/etc/hookrelay`).
     pub secret_dirs: Vec<PathBuf>,
+    /// The UTC offset people read times in: the console's dates (`timezone`, default `+08:00`).
+    pub timezone: chrono::FixedOffset,
 }
 
 /// A setting that could not be read or makes no sense.
@@ -159,6 +162,7 @@ const DEFAULTS: &[(&str, &str)] = &[
     ("postgres.lease", "30s"),
     ("postgres.schema", "public"),
     ("reload_interval", "2s"),
+    ("timezone", "+08:00"),
     ("shutdown_grace", "10s"),
     ("retry.max_age", "24h"),
     ("retry.max_retry_after", "1h"),
@@ -301,6 +305,12 @@ impl Settings {
             },
             vars: raw.vars,
             secret_dirs: raw.secret_dirs,
+            timezone: raw.timezone.trim().parse().map_err(|_| {
+                invalid(
+                    "timezone",
+                    format!("{:?} is not a UTC offset such as +08:00", raw.timezone),
+                )
+            })?,
         })
     }
 }

@@ -47,7 +47,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<User, Vec<DocError>> {
 }
 
 /// Every User, by platform user name and by mail address.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Directory {
     users: HashMap<String, Arc<User>>,
     /// User names by lower-cased mail address.

@@ -1,5 +1,6 @@
-//! `hookrelay render`: one request through the real ingest path — auth, decoding, routing,
-//! templates, the vendor request — printed for a person, with nothing stored or sent.
+//! `hookrelay render` and the console's playground: one request through the real ingest path —
+//! auth, decoding, routing, templates, the vendor request — worked out with nothing stored or
+//! sent, as a [`Rendering`] that the command prints for a person and the admin API returns.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,22 +8,23 @@ use std::sync::Arc;
 
 use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::catalog::{Catalog, Loader};
-use crate::channel::Outgoing;
+use crate::channel::{Outgoing, Preview};
 use crate::config::Settings;
 use crate::event::Event;
 use crate::ids::{DeliveryId, EventId, now_ms};
 use crate::ingress::source::Auth;
 use crate::ingress::{SourceDef, decode, prepare_auth};
+use crate::message::Message;
 use crate::plan::plan;
-use crate::route::explain;
+use crate::route::{Unresolved, Verdict, explain};
 
 /// What to render.
 pub struct Request {
-    pub hooks: PathBuf,
-    /// The Source it is sent to (needed when hooks.d has more than one).
+    /// The Source it is sent to (needed when the catalog has more than one).
     pub source: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -30,41 +32,117 @@ pub struct Request {
     pub no_auth: bool,
 }
 
-/// Renders `req` to `out`. `Ok(false)`: the relay would refuse the request, or a delivery it
-/// plans would be a dead letter from the start (its template cannot render the event).
-pub fn run(settings: Settings, req: Request, out: &mut dyn Write) -> anyhow::Result<bool> {
-    let settings = Arc::new(settings);
-    let catalog =
-        Loader::new(&req.hooks, settings.clone(), crate::channel::http::client()).load(true);
-    let r = &catalog.report;
-    writeln!(
-        out,
-        "hooks.d {}: {} files, {} errors, {} warnings",
-        req.hooks.display(),
-        r.files.len(),
-        r.errors.len(),
-        r.warnings.len()
-    )?;
-    for e in &r.errors {
-        writeln!(out, "  error: {e}")?;
+/// What the relay would make of a request.
+#[derive(Debug, Serialize)]
+pub struct Rendering {
+    /// The Source it went to, when one was found.
+    pub source: Option<String>,
+    pub body_bytes: usize,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auth_skipped: bool,
+    /// Why the relay would refuse it; then there are no events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refusal>,
+    pub events: Vec<RenderedEvent>,
+}
+
+/// A refusal as the sender would see it (`status` `None`: no request can be made yet).
+#[derive(Debug, Serialize)]
+pub struct Refusal {
+    pub status: Option<u16>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// One decoded event: who takes it and the deliveries it becomes.
+#[derive(Debug, Serialize)]
+pub struct RenderedEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub source: String,
+    pub subject: Option<String>,
+    /// The body is a ready message, sent as it came to its `touser`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ready_message: bool,
+    pub routing: Vec<Verdict>,
+    pub unresolved: Vec<Unresolved>,
+    pub deliveries: Vec<RenderedDelivery>,
+}
+
+/// One planned delivery: its message, or why it cannot render, and the vendor request.
+#[derive(Debug, Serialize)]
+pub struct RenderedDelivery {
+    pub channel: String,
+    /// The channel's type.
+    pub kind: String,
+    pub origin: String,
+    pub template: Option<String>,
+    pub to: Value,
+    pub message: Option<Message>,
+    /// The render error that would make it a dead letter from the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The request as the vendor would receive it, credentials redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<Preview>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_error: Option<String>,
+}
+
+impl Rendering {
+    /// Whether the relay would accept the request and every delivery it plans can render.
+    pub fn is_clean(&self) -> bool {
+        self.refused.is_none() && self.dead() == 0
     }
-    let Some(source) = pick_source(&catalog, req.source.as_deref(), out)? else {
-        return Ok(false);
+
+    fn dead(&self) -> usize {
+        self.events
+            .iter()
+            .flat_map(|e| &e.deliveries)
+            .filter(|d| d.error.is_some())
+            .count()
+    }
+}
+
+/// Works out what `catalog` makes of `req`. An OIDC Source fetches its issuer's keys as the
+/// relay would at the first token.
+pub async fn render(catalog: &Catalog, settings: &Settings, req: &Request) -> Rendering {
+    let mut r = Rendering {
+        source: None,
+        body_bytes: req.body.len(),
+        auth_skipped: req.no_auth,
+        refused: None,
+        events: Vec::new(),
     };
-    let headers = header_map(&req.headers, &req.body)?;
-    writeln!(
-        out,
-        "\nPOST /hooks/{} ({} bytes)",
-        source.name,
-        req.body.len()
-    )?;
+    let refuse = |status, message: String| Refusal {
+        status,
+        message,
+        hint: None,
+    };
+    let source = match pick_source(catalog, req.source.as_deref()) {
+        Ok(s) => s,
+        Err(refusal) => {
+            r.refused = Some(refusal);
+            return r;
+        }
+    };
+    r.source = Some(source.name.clone());
+    let headers = match header_map(&req.headers, &req.body) {
+        Ok(h) => h,
+        Err(e) => {
+            r.refused = Some(refuse(Some(400), format!("{e:#}")));
+            return r;
+        }
+    };
     let limit = source.max_body_bytes.unwrap_or(settings.max_body_bytes);
     if req.body.len() > limit {
-        writeln!(
-            out,
-            "✘ refused (413): body is larger than the {limit}-byte limit"
-        )?;
-        return Ok(false);
+        r.refused = Some(refuse(
+            Some(413),
+            format!("body is larger than the {limit}-byte limit"),
+        ));
+        return r;
     }
     let open;
     let checked = if req.no_auth {
@@ -72,66 +150,91 @@ pub fn run(settings: Settings, req: Request, out: &mut dyn Write) -> anyhow::Res
             auth: Auth::None,
             ..(**source).clone()
         };
-        writeln!(out, "  auth: not checked (--no-auth)")?;
         &open
     } else {
         source
     };
-    // An OIDC Source fetches its issuer's keys as the relay would at the first token.
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(prepare_auth(checked, &headers));
+    prepare_auth(checked, &headers).await;
     let now = now_ms();
-    let decoded = match decode(checked, &headers, &req.body, now) {
-        Ok(d) => d,
+    match decode(checked, &headers, &req.body, now) {
+        Ok(d) => {
+            r.events = d
+                .events
+                .iter()
+                .map(|e| render_event(catalog, e, now))
+                .collect();
+        }
         Err(e) => {
             let status = actix_web::ResponseError::status_code(&e).as_u16();
-            writeln!(out, "✘ refused ({status}): {e}")?;
-            if status == 401 {
-                writeln!(
-                    out,
-                    "  pass the credential with --header, or skip the check with --no-auth"
-                )?;
-            }
-            return Ok(false);
+            r.refused = Some(Refusal {
+                status: Some(status),
+                message: e.to_string(),
+                hint: (status == 401).then(|| {
+                    "pass the credential as a header, or skip the check (--no-auth)".into()
+                }),
+            });
         }
-    };
-    let mut all_rendered = true;
-    for event in &decoded.events {
-        all_rendered &= render_event(&catalog, event, now, out)?;
     }
-    Ok(all_rendered)
+    r
 }
 
-/// The Source named, or the only one; otherwise says which exist.
+/// `hookrelay render`: loads `hooks`, renders `req` and prints it to `out`. `Ok(false)`: the
+/// relay would refuse the request, or a delivery it plans would be a dead letter from the start.
+pub fn run(
+    settings: Settings,
+    hooks: PathBuf,
+    req: Request,
+    out: &mut dyn Write,
+) -> anyhow::Result<bool> {
+    let settings = Arc::new(settings);
+    let catalog = Loader::new(&hooks, settings.clone(), crate::channel::http::client()).load(true);
+    let rep = &catalog.report;
+    writeln!(
+        out,
+        "hooks.d {}: {} files, {} errors, {} warnings",
+        hooks.display(),
+        rep.files.len(),
+        rep.errors.len(),
+        rep.warnings.len()
+    )?;
+    for e in &rep.errors {
+        writeln!(out, "  error: {e}")?;
+    }
+    let rendering = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(render(&catalog, &settings, &req));
+    print(&rendering, out)?;
+    Ok(rendering.is_clean())
+}
+
+/// The Source named, or the only one; otherwise a refusal that says which exist.
 fn pick_source<'c>(
     catalog: &'c Catalog,
     name: Option<&str>,
-    out: &mut dyn Write,
-) -> anyhow::Result<Option<&'c Arc<SourceDef>>> {
-    let mut names: Vec<&String> = catalog.sources.keys().collect();
-    names.sort();
+) -> Result<&'c Arc<SourceDef>, Refusal> {
+    let mut names: Vec<&str> = catalog.sources.keys().map(String::as_str).collect();
+    names.sort_unstable();
     let found = match name {
         Some(n) => catalog.sources.get(n),
         None if names.len() == 1 => catalog.sources.get(names[0]),
         None => None,
     };
-    if found.is_none() {
-        let list = names
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
+    found.ok_or_else(|| {
+        let list = names.join(", ");
         match name {
-            Some(n) => writeln!(
-                out,
-                "✘ refused (404): no source named {n:?}; loaded: {list}"
-            )?,
-            None => writeln!(out, "✘ name the source with --source; loaded: {list}")?,
+            Some(n) => Refusal {
+                status: Some(404),
+                message: format!("no source named {n:?}; loaded: {list}"),
+                hint: None,
+            },
+            None => Refusal {
+                status: None,
+                message: format!("name the source with --source; loaded: {list}"),
+                hint: None,
+            },
         }
-    }
-    Ok(found)
+    })
 }
 
 /// The request headers; without a Content-Type, one is guessed from the body (a CloudEvent in
@@ -158,41 +261,120 @@ fn header_map(pairs: &[(String, String)], body: &[u8]) -> anyhow::Result<HeaderM
     Ok(map)
 }
 
-/// Prints what `event` becomes; `Ok(false)` when a planned delivery could not be rendered.
-fn render_event(
-    catalog: &Catalog,
-    event: &Event,
-    now: u64,
-    out: &mut dyn Write,
-) -> anyhow::Result<bool> {
-    writeln!(out, "\nevent {}", event.ty)?;
-    writeln!(out, "  id: {}   source: {}", event.id, event.source)?;
-    if let Some(s) = &event.subject {
+/// What `event` becomes.
+fn render_event(catalog: &Catalog, event: &Event, now: u64) -> RenderedEvent {
+    let ce = event.to_json();
+    let routing = explain(catalog.routing(), event, &ce);
+    let planned = plan(catalog, event, now);
+    let event_id = EventId::generate(now);
+    let deliveries = planned
+        .deliveries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| {
+            let ch = catalog.channels.get(&d.channel)?;
+            let mut out = RenderedDelivery {
+                channel: d.channel.clone(),
+                kind: ch.kind.to_string(),
+                origin: d.origin.clone(),
+                template: d.template.clone(),
+                to: serde_json::to_value(&d.to).unwrap_or(Value::Null),
+                message: d.message.clone(),
+                error: None,
+                request: None,
+                request_error: None,
+            };
+            let Some(message) = &d.message else {
+                let why = d
+                    .failed
+                    .as_ref()
+                    .map_or("no message", |f| f.detail.as_str());
+                out.error = Some(why.to_string());
+                return Some(out);
+            };
+            let id = DeliveryId {
+                event: event_id,
+                index: i as u32,
+            };
+            let outgoing = Outgoing {
+                id: &id,
+                message,
+                to: &d.to,
+                event: Some(&ce),
+                timeout: ch.timeout,
+                shared: None,
+            };
+            match ch.preview(&outgoing) {
+                Ok(p) => out.request = Some(p),
+                Err(e) => out.request_error = Some(e.to_string()),
+            }
+            Some(out)
+        })
+        .collect();
+    RenderedEvent {
+        id: event.id.clone(),
+        ty: event.ty.clone(),
+        source: event.source.clone(),
+        subject: event.subject.clone(),
+        ready_message: event.message.is_some(),
+        routing,
+        unresolved: planned.unresolved,
+        deliveries,
+    }
+}
+
+/// Prints a rendering for a person.
+pub fn print(r: &Rendering, out: &mut dyn Write) -> anyhow::Result<()> {
+    if let Some(source) = &r.source {
+        writeln!(out, "\nPOST /hooks/{source} ({} bytes)", r.body_bytes)?;
+        if r.auth_skipped {
+            writeln!(out, "  auth: not checked (--no-auth)")?;
+        }
+    }
+    if let Some(f) = &r.refused {
+        match f.status {
+            Some(status) => writeln!(out, "✘ refused ({status}): {}", f.message)?,
+            None => writeln!(out, "✘ {}", f.message)?,
+        }
+        if let Some(hint) = &f.hint {
+            writeln!(out, "  {hint}")?;
+        }
+    }
+    for e in &r.events {
+        print_event(e, out)?;
+    }
+    let dead = r.dead();
+    if dead > 0 {
+        let all: usize = r.events.iter().map(|e| e.deliveries.len()).sum();
+        writeln!(
+            out,
+            "\n✘ {dead} of {all} deliveries would be dead letters (render errors)"
+        )?;
+    }
+    Ok(())
+}
+
+fn print_event(e: &RenderedEvent, out: &mut dyn Write) -> anyhow::Result<()> {
+    writeln!(out, "\nevent {}", e.ty)?;
+    writeln!(out, "  id: {}   source: {}", e.id, e.source)?;
+    if let Some(s) = &e.subject {
         writeln!(out, "  subject: {s}")?;
     }
-    if event.message.is_some() {
+    if e.ready_message {
         writeln!(
             out,
             "  the body is a ready message: it goes as it came, to its touser"
         )?;
     }
-    let ce = event.to_json();
     writeln!(out, "\nrouting")?;
-    let verdicts = explain(catalog.routing(), event, &ce);
-    if verdicts.is_empty() {
+    if e.routing.is_empty() {
         writeln!(out, "  (no Routes or Subscriptions are loaded)")?;
     }
-    for v in &verdicts {
-        writeln!(
-            out,
-            "  {} {}: {}",
-            if v.matched { "✔" } else { "✘" },
-            v.what,
-            v.why
-        )?;
+    for v in &e.routing {
+        let mark = if v.matched { "✔" } else { "✘" };
+        writeln!(out, "  {mark} {}: {}", v.what, v.why)?;
     }
-    let planned = plan(catalog, event, now);
-    for u in &planned.unresolved {
+    for u in &e.unresolved {
         let what = if u.as_written {
             "is not in the User directory; sent as written"
         } else {
@@ -200,86 +382,51 @@ fn render_event(
         };
         writeln!(out, "  ! {} {what} on {}: {}", u.user, u.channel, u.origin)?;
     }
-    writeln!(out, "\n{} deliveries", planned.deliveries.len())?;
-    let dead = planned
-        .deliveries
-        .iter()
-        .filter(|d| d.failed.is_some())
-        .count();
-    let event_id = EventId::generate(now);
-    for (i, d) in planned.deliveries.iter().enumerate() {
-        let Some(ch) = catalog.channels.get(&d.channel) else {
-            continue;
-        };
+    writeln!(out, "\n{} deliveries", e.deliveries.len())?;
+    for (i, d) in e.deliveries.iter().enumerate() {
+        let template = d
+            .template
+            .as_deref()
+            .map(|t| format!(", template {t}"))
+            .unwrap_or_default();
         writeln!(
             out,
-            "\n{}. {} ({}) ← {}{}",
+            "\n{}. {} ({}) ← {}{template}",
             i + 1,
             d.channel,
-            ch.kind,
-            d.origin,
-            d.template
-                .as_deref()
-                .map(|t| format!(", template {t}"))
-                .unwrap_or_default()
+            d.kind,
+            d.origin
         )?;
         writeln!(out, "   to: {}", serde_json::to_string(&d.to)?)?;
         let Some(message) = &d.message else {
-            let why = d
-                .failed
-                .as_ref()
-                .map(|f| f.detail.as_str())
-                .unwrap_or("no message");
+            let why = d.error.as_deref().unwrap_or("no message");
             writeln!(
                 out,
                 "   ✘ render error (the delivery would be a dead letter): {why}"
             )?;
             continue;
         };
-        writeln!(
-            out,
-            "   message ({}){}",
-            message.msgtype.as_str(),
-            message
-                .title
-                .as_deref()
-                .map(|t| format!(": {t}"))
-                .unwrap_or_default()
-        )?;
+        let title = message
+            .title
+            .as_deref()
+            .map(|t| format!(": {t}"))
+            .unwrap_or_default();
+        writeln!(out, "   message ({}){title}", message.msgtype.as_str())?;
         for line in message.content.lines() {
             writeln!(out, "   │ {line}")?;
         }
         if let Some(url) = &message.url {
             writeln!(out, "   link: {url}")?;
         }
-        let id = DeliveryId {
-            event: event_id,
-            index: i as u32,
-        };
-        let outgoing = Outgoing {
-            id: &id,
-            message,
-            to: &d.to,
-            event: Some(&ce),
-            timeout: ch.timeout,
-            shared: None,
-        };
-        match ch.preview(&outgoing) {
-            Ok(p) => {
-                writeln!(out, "   {} {}", p.method, p.url)?;
-                for line in serde_json::to_string_pretty(&p.body)?.lines() {
-                    writeln!(out, "   {line}")?;
-                }
+        if let Some(p) = &d.request {
+            writeln!(out, "   {} {}", p.method, p.url)?;
+            for line in serde_json::to_string_pretty(&p.body)?.lines() {
+                writeln!(out, "   {line}")?;
             }
-            Err(e) => writeln!(out, "   ✘ {e}")?,
+        }
+        if let Some(e) = &d.request_error {
+            writeln!(out, "   ✘ {e}")?;
         }
     }
-    if dead > 0 {
-        writeln!(
-            out,
-            "\n✘ {dead} of {} deliveries would be dead letters (render errors)",
-            planned.deliveries.len()
-        )?;
-    }
-    Ok(dead == 0)
+    Ok(())
 }

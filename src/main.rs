@@ -254,13 +254,13 @@ fn render(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let request = hookrelay::dryrun::Request {
-        hooks: hooks.unwrap_or_else(|| settings.hooks_dir.clone()),
         source,
         headers,
         body,
         no_auth,
     };
-    let accepted = hookrelay::dryrun::run(settings, request, &mut std::io::stdout().lock())?;
+    let hooks = hooks.unwrap_or_else(|| settings.hooks_dir.clone());
+    let accepted = hookrelay::dryrun::run(settings, hooks, request, &mut std::io::stdout().lock())?;
     Ok(if accepted {
         ExitCode::SUCCESS
     } else {

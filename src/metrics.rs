@@ -73,6 +73,24 @@ pub struct Metrics {
     throttle_wait_seconds: Family<ChannelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Conditions already logged once (unresolved recipients).
     seen: Mutex<HashSet<String>>,
+    minutes: Mutex<[Minute; MINUTES]>,
+}
+
+/// Minutes of activity remembered for the console's overview.
+const MINUTES: usize = 60;
+
+/// What happened in one minute (`at`: minutes since the epoch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Minute {
+    #[serde(rename = "minute")]
+    pub at: u64,
+    pub events: u64,
+    pub planned: u64,
+    pub delivered: u64,
+    /// Attempts that failed (retried later or given up).
+    pub failed: u64,
+    /// Deliveries that became dead letters.
+    pub dead: u64,
 }
 
 fn channel(name: &str) -> ChannelLabels {
@@ -254,6 +272,7 @@ impl Metrics {
             render_failures,
             throttle_wait_seconds,
             seen: Mutex::default(),
+            minutes: Mutex::new([Minute::default(); MINUTES]),
         }
     }
 
@@ -280,6 +299,10 @@ impl Metrics {
     /// Counts what planning one event gave and noticed: deliveries per channel, CEL errors,
     /// and each unresolved recipient (logged the first time it is seen, counted always).
     pub fn record_plan(&self, plan: &Plan) {
+        self.this_minute(|m| {
+            m.events += 1;
+            m.planned += plan.deliveries.len() as u64;
+        });
         for d in &plan.deliveries {
             self.planned.get_or_create(&channel(&d.channel)).inc();
             if d.failed.is_some() {
@@ -327,6 +350,53 @@ impl Metrics {
         if dead {
             self.dead.get_or_create(&ch).inc();
         }
+        self.this_minute(|m| {
+            match result {
+                AttemptResult::Delivered => m.delivered += 1,
+                AttemptResult::Retryable | AttemptResult::Permanent => m.failed += 1,
+                AttemptResult::Throttled => {}
+            }
+            m.dead += u64::from(dead);
+        });
+    }
+
+    /// Counts into the current minute's slot, starting it over when it held an older minute.
+    fn this_minute(&self, count: impl FnOnce(&mut Minute)) {
+        let at = crate::ids::now_ms() / 60_000;
+        let mut minutes = self
+            .minutes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = &mut minutes[(at % MINUTES as u64) as usize];
+        if slot.at != at {
+            *slot = Minute {
+                at,
+                ..Minute::default()
+            };
+        }
+        count(slot);
+    }
+
+    /// The last hour up to `now_ms`, a minute at a time, oldest first (quiet minutes as zeros).
+    pub fn last_hour(&self, now_ms: u64) -> Vec<Minute> {
+        let now = now_ms / 60_000;
+        let minutes = self
+            .minutes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (now + 1 - MINUTES as u64..=now)
+            .map(|at| {
+                let slot = minutes[(at % MINUTES as u64) as usize];
+                if slot.at == at {
+                    slot
+                } else {
+                    Minute {
+                        at,
+                        ..Minute::default()
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Adds how long a throttle on `channel` holds a delivery back.
@@ -407,6 +477,60 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_hour_counts_each_minute_and_forgets_older_ones() {
+        let m = Metrics::new();
+        let plan = Plan::default();
+        m.record_plan(&plan);
+        m.record_plan(&plan);
+        m.delivery_outcome("c", AttemptResult::Delivered, None, 0.1, false);
+        m.delivery_outcome(
+            "c",
+            AttemptResult::Retryable,
+            Some(Reason::Server),
+            0.1,
+            false,
+        );
+        m.delivery_outcome(
+            "c",
+            AttemptResult::Permanent,
+            Some(Reason::Client),
+            0.1,
+            true,
+        );
+        m.delivery_outcome(
+            "c",
+            AttemptResult::Throttled,
+            Some(Reason::RateLimited),
+            0.0,
+            false,
+        );
+        let now = crate::ids::now_ms();
+        let hour = m.last_hour(now);
+        assert_eq!(hour.len(), MINUTES);
+        let last = hour[MINUTES - 1];
+        // The clock may have turned a minute between the counting and the reading.
+        let counted = if last.events == 0 {
+            hour[MINUTES - 2]
+        } else {
+            last
+        };
+        assert_eq!(
+            (
+                counted.events,
+                counted.delivered,
+                counted.failed,
+                counted.dead
+            ),
+            (2, 1, 2, 1)
+        );
+        assert_eq!(last.at, now / 60_000);
+        // An hour later the slot is another minute's: nothing of the old one shows.
+        let later = m.last_hour(now + 3_600_000);
+        assert!(later.iter().all(|x| x.events == 0 && x.delivered == 0));
+        assert_eq!(later[MINUTES - 1].at, now / 60_000 + 60);
+    }
 
     #[test]
     fn unknown_sources_share_one_label() {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::CatalogError;
 use super::load::{self, RawDoc};
-use super::{Catalog, FileReport, FileStatus, Report, schema};
+use super::{Catalog, FileReport, FileStatus, Report, Serving, schema};
 use crate::channel::{self, ChannelDef};
 use crate::config::Settings;
 use crate::directory::{self, User};
@@ -290,6 +290,37 @@ fn describe(doc: &Value) -> Option<String> {
     Some(format!("{kind} {name}"))
 }
 
+/// One Template document given as text (the console's playground edits one): parsed, checked
+/// against the schema and compiled as hooks.d would, errors named as a load names them.
+pub fn compile_template(text: &str) -> Result<Arc<TemplateDef>, Vec<CatalogError>> {
+    let path = Path::new("(edited template)");
+    let docs = load::parse_documents(path, text).map_err(|e| vec![e])?;
+    let [doc] = docs.as_slice() else {
+        return Err(vec![CatalogError::file(
+            path.to_path_buf(),
+            format!("expected one Template document, found {}", docs.len()),
+        )]);
+    };
+    let at = |e| {
+        CatalogError::in_doc(path.to_path_buf(), doc.index, describe(&doc.value), e)
+            .at_line(doc.line)
+    };
+    let v = &doc.value;
+    if v.get("kind").and_then(Value::as_str) != Some("Template") {
+        return Err(vec![at(DocError::new(
+            "/kind",
+            "the document must be a Template",
+        ))]);
+    }
+    let errors = schema::validate("Template", v).unwrap_or_default();
+    if !errors.is_empty() {
+        return Err(errors.into_iter().map(at).collect());
+    }
+    template::compile_document(v)
+        .map(Arc::new)
+        .map_err(|errs| errs.into_iter().map(at).collect())
+}
+
 fn compile_doc(doc: &RawDoc, ctx: &mut DocCtx<'_>) -> Result<Item, Vec<DocError>> {
     let v = &doc.value;
     let Some(kind) = v.get("kind").and_then(Value::as_str) else {
@@ -316,7 +347,7 @@ fn compile_doc(doc: &RawDoc, ctx: &mut DocCtx<'_>) -> Result<Item, Vec<DocError>
     Ok(match kind {
         "Source" => Item::Source(Arc::new(source::compile(name, spec, ctx)?)),
         "Channel" => Item::Channel(Arc::new(channel::def::compile(name, spec, ctx)?)),
-        "Template" => Item::Template(Arc::new(template::compile(name, spec)?)),
+        "Template" => Item::Template(Arc::new(template::compile_document(v)?)),
         "Route" => Item::Route(Arc::new(route::compile(name, spec)?)),
         "Subscription" | "ClusterSubscription" => {
             Item::Subscription(Arc::new(subscription::compile(name, v, &mut ctx.warnings)?))
@@ -511,8 +542,15 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
     };
     let mut subscriptions = Vec::new();
     for f in files {
-        for (_, item) in f.items {
+        for (index, item) in f.items {
             *report.resources.entry(item.kind()).or_default() += 1;
+            report.serving.push(Serving {
+                kind: item.kind(),
+                name: item.name().to_string(),
+                file: Some(f.path.clone()),
+                document: Some(index),
+                line: f.lines.get(&index).copied(),
+            });
             match item {
                 Item::Source(x) => {
                     c.sources.insert(x.name.clone(), x);
@@ -533,9 +571,19 @@ fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -
     for t in template::builtin() {
         if !c.templates.contains_key(&t.name) {
             *report.resources.entry("Template (built-in)").or_default() += 1;
+            report.serving.push(Serving {
+                kind: "Template",
+                name: t.name.clone(),
+                file: None,
+                document: None,
+                line: None,
+            });
             c.templates.insert(t.name.clone(), t.clone());
         }
     }
+    report
+        .serving
+        .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     c.routes.sort_by(|a, b| a.name.cmp(&b.name));
     subscriptions.sort_by(|a, b| a.name.cmp(&b.name));
     // Report every subscriber the directory cannot reach on one of their channels now, rather

@@ -25,7 +25,7 @@ use crate::route::def::RouteDef;
 use crate::route::index::SubscriptionIndex;
 use crate::route::{Routing, Unresolved};
 
-pub use build::Loader;
+pub use build::{Loader, compile_template};
 pub use error::CatalogError;
 
 /// How one file fared in the last load.
@@ -57,6 +57,21 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// A resource serving and its origin: a document of a hooks.d file, or built in.
+#[derive(Debug, Clone, Serialize)]
+pub struct Serving {
+    pub kind: &'static str,
+    pub name: String,
+    /// `None`: shipped with hookrelay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The document's place in its file (the first is 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+}
+
 /// The outcome of a load: every file, every error and warning, and what is serving.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -65,6 +80,8 @@ pub struct Report {
     pub warnings: Vec<CatalogError>,
     /// Resources serving, by kind.
     pub resources: BTreeMap<&'static str, usize>,
+    /// Every resource serving and where it came from, by kind and name.
+    pub serving: Vec<Serving>,
     /// Subscribers the directory cannot address on one of their channels.
     pub unresolved: Vec<Unresolved>,
 }
@@ -77,7 +94,7 @@ impl Report {
 
 /// An immutable, validated set of resources. Requests hold an `Arc` to the one current when
 /// they started; a reload swaps in a new one without disturbing them.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     pub sources: HashMap<String, Arc<SourceDef>>,
     pub channels: HashMap<String, Arc<ChannelDef>>,

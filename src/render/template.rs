@@ -49,6 +49,9 @@ pub struct TemplateDef {
     overrides: BTreeMap<String, Variant>,
     /// Shipped with hookrelay (`templates/`); a hooks.d Template of the same name replaces it.
     pub builtin: bool,
+    /// The document it was compiled from (for the console to show and edit), `Null` when built
+    /// from a bare spec.
+    pub document: Value,
 }
 
 impl TemplateDef {
@@ -122,11 +125,7 @@ pub fn builtin() -> &'static [Arc<TemplateDef>] {
             let docs: Vec<Value> =
                 serde_saphyr::from_multiple(text).unwrap_or_else(|e| panic!("{file}: {e}"));
             for doc in docs.into_iter().filter(|d| !d.is_null()) {
-                let name = doc["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("{file}: a template without a name"));
-                let mut t =
-                    compile(name, &doc["spec"]).unwrap_or_else(|e| panic!("{file}: {name}: {e:?}"));
+                let mut t = compile_document(&doc).unwrap_or_else(|e| panic!("{file}: {e:?}"));
                 t.builtin = true;
                 out.push(Arc::new(t));
             }
@@ -134,6 +133,17 @@ pub fn builtin() -> &'static [Arc<TemplateDef>] {
         out
     });
     &COMPILED
+}
+
+/// Compiles a whole Template document (its `metadata.name` and `spec`), keeping the document.
+pub fn compile_document(doc: &Value) -> Result<TemplateDef, Vec<DocError>> {
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut t = compile(name, &doc["spec"])?;
+    t.document = doc.clone();
+    Ok(t)
 }
 
 /// Compiles a Template document's `spec`.
@@ -161,6 +171,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
             base,
             overrides,
             builtin: false,
+            document: Value::Null,
         }),
         _ => Err(errors),
     }

@@ -14,7 +14,7 @@ use super::subscription::{Rule, SubscriptionDef};
 /// A rule's position: (subscription, rule within it).
 type RuleRef = (u32, u32);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Bucket {
     /// Rules that can only match an event containing one of these strings.
     by_literal: HashMap<String, Vec<RuleRef>>,
@@ -23,7 +23,7 @@ struct Bucket {
 }
 
 /// The subscriptions of a catalog, indexed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SubscriptionIndex {
     subscriptions: Vec<Arc<SubscriptionDef>>,
     by_type: HashMap<String, Bucket>,

@@ -19,7 +19,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/admin")
             .wrap(from_fn(require_token))
+            .route("/overview", web::get().to(show_overview))
             .route("/catalog", web::get().to(show_catalog))
+            .route("/templates/{name}", web::get().to(get_template))
+            .route("/render", web::post().to(render_request))
             .route("/catalog/reload", web::post().to(reload_catalog))
             .route("/stats", web::get().to(show_stats))
             .route("/events/{id}", web::get().to(get_event))
@@ -140,6 +143,120 @@ async fn show_catalog(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
+/// One Template as loaded: its document (to show and edit in the playground).
+async fn get_template(name: web::Path<String>, state: web::Data<AppState>) -> HttpResponse {
+    match state.catalog.current().templates.get(name.as_str()) {
+        Some(t) => HttpResponse::Ok().json(json!({
+            "name": t.name, "builtin": t.builtin, "document": t.document,
+        })),
+        None => not_found("no such template"),
+    }
+}
+
+/// What the overview page shows: the last hour per minute, the backlog, the store's health
+/// and the catalog's errors and warnings.
+async fn show_overview(state: web::Data<AppState>) -> HttpResponse {
+    let now = now_ms();
+    let (counts, backlog) = match (state.store.counts().await, state.store.backlog(now).await) {
+        (Ok(c), Ok(b)) => (c, b),
+        (Err(e), _) | (_, Err(e)) => return store_error(e),
+    };
+    let c = state.catalog.current();
+    let engine = match state.settings.postgres {
+        Some(_) => "postgres",
+        None => state.settings.store.name(),
+    };
+    let fault = state.store.fault();
+    HttpResponse::Ok().json(json!({
+        "now_ms": now,
+        "timezone": state.settings.timezone.to_string(),
+        "minutes": state.metrics.last_hour(now),
+        "counts": counts,
+        "backlog": {
+            "pending": backlog.pending,
+            "due": backlog.due,
+            "oldest_due_ms": backlog.oldest_due_ms,
+        },
+        "store": {
+            "engine": engine,
+            "writable": fault.is_none(),
+            "fault": fault.map(|f| f.to_string()),
+            "fsyncs": state.store.fsyncs(),
+            "write_failures": state.store.write_failures(),
+            "bytes": state.store.size_on_disk().await.unwrap_or(0),
+        },
+        "catalog": {
+            "files": c.report.files.len(),
+            "resources": c.report.resources,
+            "errors": c.report.errors,
+            "warnings": c.report.warnings,
+        },
+    }))
+}
+
+/// A request to render in the playground: a body and headers for a Source, and optionally a
+/// Template document (YAML or JSON) to use instead of the loaded one of its name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Playground {
+    source: Option<String>,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    body: String,
+    #[serde(default)]
+    no_auth: bool,
+    template: Option<String>,
+}
+
+/// `hookrelay render` over HTTP: nothing is stored or sent.
+async fn render_request(payload: web::Payload, state: web::Data<AppState>) -> HttpResponse {
+    use actix_web::http::StatusCode;
+    // A body escaped into JSON, with headers and a template beside it.
+    let limit = state.settings.max_body_bytes * 6 + 256 * 1024;
+    let bytes = match payload.to_bytes_limited(limit).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return bad_request(format!("reading the request: {e}")),
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the request is larger than {limit} bytes"),
+            );
+        }
+    };
+    let p: Playground = match serde_json::from_slice(&bytes) {
+        Ok(p) => p,
+        Err(e) => return bad_request(format!("the request is not a render request: {e}")),
+    };
+    let current = state.catalog.current();
+    let edited;
+    let catalog = match p.template.as_deref() {
+        None => &*current,
+        Some(text) => match crate::catalog::compile_template(text) {
+            Ok(t) => {
+                let mut c = (*current).clone();
+                c.templates.insert(t.name.clone(), t);
+                edited = c;
+                &edited
+            }
+            Err(errors) => {
+                return HttpResponse::BadRequest().json(json!({
+                    "error": "bad_template",
+                    "message": "the edited template does not compile",
+                    "errors": errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                }));
+            }
+        },
+    };
+    let req = crate::dryrun::Request {
+        source: p.source,
+        headers: p.headers,
+        body: p.body.into_bytes(),
+        no_auth: p.no_auth,
+    };
+    HttpResponse::Ok().json(crate::dryrun::render(catalog, &state.settings, &req).await)
+}
+
 async fn reload_catalog(state: web::Data<AppState>) -> HttpResponse {
     let live = state.catalog.clone();
     match web::block(move || live.reload(true)).await {
@@ -195,10 +312,40 @@ async fn get_delivery(id: web::Path<String>, state: web::Data<AppState>) -> Http
         (Ok(Some(d)), Ok(attempts)) => {
             let mut v = delivery_json(&d);
             v["attempt_log"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
+            v["request"] = preview(&state, &d).await;
             HttpResponse::Ok().json(v)
         }
         (Ok(None), _) => not_found("no such delivery"),
         (Err(e), _) | (_, Err(e)) => store_error(e),
+    }
+}
+
+/// The vendor request `d` makes with today's channel, credentials redacted (`null` when its
+/// channel is gone or it has no message).
+async fn preview(state: &AppState, d: &DeliveryRecord) -> Value {
+    let catalog = state.catalog.current();
+    let (Some(ch), Some(message)) = (catalog.channels.get(&d.channel), &d.message) else {
+        return Value::Null;
+    };
+    let event = if ch.channel.needs_event() {
+        match state.store.event(&d.id.event).await {
+            Ok(Some(e)) => Some(e.event.to_json()),
+            _ => return Value::Null,
+        }
+    } else {
+        None
+    };
+    let outgoing = crate::channel::Outgoing {
+        id: &d.id,
+        message,
+        to: &d.to,
+        event: event.as_ref(),
+        timeout: ch.timeout,
+        shared: None,
+    };
+    match ch.preview(&outgoing) {
+        Ok(p) => serde_json::to_value(p).unwrap_or(Value::Null),
+        Err(e) => json!({ "error": e.to_string() }),
     }
 }
 

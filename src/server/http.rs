@@ -8,7 +8,7 @@ use std::time::Duration;
 use actix_web::{App, web};
 use anyhow::Context;
 
-use super::{AppState, admin, edge, health, hooks};
+use super::{AppState, admin, console, edge, health, hooks};
 
 /// Builds the HTTP server (kept out of `serve`: the builder is not `Send`).
 pub fn server(
@@ -31,6 +31,7 @@ pub fn server(
                 .app_data(state.clone())
                 .configure(hooks::configure)
                 .configure(admin::configure)
+                .configure(console::configure)
                 .configure(health::configure);
             let http = actix_http::HttpService::build()
                 .keep_alive(Duration::from_secs(5))

@@ -3,6 +3,7 @@
 //! until told to stop, then stops them in order.
 
 mod admin;
+mod console;
 mod edge;
 mod health;
 mod hooks;

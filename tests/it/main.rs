@@ -2,6 +2,7 @@
 
 mod acp;
 mod channels;
+mod console;
 mod fence;
 mod foundation;
 mod hostile;

@@ -16,7 +16,7 @@ fn spec() -> Value {
 fn registered() -> BTreeSet<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/server");
     let mut out = BTreeSet::new();
-    for file in ["hooks.rs", "admin.rs", "health.rs"] {
+    for file in ["hooks.rs", "admin.rs", "console.rs", "health.rs"] {
         let text = std::fs::read_to_string(dir.join(file)).unwrap();
         let scope = text
             .split("web::scope(\"")
@@ -136,6 +136,18 @@ async fn every_documented_route_answers_as_documented() {
         ("get", "/readyz", "/readyz".to_string()),
         ("get", "/admin/catalog", "/admin/catalog".to_string()),
         ("get", "/admin/stats", "/admin/stats".to_string()),
+        ("get", "/admin/overview", "/admin/overview".to_string()),
+        (
+            "get",
+            "/admin/templates/{name}",
+            "/admin/templates/zadig.workflow".to_string(),
+        ),
+        (
+            "get",
+            "/admin/templates/{name}",
+            "/admin/templates/nope".to_string(),
+        ),
+        ("post", "/admin/render", "/admin/render".to_string()),
         (
             "get",
             "/admin/deliveries",
