@@ -4,10 +4,11 @@
 import { t } from "./i18n.js";
 import { h, setLink } from "./dom.js";
 
-/** Inline markdown of one line: **bold**, [text](url), `code`; the rest as text. */
+/** Inline markdown of one line: **bold**, [text](url), `code`, WeCom's <font> and <@userid>
+ * mentions; the rest as text. */
 function inline(text) {
   const out = [];
-  const re = /\*\*([^*]+)\*\*|\[([^\]]*)\]\(([^)\s]+)\)|`([^`]+)`|<font[^>]*>([^<]*)<\/font>/g;
+  const re = /\*\*([^*]+)\*\*|\[([^\]]*)\]\(([^)\s]+)\)|`([^`]+)`|<font[^>]*>([^<]*)<\/font>|<@([^>\s]+)>/g;
   let at = 0;
   for (const m of text.matchAll(re)) {
     if (m.index > at) out.push(text.slice(at, m.index));
@@ -17,7 +18,8 @@ function inline(text) {
       setLink(a, m[3]);
       out.push(a);
     } else if (m[4] !== undefined) out.push(h("code", {}, m[4]));
-    else out.push(h("span", { class: "font" }, m[5]));
+    else if (m[5] !== undefined) out.push(h("span", { class: "font" }, m[5]));
+    else out.push(h("span", { class: "at" }, m[6] === "all" ? t("at_all") : `@${m[6]}`));
     at = m.index + m[0].length;
   }
   if (at < text.length) out.push(text.slice(at));
@@ -54,7 +56,12 @@ function button(label, url) {
 export function vendorView(body, message) {
   const b = body || {};
   let inner;
-  if (b.msgtype === "textcard" && b.textcard) {
+  if (typeof b.touser === "string" && b.text) {
+    // The webhook's normalized message: what a receiver of ours shows.
+    inner = [b.title ? h("div", { class: "title" }, b.title) : null,
+      b.msgtype === "markdown" ? markdown(b.text.content) : plain(b.text.content),
+      b.url ? button(t("link"), b.url) : null];
+  } else if (b.msgtype === "textcard" && b.textcard) {
     inner = [h("div", { class: "title" }, b.textcard.title), plain(b.textcard.description), button(b.textcard.btntxt || "详情", b.textcard.url)];
   } else if (b.msgtype === "actionCard" && b.actionCard) {
     inner = [h("div", { class: "title" }, b.actionCard.title), markdown(b.actionCard.text), button(b.actionCard.singleTitle, b.actionCard.singleURL)];

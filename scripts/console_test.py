@@ -15,6 +15,7 @@ CONSOLE_SCREENSHOTS=all, every test does (`<test>.ok.png`).
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +39,10 @@ SCREENS = ROOT / "target" / "console-screens"
 TOKEN = "console-test-admin-token"
 XSS_TITLE = '<img src=x onerror="window.__xss=1">'
 XSS_NOTE = "<script>window.__xss=2</script>"
+# Not the default (+08:00): times on the pages must follow the setting.
+TIMEZONE = "+05:30"
+SECRETS = ["change-me-dingtalk-access-token", "SECchange-me-dingtalk-secret",
+           "change-me-wecom-robot-key", "change-me-zadig-token"]
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -89,6 +94,14 @@ spec:
   text: "**{{{{data.title}}}}**\\n{{{{data.note}}}}"
 ---
 apiVersion: hookrelay.dev/v1alpha1
+kind: Template
+metadata: {{name: linked}}
+spec:
+  title: "{{{{data.title}}}}"
+  text: "{{{{data.note}}}}"
+  url: "{{{{data.link}}}}"
+---
+apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: good}}
 spec: {{type: webhook, url: "http://127.0.0.1:{receiver}/good"}}
@@ -101,7 +114,12 @@ spec: {{type: webhook, url: "http://127.0.0.1:{receiver}/flaky", retry: {{maxAtt
 apiVersion: hookrelay.dev/v1alpha1
 kind: Route
 metadata: {{name: to-good}}
-spec: {{sources: [ci], types: [ci.ok, ci.xss], channels: [good]}}
+spec: {{sources: [ci], types: [ci.ok], channels: [good]}}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: Route
+metadata: {{name: hostile}}
+spec: {{sources: [ci], types: [ci.xss], channels: [good], template: linked}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Route
@@ -124,6 +142,7 @@ class Relay:
             HOOKRELAY_VENDORS__DINGTALK=f"http://127.0.0.1:{receiver}",
             HOOKRELAY_VENDORS__WECOM=f"http://127.0.0.1:{receiver}",
             HOOKRELAY_LOG_LEVEL="warn",
+            HOOKRELAY_TIMEZONE=TIMEZONE,
         )
         self.proc = subprocess.Popen([binary, "serve"], env=env, cwd=work)
         deadline = time.time() + 30
@@ -239,6 +258,7 @@ def test_timeline_and_replay(driver, relay, ctx):
     section = wait(driver, EC.presence_of_element_located((By.CSS_SELECTOR, "section.delivery[data-state=dead]")))
     timeline = section.find_element(By.CSS_SELECTOR, "ol.timeline").text
     assert "HTTP 500" in timeline, timeline
+    assert TIMEZONE in timeline, f"times are not in the configured offset: {timeline}"
     # The message as the receiver gets it, and the routing explanation.
     assert "Deploy failed" in section.text
     assert "Route to-flaky" in text_of(driver, "ul.routing")
@@ -267,7 +287,13 @@ def test_playground_on_a_seed(driver, relay, ctx):
     assert "zadig.workflow" in text, text
     planned = event.find_elements(By.CSS_SELECTOR, ".delivery.planned")
     assert planned, text
-    assert any(p.find_elements(By.CSS_SELECTOR, ".bubble") for p in planned), "no vendor preview"
+    assert len(planned) == 2 and all(p.find_elements(By.CSS_SELECTOR, ".bubble") for p in planned), \
+        "a vendor preview is missing"
+    # The robots' mentions as the group sees them: DingTalk by mobile, WeCom by userid.
+    mentions = [a.text for a in event.find_elements(By.CSS_SELECTOR, ".bubble .at")]
+    assert "@1340096xxxx" in mentions and "@ZhangWei" in mentions, mentions
+    for secret in SECRETS:
+        assert secret not in driver.page_source, f"{secret} shown"
     # Edit the template in place and render again: the edited words appear.
     planned[0].find_element(By.CSS_SELECTOR, "button.edit-template").click()
     editor = wait(driver, EC.visibility_of_element_located((By.ID, "pg-template")))
@@ -286,7 +312,44 @@ def test_playground_on_a_seed(driver, relay, ctx):
     assert relay.admin("/stats")["counts"]["events"] == 2, "the playground stored something"
 
 
+def test_replay_all_matching(driver, relay, ctx):
+    Receiver.recovered.clear()
+    ids = [relay.post("ci", {"kind": "flaky", "id": f"e-many-{i}", "title": f"Deploy {i}", "note": "n"})["event"]
+           for i in range(3)]
+    for i in ids:
+        relay.settled(i, "dead")
+    Receiver.recovered.set()
+    driver.get(f"{relay.base}/console/#/dead")
+    wait(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#dead-rows tbody tr")) == 3)
+    driver.find_element(By.CSS_SELECTOR, "input[name=channel]").send_keys("flaky")
+    driver.find_element(By.ID, "replay-all").click()
+    driver.switch_to.alert.accept()
+    wait(driver, EC.text_to_be_present_in_element((By.ID, "replay-result"), "scheduled 3"))
+    for i in ids:
+        relay.settled(i, "delivered")
+    driver.refresh()
+    wait(driver, EC.presence_of_element_located((By.ID, "no-rows")))
+
+
+def test_catalog(driver, relay, ctx):
+    driver.get(f"{relay.base}/console/#/catalog")
+    rows = wait(driver, EC.presence_of_element_located((By.ID, "resources"))).text
+    for expected in ["dev-dingtalk", "10-zadig.yaml#1", "50-console-test.yaml", "zadig.workflow"]:
+        assert expected in rows, f"{expected} missing: {rows}"
+    assert "built in" in rows
+    for d in driver.find_elements(By.CSS_SELECTOR, "details.channel"):
+        d.click()
+    for secret in SECRETS:
+        assert secret not in driver.page_source, f"{secret} shown"
+
+
 def test_language(driver, relay, ctx):
+    # Every word exists in both languages.
+    text = (ROOT / "console" / "i18n.js").read_text()
+    en, zh = text.split("\n  en: {")[1].split("\n  zh: {")
+    zh = zh.split("\n};")[0]
+    keys = lambda block: set(re.findall(r"(\w+): \"", block))
+    assert keys(en) == keys(zh) and len(keys(en)) > 50, keys(en) ^ keys(zh)
     driver.get(f"{relay.base}/console/#/overview")
     wait(driver, EC.text_to_be_present_in_element((By.ID, "nav-overview"), "Overview"))
     Select(driver.find_element(By.ID, "lang")).select_by_value("zh")
@@ -307,6 +370,7 @@ def test_hostile_payloads_stay_text(driver, relay, ctx):
     page = driver.find_element(By.TAG_NAME, "main").text
     assert XSS_TITLE in page and XSS_NOTE in page, "the payload is not shown as text"
     assert not driver.find_elements(By.CSS_SELECTOR, "main img, main script"), "payload became markup"
+    assert not driver.find_elements(By.CSS_SELECTOR, "main a[href^='javascript']"), "a javascript: link"
     assert section.find_elements(By.CSS_SELECTOR, ".bubble"), "no preview"
     no_script_ran(driver)
     # The playground shows the same payload inertly too.
@@ -314,15 +378,20 @@ def test_hostile_payloads_stay_text(driver, relay, ctx):
     Select(wait(driver, EC.presence_of_element_located((By.ID, "pg-source")))).select_by_value("ci")
     body = driver.find_element(By.ID, "pg-body")
     driver.execute_script("arguments[0].value = arguments[1]", body,
-                          json.dumps({"kind": "xss", "id": "p-xss", "title": XSS_TITLE, "note": XSS_NOTE}))
+                          json.dumps({"kind": "xss", "id": "p-xss", "title": XSS_TITLE, "note": XSS_NOTE,
+                                      "link": "javascript:window.__xss=4"}))
     driver.find_element(By.ID, "pg-render").click()
     wait(driver, EC.text_to_be_present_in_element((By.ID, "pg-result"), XSS_NOTE))
     assert not driver.find_elements(By.CSS_SELECTOR, "main img, main script")
+    assert not driver.find_elements(By.CSS_SELECTOR, "main a[href^='javascript']")
+    # Following the link a payload gave does nothing either.
+    for a in driver.find_elements(By.CSS_SELECTOR, "#pg-result a.card-button"):
+        a.click()
     no_script_ran(driver)
 
 
 TESTS = [test_login, test_delivered_and_dead, test_timeline_and_replay, test_playground_on_a_seed,
-         test_language, test_hostile_payloads_stay_text]
+         test_replay_all_matching, test_catalog, test_language, test_hostile_payloads_stay_text]
 
 
 def main():
