@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::error::CatalogError;
 use super::load::{self, RawDoc};
-use super::{Catalog, FileReport, FileStatus, Report, Serving, schema};
+use super::{Catalog, FileReport, FileStatus, Report, Serving, classes, schema};
 use crate::channel::{self, ChannelDef};
 use crate::config::Settings;
 use crate::directory::{self, User};
@@ -24,7 +24,7 @@ use crate::route::{Unresolved, address};
 
 /// One compiled resource.
 #[derive(Debug, Clone)]
-enum Item {
+pub(super) enum Item {
     Source(Arc<SourceDef>),
     Channel(Arc<ChannelDef>),
     Template(Arc<TemplateDef>),
@@ -93,10 +93,10 @@ impl Item {
 /// one that does not compile is reported in `errors`, and serves its last good version if the
 /// file had one with the same kind and name.
 #[derive(Debug, Clone)]
-struct CompiledFile {
-    path: PathBuf,
+pub(super) struct CompiledFile {
+    pub(super) path: PathBuf,
     text: String,
-    items: Vec<(usize, Item)>,
+    pub(super) items: Vec<(usize, Item)>,
     /// The line each document starts on, by index.
     lines: HashMap<usize, usize>,
     /// Documents that did not compile now.
@@ -197,6 +197,7 @@ impl Loader {
             report.errors.extend(f.errors.iter().cloned());
             report.warnings.extend(f.warnings.iter().cloned());
         }
+        report.warnings.extend(classes::resolve(&mut files));
         let dropped = cross_check(&mut files, &mut report.errors);
         report.warnings.extend(cannot_deliver(&files));
         for (f, status) in files.iter().zip(statuses) {
@@ -519,7 +520,7 @@ fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
     out
 }
 
-fn item_error(
+pub(super) fn item_error(
     f: &CompiledFile,
     doc: usize,
     item: &Item,

@@ -5,6 +5,7 @@
 //! immutable [`Catalog`] that reloads swap atomically (`reload`).
 
 mod build;
+mod classes;
 pub mod error;
 mod load;
 pub mod reload;

@@ -2,6 +2,7 @@
 //! guide writes it): one subscriber, the objects and event types they follow, their channels.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -56,12 +57,18 @@ pub struct Rule {
 }
 
 /// A compiled subscription.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SubscriptionDef {
     pub name: String,
     pub subscriber: String,
+    /// The Channels it is delivered on: `spec.channels`, and once the catalog is assembled,
+    /// the Channels its plugin classes stand for.
     pub channels: Vec<String>,
-    pub rules: Vec<Rule>,
+    /// ACP plugin classes (`core.katanomi.dev/sink.pluginclasses`), resolved to Channels by the
+    /// catalog (a class with no Channel is a warning, not an error).
+    pub classes: Vec<String>,
+    /// Shared: a subscription is copied when its classes are resolved, its compiled rules are not.
+    pub rules: Arc<Vec<Rule>>,
 }
 
 /// Compiles a Subscription / ClusterSubscription document (the whole document: channels may
@@ -76,16 +83,20 @@ pub fn compile(
         .pointer("/metadata/annotations")
         .and_then(Value::as_object);
     let annotation = |key: &str| annotations.and_then(|a| a.get(key)).and_then(Value::as_str);
-    let mut channels = spec.channels;
-    if let Some(classes) = annotation(PLUGIN_CLASSES) {
-        for c in classes.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            if !channels.iter().any(|x| x == c) {
-                channels.push(c.to_string());
-            }
+    let channels = spec.channels;
+    let mut classes: Vec<String> = Vec::new();
+    for c in annotation(PLUGIN_CLASSES)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        if !classes.iter().any(|x| x == c) {
+            classes.push(c.to_string());
         }
     }
     let mut errors = Vec::new();
-    if channels.is_empty() {
+    if channels.is_empty() && classes.is_empty() {
         errors.push(DocError::new(
             "/spec/channels",
             format!("no channels: list them in spec.channels or the {PLUGIN_CLASSES} annotation"),
@@ -142,6 +153,7 @@ pub fn compile(
         name: name.to_string(),
         subscriber,
         channels,
-        rules,
+        classes,
+        rules: Arc::new(rules),
     })
 }
