@@ -81,6 +81,11 @@ pub struct RenderedDelivery {
     pub template: Option<String>,
     pub to: Value,
     pub message: Option<Message>,
+    /// Why it would wait (the recipient's quiet hours), and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
     /// The render error that would make it a dead letter from the start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -280,6 +285,8 @@ fn render_event(catalog: &Catalog, event: &Event, now: u64) -> RenderedEvent {
                 template: d.template.clone(),
                 to: serde_json::to_value(&d.to).unwrap_or(Value::Null),
                 message: d.message.clone(),
+                held: d.held.as_ref().map(|h| h.detail.clone()),
+                due_ms: d.held.as_ref().map(|_| d.due_ms),
                 error: None,
                 request: None,
                 request_error: None,
@@ -398,6 +405,9 @@ fn print_event(e: &RenderedEvent, out: &mut dyn Write) -> anyhow::Result<()> {
             d.origin
         )?;
         writeln!(out, "   to: {}", serde_json::to_string(&d.to)?)?;
+        if let Some(held) = &d.held {
+            writeln!(out, "   ⏸ {held}")?;
+        }
         let Some(message) = &d.message else {
             let why = d.error.as_deref().unwrap_or("no message");
             writeln!(

@@ -627,6 +627,7 @@ mod tests {
                 message: None,
                 failed: Some(failed),
                 due_ms: 0,
+                held: None,
             }],
             cel_errors: 1,
             unresolved: vec![Unresolved {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::catalog::Catalog;
 use crate::channel::{ChannelDef, Limits};
+use crate::directory::{User, quiet};
 use crate::event::Event;
 use crate::message::{Message, MsgType, Recipients, truncate_utf8};
 use crate::reason::Reason;
@@ -37,6 +38,9 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
     if routed.audiences.is_empty() {
         return plan;
     }
+    let quiet = catalog
+        .directory
+        .quiet_at(now_ms, &event.ty, quiet::severity(&ce));
     // Routing is done with `ce`; the template context takes it over instead of copying it.
     let ctx = RenderCtx::for_event(ce, &catalog.vars, event.message.as_ref());
     // Audiences that share a template and a channel get the same message: render it once.
@@ -47,9 +51,14 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
             .entry((a.template, a.channel.name.as_str()))
             .or_insert_with(|| render(catalog, event, &ctx, &a))
             .clone();
-        let chunks = split(&a.to, &a.channel.channel.limits());
         let due_ms = now_ms + a.channel.retry.initial_delay().as_millis() as u64;
-        for to in chunks {
+        let groups = hold_quiet(&a, &quiet, due_ms);
+        let chunks = groups.into_iter().flat_map(|(to, due_ms, held)| {
+            split(&to, &a.channel.channel.limits())
+                .into_iter()
+                .map(move |to| (to, due_ms, held.clone()))
+        });
+        for (to, due_ms, held) in chunks {
             let (message, failed) = match &rendered {
                 Ok(m) => (Some(m.clone()), None),
                 // A channel that sends the event itself does not need the message.
@@ -71,10 +80,71 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
                 message,
                 failed,
                 due_ms,
+                held,
             });
         }
     }
     plan
+}
+
+/// An audience's recipients grouped by when they may be reached: those in quiet hours (on a
+/// personal channel — a group robot's message goes to the group) wait until theirs end.
+fn hold_quiet(
+    a: &Audience<'_>,
+    quiet: &[(&Arc<User>, u64)],
+    due_ms: u64,
+) -> Vec<(Recipients, u64, Option<ErrorInfo>)> {
+    if quiet.is_empty() || !a.channel.channel.needs_recipients() {
+        return vec![(a.to.clone(), due_ms, None)];
+    }
+    let mut now = a.to.clone();
+    let mut held: Vec<(Recipients, u64, Option<ErrorInfo>)> = Vec::new();
+    for (user, until) in quiet {
+        let Some(ids) = a.channel.channel.address(user) else {
+            continue;
+        };
+        let mut theirs = Recipients::default();
+        now.users.retain(|u| {
+            let keep = !ids.users.contains(u);
+            if !keep {
+                theirs.users.push(u.clone());
+            }
+            keep
+        });
+        now.mobiles.retain(|m| {
+            let keep = !ids.mobiles.contains(m);
+            if !keep {
+                theirs.mobiles.push(m.clone());
+            }
+            keep
+        });
+        if theirs.is_empty() {
+            continue;
+        }
+        let until = (*until).max(due_ms);
+        let why = format!(
+            "held until {} by {}'s quiet hours",
+            user.quiet
+                .as_ref()
+                .map_or(String::new(), |q| q.local(until)),
+            user.name
+        );
+        held.push((
+            theirs,
+            until,
+            Some(ErrorInfo {
+                reason: Reason::QuietHours,
+                detail: why,
+                status: None,
+            }),
+        ));
+    }
+    let mut groups = Vec::with_capacity(held.len() + 1);
+    if !now.is_empty() {
+        groups.push((now, due_ms, None));
+    }
+    groups.extend(held);
+    groups
 }
 
 /// The template used (if any) and the message it gave.

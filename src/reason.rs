@@ -17,6 +17,8 @@ pub enum Reason {
     Network,
     Config,
     Render,
+    /// Held back until the recipient's quiet hours end (a wait, not a failure).
+    QuietHours,
     /// A reason this build does not know (written by a newer one): kept readable, not lost.
     #[serde(other)]
     Other,
@@ -33,6 +35,7 @@ impl Reason {
             Reason::Network => "network",
             Reason::Config => "config",
             Reason::Render => "render",
+            Reason::QuietHours => "quiet-hours",
             Reason::Other => "other",
         }
     }

@@ -21,6 +21,7 @@ function delivery(d, onReplay) {
     h("h3", {}, badge(d.state), ` ${d.channel} · ${d.id}`),
     h("p", {}, `${t("to")}: ${recipients(d.to)} · ${t("attempts")}: ${d.attempts}` +
       (d.next_ms && d.state !== "delivered" && d.state !== "dead" ? ` · ${t("next_attempt")} ${when(d.next_ms)}` : "")),
+    d.waiting ? h("p", { class: "held" }, `⏸ ${d.waiting.detail}`) : null,
     d.state === "dead" ? h("button", { type: "button", class: "replay", onclick: () => onReplay(d.id) }, t("replay")) : null,
     h("h4", {}, t("timeline")), timeline(d.attempt_log || []),
     view ? [h("h4", {}, t("preview")), view] : null,

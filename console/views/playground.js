@@ -31,6 +31,7 @@ function result(r, onEdit) {
       e.deliveries.map((d) => h("div", { class: "card delivery planned" },
         h("h4", {}, `${d.channel} (${d.kind}) ← ${d.origin}${d.template ? ` · ${d.template}` : ""}`),
         h("p", {}, `${t("to")}: ${recipients(d.to)}`),
+        d.held ? h("p", { class: "held" }, `⏸ ${d.held}`) : null,
         d.template ? h("button", { type: "button", class: "edit-template", onclick: () => onEdit(d.template) }, t("edit_template")) : null,
         d.error ? h("p", { class: "error" }, `${t("render_error")}: ${d.error}`) : vendorView(d.request?.body, d.message),
         d.request ? h("details", {}, h("summary", {}, t("request")), h("p", { class: "mono" }, `${d.request.method} ${d.request.url}`), json(d.request.body)) : null,

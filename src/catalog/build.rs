@@ -353,7 +353,11 @@ fn compile_doc(doc: &RawDoc, ctx: &mut DocCtx<'_>) -> Result<Item, Vec<DocError>
         "Subscription" | "ClusterSubscription" => {
             Item::Subscription(Arc::new(subscription::compile(name, v, &mut ctx.warnings)?))
         }
-        "User" => Item::User(Arc::new(directory::compile(name, spec)?)),
+        "User" => Item::User(Arc::new(directory::compile(
+            name,
+            spec,
+            ctx.settings.timezone,
+        )?)),
         other => unreachable!("schema exists for {other} but no compiler"),
     })
 }

@@ -88,6 +88,7 @@ mod tests {
         let admin = user(
             "admin",
             &json!({"wecom": "ZhangSan", "mobile": "13800000000"}),
+            chrono::FixedOffset::east_opt(0).unwrap(),
         )
         .unwrap();
         let (settings, http) = (Settings::defaults(), reqwest::Client::new());

@@ -199,7 +199,8 @@ fn decide(
     now: u64,
     jitter: f64,
 ) -> Completion {
-    let age = Duration::from_millis(now.saturating_sub(rec.created_ms));
+    let since = rec.held_until_ms.unwrap_or(0).max(rec.created_ms);
+    let age = Duration::from_millis(now.saturating_sub(since));
     let record = |result, error: Option<&DeliveryError>, receipt| AttemptRecord {
         at_ms,
         duration_ms: elapsed.as_millis() as u64,
@@ -278,6 +279,7 @@ mod tests {
             next_ms: None,
             last_error: None,
             waiting: None,
+            held_until_ms: None,
             receipt: None,
         }
     }
@@ -311,6 +313,21 @@ mod tests {
         let day = 24 * 3600 * 1000;
         let c = run(Err(e), &rec(7, 0), day - 1000);
         assert!(matches!(c.next, Ending::Dead));
+    }
+
+    #[test]
+    fn a_hold_by_quiet_hours_does_not_use_up_the_retry_age() {
+        let e = DeliveryError::retryable(Reason::Server, "HTTP 500");
+        let day = 24 * 3600 * 1000;
+        // Received on Friday, held for the weekend, failing on Monday: retried, not dead.
+        let held = DeliveryRecord {
+            held_until_ms: Some(2 * day + 1000),
+            ..rec(0, 0)
+        };
+        let c = run(Err(e.clone()), &held, 2 * day + 2000);
+        assert!(matches!(c.next, Ending::RetryAt(_)), "{:?}", c.next);
+        let c = run(Err(e), &rec(0, 0), 2 * day + 2000);
+        assert!(matches!(c.next, Ending::Dead), "{:?}", c.next);
     }
 
     #[test]

@@ -205,6 +205,8 @@ pub struct NewDelivery {
     pub message: Option<Message>,
     pub failed: Option<ErrorInfo>,
     pub due_ms: u64,
+    /// Why it is due later than it would be (the recipient's quiet hours): shown as waiting.
+    pub held: Option<ErrorInfo>,
 }
 
 /// What one [`Store::purge`] step did.

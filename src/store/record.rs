@@ -94,6 +94,10 @@ pub struct DeliveryRecord {
     /// the next attempt that is not a wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<ErrorInfo>,
+    /// When quiet hours let it go (it was planned held until then): its retry age starts here,
+    /// not at reception, so a weekend's hold does not use up `retry.maxAge`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Value>,
 }
@@ -122,7 +126,8 @@ impl DeliveryRecord {
             updated_ms: received_ms,
             next_ms: (!dead).then_some(d.due_ms),
             last_error: d.failed,
-            waiting: None,
+            held_until_ms: d.held.is_some().then_some(d.due_ms),
+            waiting: d.held,
             receipt: None,
         }
     }

@@ -54,6 +54,7 @@ pub fn delivery(due_ms: u64) -> NewDelivery {
         }),
         failed: None,
         due_ms,
+        held: None,
     }
 }
 
@@ -366,17 +367,51 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
     open: &dyn Fn(&std::path::Path) -> Reopened,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    {
+    // A third is held by its recipient's quiet hours until 10 000.
+    let held = NewDelivery {
+        held: Some(ErrorInfo {
+            reason: crate::reason::Reason::QuietHours,
+            detail: "held until 08:00".into(),
+            status: None,
+        }),
+        ..delivery(10_000)
+    };
+    let event = {
         let s = open(dir.path()).await;
-        s.enqueue_one(new_event("r1", 0, vec![delivery(0), delivery(0)]), DAY)
+        let Enqueued::Accepted { id, .. } = s
+            .enqueue_one(
+                new_event("r1", 0, vec![delivery(0), delivery(0), held]),
+                DAY,
+            )
             .await
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("a new event is accepted")
+        };
         // One is in flight when the process stops; the other was never touched.
         assert_eq!(lease(&*s, 0, 1).await.len(), 1);
         s.close().await.unwrap();
-    }
+        id
+    };
     let s = open(dir.path()).await;
     assert_eq!(lease(&*s, 1, 10).await.len(), 2, "both are due again");
+    let held = DeliveryId { event, index: 2 };
+    let rec = s.delivery(&held).await.unwrap().unwrap();
+    assert!(rec.is_waiting(), "{rec:?}");
+    assert_eq!(rec.next_ms, Some(10_000));
+    assert_eq!(
+        rec.waiting.map(|w| w.reason),
+        Some(crate::reason::Reason::QuietHours)
+    );
+    let ids = |l: Vec<Leased>| l.into_iter().map(|l| l.record.id).collect::<Vec<_>>();
+    assert!(
+        !ids(lease(&*s, 9_999, 10).await).contains(&held),
+        "held until its window ends"
+    );
+    assert!(
+        ids(lease(&*s, 10_000, 10).await).contains(&held),
+        "due at its window's end"
+    );
     let again = s
         .enqueue_one(new_event("r1", 1, vec![delivery(0)]), DAY)
         .await

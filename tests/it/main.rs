@@ -8,6 +8,7 @@ mod foundation;
 mod hostile;
 mod messages;
 mod openapi;
+mod personal;
 mod props;
 mod render;
 mod replicas;
