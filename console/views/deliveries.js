@@ -30,7 +30,9 @@ export function table(list) {
       h("td", {}, recipients(d.to)),
       h("td", {}, String(d.attempts)),
       h("td", {}, when(d.updated_ms)),
-      h("td", { class: "detail" }, d.last_error ? `${d.last_error.reason}: ${d.last_error.detail}` : "")))));
+      d.last_error
+        ? h("td", { class: "detail" }, `${d.last_error.reason}: ${d.last_error.detail}`)
+        : h("td", { class: "held" }, d.waiting ? `⏸ ${d.waiting.detail}` : "")))));
 }
 
 export async function deliveries(view, _arg, hash) {

@@ -82,7 +82,12 @@ pub fn deliveries(v: &Value) -> String {
             recipients(&d["to"]),
             text(&d["attempts"]),
             time(&d["created_ms"]),
-            error_line(&d["last_error"]),
+            // A delivery waiting (a throttle, quiet hours) says why it waits.
+            if d["last_error"].is_null() {
+                error_line(&d["waiting"])
+            } else {
+                error_line(&d["last_error"])
+            },
         ]);
     }
     let mut out = format!("{t}\n{} deliveries", list.len());
@@ -107,6 +112,7 @@ pub fn delivery(d: &Value) -> String {
         ("created", time(&d["created_ms"])),
         ("next attempt", time(&d["next_ms"])),
         ("last error", error_line(&d["last_error"])),
+        ("waiting", error_line(&d["waiting"])),
         ("receipt", text(&d["receipt"])),
     ]);
     let mut log = table(&["attempt", "at", "took", "result", "reason / receipt"]);
@@ -195,8 +201,11 @@ mod tests {
         let v = json!({"deliveries": [{"id": "dlv_1", "state": "dead", "channel": "企业微信",
             "receiver": "zadig", "event_type": "zadig.workflow.failed",
             "to": {"users": ["张三", "lisi"]}, "attempts": 3, "created_ms": 0,
-            "last_error": {"reason": "client", "detail": "errcode 40058: 参数错误"}}],
-            "next": "dlv_1"});
+            "last_error": {"reason": "client", "detail": "errcode 40058: 参数错误"}},
+            {"id": "dlv_2", "state": "waiting", "channel": "c", "receiver": "zadig",
+            "event_type": "t", "to": {"users": ["wangwu"]}, "attempts": 0, "created_ms": 0,
+            "waiting": {"reason": "quiet-hours", "detail": "held until 08:00 by wangwu's quiet hours"}}],
+            "next": "dlv_2"});
         let out = deliveries(&v);
         for want in [
             "dlv_1",
@@ -204,7 +213,8 @@ mod tests {
             "张三,lisi",
             "1970-01-01 00:00:00Z",
             "client: errcode 40058",
-            "1 deliveries; more with --before dlv_1",
+            "quiet-hours: held until 08:00",
+            "2 deliveries; more with --before dlv_2",
         ] {
             assert!(out.contains(want), "{want} in:\n{out}");
         }
