@@ -1,5 +1,6 @@
 // What every page uses: elements built from text only (payload data never becomes markup),
-// the admin API with the session's token, and times in the relay's configured offset.
+// the admin API with the session's token, times in the relay's configured offset, and the
+// pieces several pages show (routing verdicts, unresolved recipients, a vendor request).
 
 import { t } from "./i18n.js";
 
@@ -137,4 +138,22 @@ export function recipients(to) {
     for (const v of to[k] || []) parts.push(v);
   }
   return parts.join(", ");
+}
+
+/** Which Routes and Subscriptions took an event, and why the others did not. */
+export function routing(verdicts) {
+  return h("ul", { class: "routing" }, verdicts.map((v) =>
+    h("li", { class: v.matched ? "matched" : "unmatched" }, v.matched ? "✔ " : "✘ ", h("strong", {}, v.what), `: ${v.why}`)));
+}
+
+/** Subscribers the directory cannot reach on a channel. */
+export function unresolved(list) {
+  return h("ul", {}, list.map((u) => h("li", {}, `${u.user} · ${u.channel} · ${u.origin}`)));
+}
+
+/** A vendor request (credentials redacted by the relay), folded. */
+export function request(preview) {
+  if (!preview || !preview.url) return null;
+  return h("details", {}, h("summary", {}, t("request")),
+    h("p", { class: "mono" }, `${preview.method} ${preview.url}`), json(preview.body));
 }

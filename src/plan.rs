@@ -103,21 +103,11 @@ fn hold_quiet(
         let Some(ids) = a.channel.channel.address(user) else {
             continue;
         };
-        let mut theirs = Recipients::default();
-        now.users.retain(|u| {
-            let keep = !ids.users.contains(u);
-            if !keep {
-                theirs.users.push(u.clone());
-            }
-            keep
-        });
-        now.mobiles.retain(|m| {
-            let keep = !ids.mobiles.contains(m);
-            if !keep {
-                theirs.mobiles.push(m.clone());
-            }
-            keep
-        });
+        let theirs = Recipients {
+            users: take(&mut now.users, &ids.users),
+            mobiles: take(&mut now.mobiles, &ids.mobiles),
+            ..Recipients::default()
+        };
         if theirs.is_empty() {
             continue;
         }
@@ -145,6 +135,15 @@ fn hold_quiet(
     }
     groups.extend(held);
     groups
+}
+
+/// Moves the entries of `list` that are among `ids` out of it.
+fn take(list: &mut Vec<String>, ids: &[String]) -> Vec<String> {
+    let (taken, kept) = std::mem::take(list)
+        .into_iter()
+        .partition(|x| ids.contains(x));
+    *list = kept;
+    taken
 }
 
 /// The template used (if any) and the message it gave.

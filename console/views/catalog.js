@@ -2,7 +2,7 @@
 // (credentials redacted by the relay), errors and warnings.
 
 import { t } from "../i18n.js";
-import { api, fill, h, json } from "../dom.js";
+import { api, fill, h, json, unresolved } from "../dom.js";
 import { describe } from "./overview.js";
 
 export async function catalog(view) {
@@ -17,7 +17,7 @@ export async function catalog(view) {
       r.errors.length ? h("ul", { class: "errors" }, r.errors.map((e) => h("li", {}, describe(e)))) : h("p", { class: "muted" }, t("none")),
       h("h2", {}, `${t("warnings")} (${r.warnings.length})`),
       r.warnings.length ? h("ul", { class: "warnings" }, r.warnings.map((e) => h("li", {}, describe(e)))) : h("p", { class: "muted" }, t("none")),
-      r.unresolved.length ? [h("h2", {}, t("unresolved")), h("ul", {}, r.unresolved.map((u) => h("li", {}, `${u.user} · ${u.channel} · ${u.origin}`)))] : null),
+      r.unresolved.length ? [h("h2", {}, t("unresolved")), unresolved(r.unresolved)] : null),
     h("section", { class: "card" }, h("h2", {}, t("resources")),
       h("table", { class: "rows", id: "resources" },
         h("thead", {}, h("tr", {}, [t("kind"), t("name"), t("origin")].map((x) => h("th", {}, x)))),

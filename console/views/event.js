@@ -2,7 +2,7 @@
 // timeline, the message as the vendor shows it and the request it makes.
 
 import { t } from "../i18n.js";
-import { api, badge, failure, fill, h, json, recipients, when } from "../dom.js";
+import { api, badge, failure, fill, h, json, recipients, request, routing, when } from "../dom.js";
 import { vendorView } from "../preview.js";
 
 function timeline(attempts) {
@@ -25,7 +25,7 @@ function delivery(d, onReplay) {
     d.state === "dead" ? h("button", { type: "button", class: "replay", onclick: () => onReplay(d.id) }, t("replay")) : null,
     h("h4", {}, t("timeline")), timeline(d.attempt_log || []),
     view ? [h("h4", {}, t("preview")), view] : null,
-    d.request && d.request.url ? h("details", {}, h("summary", {}, t("request")), h("p", { class: "mono" }, `${d.request.method} ${d.request.url}`), json(d.request.body)) : null);
+    request(d.request));
 }
 
 export async function eventPage(view, id) {
@@ -46,8 +46,7 @@ export async function eventPage(view, id) {
       h("h1", {}, `${t("event")} ${e.event.type}`),
       h("p", { class: "mono" }, `${e.id} · ${t("received")} ${when(e.received_ms)}`),
       h("section", { class: "card" }, h("h2", {}, t("routing")),
-        h("ul", { class: "routing" }, e.routing.map((v) =>
-          h("li", { class: v.matched ? "matched" : "unmatched" }, v.matched ? "✔ " : "✘ ", h("strong", {}, v.what), `: ${v.why}`)))),
+        routing(e.routing)),
       h("h2", {}, t("deliveries")),
       full.map((d) => delivery(d, replay)),
       h("section", { class: "card" }, h("h2", {}, t("as_received")), json(e.event)));

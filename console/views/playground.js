@@ -3,7 +3,7 @@
 // edited in place and the body rendered again.
 
 import { t } from "../i18n.js";
-import { api, failure, fill, h, json, recipients } from "../dom.js";
+import { api, failure, fill, h, recipients, request, routing, unresolved } from "../dom.js";
 import { vendorView } from "../preview.js";
 
 function headerPairs(text) {
@@ -24,9 +24,8 @@ function result(r, onEdit) {
       h("h2", {}, `${t("event")} ${e.type}`),
       h("p", { class: "mono" }, `${e.id} · ${e.source}${e.subject ? ` · ${e.subject}` : ""}`),
       h("h3", {}, t("routing")),
-      h("ul", { class: "routing" }, e.routing.map((v) =>
-        h("li", { class: v.matched ? "matched" : "unmatched" }, v.matched ? "✔ " : "✘ ", h("strong", {}, v.what), `: ${v.why}`))),
-      e.unresolved.length ? [h("h3", {}, t("unresolved")), h("ul", {}, e.unresolved.map((u) => h("li", {}, `${u.user} · ${u.channel} · ${u.origin}`)))] : null,
+      routing(e.routing),
+      e.unresolved.length ? [h("h3", {}, t("unresolved")), unresolved(e.unresolved)] : null,
       h("h3", {}, `${t("deliveries_planned")} (${e.deliveries.length})`),
       e.deliveries.map((d) => h("div", { class: "card delivery planned" },
         h("h4", {}, `${d.channel} (${d.kind}) ← ${d.origin}${d.template ? ` · ${d.template}` : ""}`),
@@ -34,7 +33,7 @@ function result(r, onEdit) {
         d.held ? h("p", { class: "held" }, `⏸ ${d.held}`) : null,
         d.template ? h("button", { type: "button", class: "edit-template", onclick: () => onEdit(d.template) }, t("edit_template")) : null,
         d.error ? h("p", { class: "error" }, `${t("render_error")}: ${d.error}`) : vendorView(d.request?.body, d.message),
-        d.request ? h("details", {}, h("summary", {}, t("request")), h("p", { class: "mono" }, `${d.request.method} ${d.request.url}`), json(d.request.body)) : null,
+        request(d.request),
         d.request_error ? h("p", { class: "error" }, d.request_error) : null))));
   }
   return parts;
