@@ -1,5 +1,6 @@
 // A message as the vendor shows it, drawn from the request the channel sends (WeCom text,
-// markdown and textcard; robot mentions; DingTalk actionCard; Feishu post) — as text, never markup.
+// markdown and textcard; robot mentions; DingTalk actionCard; Feishu post; a mail) — as text, never
+// markup.
 
 import { t } from "./i18n.js";
 import { h, setLink } from "./dom.js";
@@ -61,6 +62,12 @@ export function vendorView(body, message) {
     inner = [b.title ? h("div", { class: "title" }, b.title) : null,
       b.msgtype === "markdown" ? markdown(b.text.content) : plain(b.text.content),
       b.url ? button(t("link"), b.url) : null];
+  } else if (typeof b.subject === "string" && typeof b.text === "string") {
+    // A mail: subject, sender and recipients, and its plain-text part (the HTML part says the
+    // same; drawing it would mean trusting markup).
+    inner = [h("div", { class: "title" }, b.subject),
+      h("div", { class: "mail-head" }, `${t("mail_from")}: ${b.from || ""} · ${t("to")}: ${(b.to || []).join(", ")}`),
+      plain(b.text)];
   } else if (b.msgtype === "textcard" && b.textcard) {
     inner = [h("div", { class: "title" }, b.textcard.title), plain(b.textcard.description), button(b.textcard.btntxt || "详情", b.textcard.url)];
   } else if (b.msgtype === "actionCard" && b.actionCard) {

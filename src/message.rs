@@ -130,10 +130,10 @@ pub fn split_ids(list: &str) -> Vec<String> {
 }
 
 /// Markdown made readable as plain text, for channels or message types that cannot show it:
-/// emphasis and heading marks dropped, links as `text (url)`, quotes and colour tags unwrapped,
-/// `<@userid>` mentions as `@userid`.
+/// emphasis and heading marks dropped, links as `text (url)`, quotes unwrapped, and the chat
+/// vendors' tags as [`without_chat_tags`] leaves them.
 pub fn markdown_to_text(md: &str) -> String {
-    static RULES: LazyLock<[(Regex, &str); 7]> = LazyLock::new(|| {
+    static RULES: LazyLock<[(Regex, &str); 5]> = LazyLock::new(|| {
         let r = |p: &str| Regex::new(p).expect("static regex");
         [
             (r(r"\[([^\]]+)\]\(([^)\s]+)\)"), "$1 ($2)"),
@@ -141,12 +141,24 @@ pub fn markdown_to_text(md: &str) -> String {
             (r(r"(?m)^>\s?"), ""),
             (r(r"\*\*([^*]+)\*\*|__([^_]+)__"), "$1$2"),
             (r(r"`([^`]+)`"), "$1"),
-            (r(r#"</?font[^>]*>"#), ""),
-            (r(r"<@([^>]+)>"), "@$1"),
         ]
     });
-    let mut text = md.to_string();
-    for (re, with) in RULES.iter() {
+    rewrite(without_chat_tags(md), &*RULES)
+}
+
+/// Markdown without what only chat vendors read: WeCom's colour tags unwrapped, `<@userid>`
+/// mentions as `@userid` (for readers that render standard markdown, like email).
+pub fn without_chat_tags(md: &str) -> String {
+    static RULES: LazyLock<[(Regex, &str); 2]> = LazyLock::new(|| {
+        let r = |p: &str| Regex::new(p).expect("static regex");
+        [(r(r#"</?font[^>]*>"#), ""), (r(r"<@([^>]+)>"), "@$1")]
+    });
+    rewrite(md.to_string(), &*RULES)
+}
+
+/// `text` with each rule's matches replaced, in order.
+fn rewrite(mut text: String, rules: &[(Regex, &str)]) -> String {
+    for (re, with) in rules {
         text = re.replace_all(&text, *with).into_owned();
     }
     text

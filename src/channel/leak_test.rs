@@ -23,6 +23,66 @@ const RUNTIME_TOKEN: &str = "RUNTIME-TOKEN-LEAK-1";
 /// Marks the echo in an answer, so the test knows the vendor's words reached the error.
 const ECHO: &str = "ECHOED";
 
+/// The protocol a channel's echo server speaks.
+#[derive(Debug, Clone, Copy)]
+pub enum Wire {
+    Http,
+    /// SMTP: AUTH is answered with the decoded credentials (refused when `status` is a 5xx),
+    /// every recipient is refused with the whole session so far.
+    Smtp,
+}
+
+/// Serves SMTP until dropped, echoing what the client said in its refusals.
+async fn smtp_echo_server(status: u16) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = conn.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                let mut session = String::new();
+                let _ = write.write_all(b"220 echo ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    session.push_str(&line);
+                    session.push(' ');
+                    let verb = line.split(' ').next().unwrap_or("").to_ascii_uppercase();
+                    let answer = match verb.as_str() {
+                        "EHLO" => "250-echo\r\n250 AUTH PLAIN LOGIN\r\n".to_string(),
+                        "AUTH" => {
+                            use base64::Engine;
+                            let decoded = line
+                                .split(' ')
+                                .nth(2)
+                                .and_then(|b| {
+                                    base64::engine::general_purpose::STANDARD.decode(b).ok()
+                                })
+                                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                                .unwrap_or_default();
+                            if status >= 500 {
+                                format!("535 5.7.8 {ECHO} {line} = {decoded}\r\n")
+                            } else {
+                                "235 2.7.0 ok\r\n".to_string()
+                            }
+                        }
+                        "RCPT" => format!("550 5.1.1 {ECHO} {session}\r\n"),
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => "250 ok\r\n".to_string(),
+                    };
+                    if write.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    base
+}
+
 /// Serves until dropped: token APIs get [`RUNTIME_TOKEN`]; every other request is answered with
 /// `status` and a body carrying the request (line, headers, body) in every vendor's code and
 /// message fields.
@@ -90,7 +150,10 @@ async fn echo_server(status: u16) -> String {
 /// Builds `r`'s example against an echo server answering `status`, sends once, and returns
 /// everything the relay could show of it: the outcome, the preview, the description.
 async fn shown(r: &Registration, status: u16) -> (String, Vec<&'static str>) {
-    let base = echo_server(status).await;
+    let base = match r.leak_wire {
+        Wire::Http => echo_server(status).await,
+        Wire::Smtp => smtp_echo_server(status).await,
+    };
     let (mut spec, secrets) = (r.leak_example)(&base);
     spec["type"] = json!(r.kind);
     let settings = Settings::defaults();
@@ -104,7 +167,8 @@ async fn shown(r: &Registration, status: u16) -> (String, Vec<&'static str>) {
         url: Some("https://ci.example/run/1".into()),
     };
     let to = Recipients {
-        users: vec!["zhangsan".into()],
+        // A mail address is an id every channel sends to (email takes nothing else).
+        users: vec!["zhangsan@example.com".into()],
         ..Recipients::default()
     };
     let id = DeliveryId::default();

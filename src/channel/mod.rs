@@ -8,6 +8,7 @@
 mod credentials;
 pub mod def;
 mod dingtalk;
+mod email;
 mod feishu;
 pub mod http;
 #[cfg(test)]
@@ -218,10 +219,11 @@ pub trait Channel: Send + Sync + fmt::Debug {
     /// document (a robot may fall back to the mobile number); `None` when the entry lacks it.
     fn address(&self, user: &User) -> Option<Recipients>;
 
-    /// Whether it takes platform user names as they are (a webhook passes them on), so a name
-    /// the directory does not know is addressed as written without being reported.
-    fn takes_names(&self) -> bool {
-        false
+    /// How a name (or a payload's mail address) the directory does not know is addressed: a
+    /// webhook passes names on as they are, email takes a mail address. `None`: it cannot be,
+    /// and routing reports it as unresolved.
+    fn address_unknown(&self, _name: &str) -> Option<Recipients> {
+        None
     }
 
     /// Whether a message must name recipients to be sent at all (an application message does;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Channel, dingtalk, feishu, webhook, wecom_app, wecom_robot};
+use super::{Channel, dingtalk, email, feishu, webhook, wecom_app, wecom_robot};
 use crate::doc::{DocCtx, DocError};
 
 /// Builds a channel from its validated `spec` (the Channel's name, its spec, the context).
@@ -19,6 +19,9 @@ pub struct Registration {
     /// shared leak test sends through it to an echoing server.
     #[cfg(test)]
     pub leak_example: fn(base: &str) -> (Value, Vec<&'static str>),
+    /// What the echoing server speaks to it.
+    #[cfg(test)]
+    pub leak_wire: super::leak_test::Wire,
 }
 
 /// Every channel type, in the order the docs list them.
@@ -28,30 +31,48 @@ pub const TYPES: &[Registration] = &[
         build: webhook::build,
         #[cfg(test)]
         leak_example: webhook::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Http,
     },
     Registration {
         kind: wecom_app::KIND,
         build: wecom_app::build,
         #[cfg(test)]
         leak_example: wecom_app::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Http,
     },
     Registration {
         kind: wecom_robot::KIND,
         build: wecom_robot::build,
         #[cfg(test)]
         leak_example: wecom_robot::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Http,
     },
     Registration {
         kind: dingtalk::KIND,
         build: dingtalk::build,
         #[cfg(test)]
         leak_example: dingtalk::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Http,
     },
     Registration {
         kind: feishu::KIND,
         build: feishu::build,
         #[cfg(test)]
         leak_example: feishu::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Http,
+    },
+    Registration {
+        kind: email::KIND,
+        build: email::build,
+        #[cfg(test)]
+        leak_example: email::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Smtp,
     },
 ];
 
@@ -87,7 +108,7 @@ mod tests {
         use serde_json::json;
         let admin = user(
             "admin",
-            &json!({"wecom": "ZhangSan", "mobile": "13800000000"}),
+            &json!({"wecom": "ZhangSan", "mobile": "13800000000", "mail": "zs@example.com"}),
             chrono::FixedOffset::east_opt(0).unwrap(),
         )
         .unwrap();
@@ -106,6 +127,7 @@ mod tests {
             ("wecom-robot", Some((users(&["ZhangSan"]), vec![]))),
             ("dingtalk-robot", Some((vec![], mobiles(&["13800000000"])))),
             ("feishu-robot", None),
+            ("email", Some((users(&["zs@example.com"]), vec![]))),
         ] {
             assert_eq!(address(kind, &mut ctx), want, "{kind}");
         }

@@ -167,15 +167,9 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
         if let Some(ready) = &event.message {
             named.merge(&ready.to);
         }
+        let mut mails = Vec::new();
         if !r.from_event.is_empty() {
-            read_recipients(
-                routing.directory,
-                &r.from_event,
-                ce,
-                &r.name,
-                &mut named,
-                &mut out.unresolved,
-            );
+            mails = read_recipients(routing.directory, &r.from_event, ce, &mut named);
         }
         for name in &r.channels {
             // References were checked when the catalog loaded, so the channel exists.
@@ -183,7 +177,7 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
                 continue;
             };
             let to = resolve(
-                &named,
+                (&named, &mails),
                 channel,
                 routing.directory,
                 &r.name,
@@ -300,15 +294,13 @@ pub fn explain(routing: Routing<'_>, event: &Event, ce: &Value) -> Vec<Verdict> 
 }
 
 /// Adds the recipients `from` points at in the event; mail addresses become user names through
-/// the directory (or are reported).
+/// the directory. Returns the mail addresses it does not know, for each channel to take or not.
 fn read_recipients(
     directory: &Directory,
     from: &FromEvent,
     ce: &Value,
-    origin: &str,
     into: &mut Recipients,
-    unresolved: &mut Vec<Unresolved>,
-) {
+) -> Vec<String> {
     let read = |pointers: &[String]| -> Vec<String> {
         let mut out = Vec::new();
         for p in pointers {
@@ -319,15 +311,12 @@ fn read_recipients(
         out
     };
     let mut users = read(&from.users);
+    let mut unknown = Vec::new();
     for mail in read(&from.mails) {
         match directory.name_of_mail(&mail) {
             Some(name) => users.push(name.to_string()),
-            None => unresolved.push(Unresolved {
-                origin: origin.to_string(),
-                user: mail,
-                channel: "(directory)".into(),
-                as_written: false,
-            }),
+            None if !unknown.contains(&mail) => unknown.push(mail),
+            None => {}
         }
     }
     into.merge(&Recipients {
@@ -337,6 +326,7 @@ fn read_recipients(
         tags: read(&from.tags),
         all: false,
     });
+    unknown
 }
 
 /// The ids in a JSON value: strings split on `|` and `,`, numbers, and lists of those.
@@ -354,23 +344,21 @@ fn ids_in(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// How a subscriber is reached on a channel: through the directory; a channel that takes user
-/// names (a webhook) also takes one the directory does not know.
+/// How a subscriber is reached on a channel: through the directory, or as the channel takes a
+/// name the directory does not know (a webhook any name, email a mail address).
 pub fn address(user: Option<&Arc<User>>, name: &str, channel: &ChannelDef) -> Option<Recipients> {
     match user {
         Some(u) => channel.channel.address(u),
-        None if channel.channel.takes_names() => Some(Recipients {
-            users: vec![name.to_string()],
-            ..Recipients::default()
-        }),
-        None => None,
+        None => channel.channel.address_unknown(name),
     }
 }
 
 /// Static recipients for a channel: user names the directory knows become that channel's ids;
-/// other entries are taken as ids already.
+/// other entries are taken as the channel takes unknown names, else as its ids already. `mails`
+/// are payload addresses the directory does not know: the channel takes them or they are
+/// reported.
 fn resolve(
-    named: &Recipients,
+    (named, mails): (&Recipients, &[String]),
     channel: &ChannelDef,
     directory: &Directory,
     origin: &str,
@@ -382,13 +370,15 @@ fn resolve(
     };
     for name in &named.users {
         match directory.get(name) {
-            None => {
-                if !to.users.contains(name) {
-                    to.users.push(name.clone());
-                }
-                // A webhook takes names; a chat vendor needs its own id, which the directory
-                // did not give: say so instead of mentioning `<@name>` silently.
-                if !channel.channel.takes_names() {
+            None => match channel.channel.address_unknown(name) {
+                Some(r) => to.merge(&r),
+                // A chat vendor needs its own id, which the directory did not give: sent as
+                // written (it may be that id already), and said so instead of mentioning
+                // `<@name>` silently.
+                None => {
+                    if !to.users.contains(name) {
+                        to.users.push(name.clone());
+                    }
                     unresolved.push(Unresolved {
                         origin: origin.to_string(),
                         user: name.clone(),
@@ -396,7 +386,7 @@ fn resolve(
                         as_written: true,
                     });
                 }
-            }
+            },
             Some(u) => match channel.channel.address(u) {
                 Some(r) => to.merge(&r),
                 None => unresolved.push(Unresolved {
@@ -406,6 +396,17 @@ fn resolve(
                     as_written: false,
                 }),
             },
+        }
+    }
+    for mail in mails {
+        match channel.channel.address_unknown(mail) {
+            Some(r) => to.merge(&r),
+            None => unresolved.push(Unresolved {
+                origin: origin.to_string(),
+                user: mail.clone(),
+                channel: channel.name.clone(),
+                as_written: false,
+            }),
         }
     }
     to

@@ -3,6 +3,7 @@
 mod acp;
 mod channels;
 mod console;
+mod email;
 mod fence;
 mod foundation;
 mod hostile;

@@ -25,15 +25,7 @@ fn files(wecom: &str) -> Vec<(&'static str, String)> {
             "10-all.yaml",
             format!(
                 r#"
-apiVersion: hookrelay.dev/v1alpha1
-kind: Source
-metadata: {{name: app}}
-spec:
-  auth: none
-  event:
-    type: [{{pointer: /kind, prefix: "app."}}]
-    id: [{{pointer: /id}}]
----
+{APP_SOURCE}---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
 metadata: {{name: corp}}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{FakeServer, Hooks};
+use crate::support::{APP_SOURCE, FakeServer, Hooks};
 
 const URL_VAR: &str = "HOOKRELAY_TEST_POSTGRES_URL";
 /// Events posted in all; replica a is killed halfway.
@@ -20,15 +20,7 @@ fn hooks(receiver: &str) -> Hooks {
         "10-all.yaml",
         &format!(
             r#"
-apiVersion: hookrelay.dev/v1alpha1
-kind: Source
-metadata: {{name: app}}
-spec:
-  auth: none
-  event:
-    type: [{{pointer: /kind, prefix: "app."}}]
-    id: [{{pointer: /id}}]
----
+{APP_SOURCE}---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Template
 metadata: {{name: app}}

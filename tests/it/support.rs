@@ -47,6 +47,17 @@ impl Hooks {
     }
 }
 
+/// The Source most tests post to: `/hooks/app`, no auth, type `app.<kind>`, id from `/id`.
+pub const APP_SOURCE: &str = r#"apiVersion: hookrelay.dev/v1alpha1
+kind: Source
+metadata: {name: app}
+spec:
+  auth: none
+  event:
+    type: [{pointer: /kind, prefix: "app."}]
+    id: [{pointer: /id}]
+"#;
+
 /// A relay on `files` (settings changed by `tune`) whose catalog loaded without an error.
 pub async fn start_clean(
     files: &[(&str, &str)],

@@ -172,8 +172,11 @@ impl Channel for Webhook {
         })
     }
 
-    fn takes_names(&self) -> bool {
-        true
+    fn address_unknown(&self, name: &str) -> Option<Recipients> {
+        Some(Recipients {
+            users: vec![name.to_string()],
+            ..Recipients::default()
+        })
     }
 
     fn needs_event(&self) -> bool {
