@@ -94,22 +94,31 @@ fn route_and_render(c: &mut Criterion) {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10, 1_000, 10_000]);
+    let book = hookrelay::plan::DigestBook::default();
     for n in sizes {
         let teams = catalog(n, |i| format!("team-{}", i / 10));
         let e = event(
             &format!("team-{}", (n - 1) / 10),
             [&user(n - 1), &user(n - 2)],
         );
-        assert_eq!(hookrelay::plan::plan(&teams, &e, 0).deliveries.len(), 2);
+        assert_eq!(
+            hookrelay::plan::plan(&teams, &e, 0, &book).deliveries.len(),
+            2
+        );
         group.bench_with_input(BenchmarkId::new("team-namespaces", n), &e, |b, e| {
-            b.iter(|| hookrelay::plan::plan(&teams, e, 0))
+            b.iter(|| hookrelay::plan::plan(&teams, e, 0, &book))
         });
         drop(teams);
         let shared = catalog(n, |_| "devops".to_string());
         let e = event("devops", [&user(n / 2), &user(n - 1)]);
-        assert_eq!(hookrelay::plan::plan(&shared, &e, 0).deliveries.len(), 2);
+        assert_eq!(
+            hookrelay::plan::plan(&shared, &e, 0, &book)
+                .deliveries
+                .len(),
+            2
+        );
         group.bench_with_input(BenchmarkId::new("one-namespace", n), &e, |b, e| {
-            b.iter(|| hookrelay::plan::plan(&shared, e, 0))
+            b.iter(|| hookrelay::plan::plan(&shared, e, 0, &book))
         });
     }
     group.finish();

@@ -270,7 +270,8 @@ fn header_map(pairs: &[(String, String)], body: &[u8]) -> anyhow::Result<HeaderM
 fn render_event(catalog: &Catalog, event: &Event, now: u64) -> RenderedEvent {
     let ce = event.to_json();
     let routing = explain(catalog.routing(), event, &ce);
-    let planned = plan(catalog, event, now);
+    // A fresh book: each rendered event is the first of its digest.
+    let planned = plan(catalog, event, now, &crate::plan::DigestBook::default());
     let event_id = EventId::generate(now);
     let deliveries = planned
         .deliveries

@@ -628,6 +628,7 @@ mod tests {
                 failed: Some(failed),
                 due_ms: 0,
                 held: None,
+                digest: None,
             }],
             cel_errors: 1,
             unresolved: vec![Unresolved {

@@ -19,6 +19,8 @@ pub enum Reason {
     Render,
     /// Held back until the recipient's quiet hours end (a wait, not a failure).
     QuietHours,
+    /// Collected until its digest's window closes (a wait, not a failure).
+    Digest,
     /// A reason this build does not know (written by a newer one): kept readable, not lost.
     #[serde(other)]
     Other,
@@ -36,6 +38,7 @@ impl Reason {
             Reason::Config => "config",
             Reason::Render => "render",
             Reason::QuietHours => "quiet-hours",
+            Reason::Digest => "digest",
             Reason::Other => "other",
         }
     }

@@ -46,6 +46,7 @@ pub fn new_event(n: u64, source: &str, channel: &str, received_ms: u64) -> NewEv
             failed: None,
             due_ms: 0,
             held: None,
+            digest: None,
         }],
     }
 }

@@ -543,6 +543,7 @@ pub(super) fn item_error(
 fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -> Catalog {
     let mut c = Catalog {
         vars: serde_json::to_value(&settings.vars).unwrap_or(Value::Null),
+        timezone: Some(settings.timezone),
         ..Catalog::default()
     };
     let mut subscriptions = Vec::new();

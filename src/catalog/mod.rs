@@ -23,6 +23,7 @@ use crate::directory::Directory;
 use crate::ingress::SourceDef;
 use crate::render::template::{self, TemplateDef};
 use crate::route::def::RouteDef;
+use crate::route::digest::DigestDef;
 use crate::route::index::SubscriptionIndex;
 use crate::route::{Routing, Unresolved};
 
@@ -106,6 +107,8 @@ pub struct Catalog {
     pub directory: Directory,
     /// Settings' `vars`, as templates see them.
     pub vars: Value,
+    /// The UTC offset people read times in (`timezone`), for what planning says.
+    pub timezone: Option<chrono::FixedOffset>,
     pub report: Report,
 }
 
@@ -122,6 +125,24 @@ impl Catalog {
 
     /// The template for an event type when a route names none.
     pub fn template_for(&self, event_type: &str) -> Option<&Arc<TemplateDef>> {
-        template::for_type(&self.templates, event_type)
+        template::for_type(&self.templates, event_type, false)
+    }
+
+    /// The `digest:` of the Route or Subscription named `origin`.
+    pub fn digest_of(&self, origin: &str) -> Option<&DigestDef> {
+        match self.routes.iter().find(|r| r.name == origin) {
+            Some(r) => r.digest.as_ref(),
+            None => self
+                .subscriptions
+                .iter()
+                .find(|s| s.name == origin)
+                .and_then(|s| s.digest.as_deref()),
+        }
+    }
+
+    /// The digest template for a digest whose first event has `event_type`, when its
+    /// `digest.template` names none.
+    pub fn digest_template_for(&self, event_type: &str) -> Option<&Arc<TemplateDef>> {
+        template::for_type(&self.templates, event_type, true)
     }
 }

@@ -10,6 +10,7 @@
 //! deliveries in place for replicas with room, and the lane's worker wakes the dispatcher when
 //! the list has drained to half.
 
+mod digest;
 mod worker;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -175,12 +176,22 @@ impl Dispatcher {
         }
     }
 
-    /// Takes `l` into its lane: `true` if it may be sent now, `false` if it waits for a turn.
-    fn admit(&self, l: &Leased, cap: usize) -> bool {
+    /// Takes `l` into its lane: `true` if it may be sent now, `false` if it waits for a turn
+    /// (or is held already: a digest being sent took it along). A delivery of a digest that
+    /// another of this round (`digests`, their keys) is sent for waits in the lane, where that
+    /// one's worker takes it along.
+    fn admit(&self, l: &Leased, cap: usize, digests: &mut HashSet<String>) -> bool {
         let mut d = self.held();
-        d.held.insert(l.record.id);
+        if !d.held.insert(l.record.id) {
+            return false;
+        }
         let lane = d.lanes.entry(l.record.channel.clone()).or_default();
-        let admitted = lane.sending < cap;
+        let joins = l
+            .record
+            .digest
+            .as_ref()
+            .is_some_and(|key| !digests.insert(key.clone()));
+        let admitted = lane.sending < cap && !joins;
         if admitted {
             lane.sending += 1;
         } else {
@@ -188,6 +199,34 @@ impl Dispatcher {
         }
         self.metrics.in_flight(&l.record.channel, lane.sending);
         admitted
+    }
+
+    /// Holds those of `ids` (deliveries of `channel`) for a digest being sent, and returns them:
+    /// those nothing here holds yet, and those waiting in the channel's lane (no worker has
+    /// them). The dispatcher does not hand them out meanwhile.
+    fn claim(&self, channel: &str, ids: &[DeliveryId]) -> Vec<DeliveryId> {
+        let mut d = self.held();
+        let Held { held, lanes } = &mut *d;
+        let mut lane = lanes.get_mut(channel);
+        ids.iter()
+            .copied()
+            .filter(|id| {
+                held.insert(*id)
+                    || lane.as_mut().is_some_and(|lane| {
+                        let before = lane.waiting.len();
+                        lane.waiting.retain(|(_, _, w)| w != id);
+                        lane.waiting.len() < before
+                    })
+            })
+            .collect()
+    }
+
+    /// Lets go of deliveries claimed for a digest.
+    fn unclaim(&self, ids: &[DeliveryId]) {
+        let mut d = self.held();
+        for id in ids {
+            d.held.remove(id);
+        }
     }
 
     /// Releases `done` (its outcome is recorded, or it stays due) and hands its lane's next
@@ -327,6 +366,10 @@ impl Dispatcher {
                 self.idle(now, &mut shutdown).await;
                 continue;
             }
+            // Every delivery of the round is admitted before any worker starts, so that a
+            // digest's worker finds the rest of its digest waiting in the lane.
+            let mut digests = HashSet::new();
+            let mut start = Vec::new();
             for l in leased {
                 // Held before the next scan so the dispatcher never hands it out twice.
                 let cap = self.cap(&l.record.channel);
@@ -335,9 +378,11 @@ impl Dispatcher {
                     self.release(&[l.record.id]).await;
                     continue;
                 }
-                if !self.admit(&l, cap) {
-                    continue;
+                if self.admit(&l, cap, &mut digests) {
+                    start.push(l);
                 }
+            }
+            for l in start {
                 let permit = slots
                     .clone()
                     .try_acquire_owned()

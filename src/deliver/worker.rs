@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Dispatcher;
+use super::{Dispatcher, digest};
 use crate::catalog::Catalog;
 use crate::channel::{DeliveryError, Outgoing, Receipt};
 use crate::ids::now_ms;
@@ -31,8 +31,10 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
     let id = leased.record.id;
     let catalog = dispatcher.catalog.current();
     let at_ms = now_ms();
+    // A digest goes as one message with every pending delivery of its key.
+    let others = digest::gather(dispatcher, &catalog, leased).await;
     let started = Instant::now();
-    let result = attempt(dispatcher, &catalog, &leased.record).await;
+    let result = attempt(dispatcher, &catalog, &leased.record, &others).await;
     let elapsed = started.elapsed();
     let channel = catalog.channels.get(&leased.record.channel);
     let policy = channel.map_or(&dispatcher.settings.retry, |c| &c.retry);
@@ -46,13 +48,16 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
         now,
         rand::random_range(-1.0..=1.0),
     );
-    dispatcher.metrics.delivery_outcome(
-        &leased.record.channel,
-        completion.attempt.result,
-        completion.attempt.error.as_ref().map(|e| e.reason),
-        elapsed.as_secs_f64(),
-        matches!(completion.next, Ending::Dead),
-    );
+    // Each delivery of a digest counts as delivered (or failed) on its own.
+    for _ in 0..=others.len() {
+        dispatcher.metrics.delivery_outcome(
+            &leased.record.channel,
+            completion.attempt.result,
+            completion.attempt.error.as_ref().map(|e| e.reason),
+            elapsed.as_secs_f64(),
+            matches!(completion.next, Ending::Dead),
+        );
+    }
     if let (AttemptResult::Throttled, Ending::RetryAt(at)) =
         (completion.attempt.result, &completion.next)
     {
@@ -61,6 +66,22 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
     }
     let retry = matches!(completion.next, Ending::RetryAt(_));
     report(dispatcher, &leased.record, &completion, now);
+    if !others.is_empty() {
+        let count = others.len() + 1;
+        for other in &others {
+            let c = digest::noted(&completion, &id, count);
+            if let Err(e) = dispatcher.store.complete(other, c, now).await {
+                tracing::debug!(delivery = %other.record.id, error = %e,
+                    "could not record a digest member's attempt");
+            }
+        }
+        let ids: Vec<_> = others.iter().map(|l| l.record.id).collect();
+        dispatcher.unclaim(&ids);
+    }
+    let completion = match others.len() {
+        0 => completion,
+        n => digest::noted(&completion, &id, n + 1),
+    };
     match dispatcher.store.complete(leased, completion, now).await {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
@@ -105,11 +126,12 @@ fn report(dispatcher: &Dispatcher, rec: &DeliveryRecord, c: &Completion, now: u6
     }
 }
 
-/// Sends the delivery once.
+/// Sends the delivery once (in one digest with `others`, if any).
 async fn attempt(
     dispatcher: &Dispatcher,
     catalog: &Catalog,
     rec: &DeliveryRecord,
+    others: &[Leased],
 ) -> Result<Receipt, DeliveryError> {
     let ch = catalog.channels.get(&rec.channel).ok_or_else(|| {
         DeliveryError::retryable(
@@ -137,6 +159,10 @@ async fn attempt(
     };
     let rerendered;
     let message = match (&rec.message, &event) {
+        _ if !others.is_empty() => {
+            rerendered = digest::message(dispatcher, catalog, ch, rec, others).await?;
+            &rerendered
+        }
         (Some(m), _) => m,
         // A delivery replayed after a render error: render again with today's templates.
         (None, Some(event)) => {
@@ -281,6 +307,7 @@ mod tests {
             waiting: None,
             held_until_ms: None,
             receipt: None,
+            digest: None,
         }
     }
 

@@ -15,6 +15,9 @@ use crate::message::{Message, MsgType};
 struct TemplateSpec {
     #[serde(default)]
     types: Vec<String>,
+    /// Renders a digest: sees `events`, one entry per collected event.
+    #[serde(default)]
+    digest: bool,
     #[serde(flatten)]
     base: VariantSpec,
     #[serde(default)]
@@ -44,6 +47,9 @@ pub struct TemplateDef {
     pub name: String,
     /// Event types it renders when a Route names no template.
     pub types: Patterns,
+    /// A digest template: it renders the list of a digest's events (`{{#each events}}`), and is
+    /// chosen for digests only.
+    pub digest: bool,
     base: Variant,
     /// Keyed by channel name or channel type.
     overrides: BTreeMap<String, Variant>,
@@ -93,6 +99,10 @@ const BUILTIN: &[(&str, &str)] = &[
     (
         "templates/generic.yaml",
         include_str!("../../templates/generic.yaml"),
+    ),
+    (
+        "templates/digest.yaml",
+        include_str!("../../templates/digest.yaml"),
     ),
     (
         "templates/acp-artifactpromotionrun.yaml",
@@ -168,6 +178,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
         Some(base) if errors.is_empty() => Ok(TemplateDef {
             name: name.to_string(),
             types,
+            digest: spec.digest,
             base,
             overrides,
             builtin: false,
@@ -215,15 +226,17 @@ fn compile_variant(
     })
 }
 
-/// The template for an event type when a route names none: the most specific `types` match
-/// (exact over glob, longer glob over shorter); on a tie hooks.d beats the built-ins, then names
-/// decide.
+/// The template for an event type when a route names none: among the digest templates or the
+/// others (`digest`), the most specific `types` match (exact over glob, longer glob over
+/// shorter); on a tie hooks.d beats the built-ins, then names decide.
 pub fn for_type<'t>(
     templates: &'t HashMap<String, Arc<TemplateDef>>,
     event_type: &str,
+    digest: bool,
 ) -> Option<&'t Arc<TemplateDef>> {
     templates
         .values()
+        .filter(|t| t.digest == digest)
         .filter_map(|t| t.types.specificity(event_type).map(|s| (s, t)))
         .max_by(|(sa, a), (sb, b)| {
             sa.cmp(sb)

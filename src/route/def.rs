@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::digest::{DigestDef, DigestSpec};
 use super::filter::{Filter, FilterSpec};
 use crate::doc::pattern::Patterns;
 use crate::doc::{DocError, parse_spec};
@@ -21,6 +22,7 @@ struct RouteSpec {
     to: RecipientsSpec,
     #[serde(default)]
     filter: FilterSpec,
+    digest: Option<DigestSpec>,
 }
 
 /// Recipients as written in hooks.d (department and tag ids may be numbers).
@@ -117,6 +119,8 @@ pub struct RouteDef {
     pub from_event: FromEvent,
     /// Attribute and CEL filters on top of sources and types.
     pub filter: Filter,
+    /// Events inside a window become one message per recipient set.
+    pub digest: Option<DigestDef>,
 }
 
 /// Compiles a Route document's `spec`.
@@ -136,6 +140,11 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
         errors.push(e);
         Filter::default()
     });
+    let digest = spec.digest.as_ref().and_then(|d| {
+        DigestDef::compile(d, "/spec/digest")
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -148,6 +157,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
         to,
         from_event,
         filter,
+        digest,
     })
 }
 

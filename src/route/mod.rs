@@ -3,6 +3,7 @@
 
 pub mod cel;
 pub mod def;
+pub mod digest;
 pub mod filter;
 pub mod index;
 pub mod subscription;
@@ -15,6 +16,7 @@ use serde_json::Value;
 
 use self::cel::CelInput;
 use self::def::{FromEvent, RouteDef};
+use self::digest::DigestDef;
 use self::filter::{Filter, ObjectFacts};
 use self::index::SubscriptionIndex;
 use self::subscription::Rule;
@@ -42,6 +44,8 @@ pub struct Audience<'c> {
     /// Template named by the Route, if any.
     pub template: Option<&'c str>,
     pub to: Recipients,
+    /// The Route's or Subscription's digest, if its events are collected.
+    pub digest: Option<&'c DigestDef>,
 }
 
 /// A user the directory cannot address on a channel: reported, never silently dropped.
@@ -188,6 +192,7 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
                 channel,
                 template: r.template.as_deref(),
                 to,
+                digest: r.digest.as_ref(),
             });
         }
     }
@@ -222,6 +227,7 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
                         channel,
                         template: None,
                         to,
+                        digest: sub.digest.as_deref(),
                     }),
                     None => out.unresolved.push(Unresolved {
                         origin: sub.name.clone(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::digest::{DigestDef, DigestSpec};
 use super::filter::{Filter, FilterSpec, ObjectSelector, ObjectSpec};
 use crate::doc::pattern::Patterns;
 use crate::doc::{DocError, parse_spec};
@@ -22,6 +23,7 @@ struct SubscriptionSpec {
     #[serde(default)]
     channels: Vec<String>,
     subscriptions: Vec<EntrySpec>,
+    digest: Option<DigestSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,6 +71,8 @@ pub struct SubscriptionDef {
     pub classes: Vec<String>,
     /// Shared: a subscription is copied when its classes are resolved, its compiled rules are not.
     pub rules: Arc<Vec<Rule>>,
+    /// The subscriber's events inside a window become one message.
+    pub digest: Option<Arc<DigestDef>>,
 }
 
 /// Compiles a Subscription / ClusterSubscription document (the whole document: channels may
@@ -146,6 +150,12 @@ pub fn compile(
             }
         }
     }
+    let digest = spec.digest.as_ref().and_then(|d| {
+        DigestDef::compile(d, "/spec/digest")
+            .map(Arc::new)
+            .map_err(|e| errors.push(e))
+            .ok()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -155,5 +165,6 @@ pub fn compile(
         channels,
         classes,
         rules: Arc::new(rules),
+        digest,
     })
 }

@@ -85,7 +85,7 @@ async fn accept(
     let mut dead = Vec::with_capacity(events.len());
     let mut batch = Vec::with_capacity(events.len());
     for event in events {
-        let planned = plan(&catalog, &event, now);
+        let planned = plan(&catalog, &event, now, &state.digests);
         state.metrics.record_plan(&planned);
         let deliveries = planned.deliveries;
         for d in deliveries.iter().filter(|d| d.failed.is_some()) {

@@ -75,6 +75,7 @@ impl Relay {
                 store,
                 metrics,
                 wake,
+                digests: Default::default(),
             }),
         }
     }
@@ -99,6 +100,12 @@ impl Relay {
     ) -> anyhow::Result<()> {
         let state = self.state;
         let settings = state.settings.clone();
+        // Events after a restart join the digest windows the store still holds open.
+        match state.store.open_digests().await {
+            Ok(open) => state.digests.seed(open, crate::ids::now_ms()),
+            Err(e) => tracing::warn!(error = %e,
+                "could not read the open digests; new events open new windows"),
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         let dispatcher = Arc::new(Dispatcher::new(
             state.store.clone(),

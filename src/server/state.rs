@@ -7,6 +7,7 @@ use tokio::sync::Notify;
 use crate::catalog::reload::LiveCatalog;
 use crate::config::Settings;
 use crate::metrics::Metrics;
+use crate::plan::DigestBook;
 use crate::store::Store;
 
 /// The relay's shared state, one per process.
@@ -17,4 +18,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the dispatcher when something became due now.
     pub wake: Arc<Notify>,
+    /// The digest windows open in this process.
+    pub digests: DigestBook,
 }

@@ -9,6 +9,7 @@
 //! | `q`    | due ms (8) + delivery id (20) | —               | due deliveries in time order (in flight too, until their outcome) |
 //! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
 //! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
+//! | `g`    | digest key (text) + delivery id (20) | —        | pending deliveries of a digest  |
 //! | `m`    | name (text)                   | engine-defined  | the store's own bookkeeping (`seq`: the last ingest write's number, checked against the data dir's marker) |
 
 use sha2::{Digest, Sha256};
@@ -21,6 +22,7 @@ pub const DELIVERY: u8 = b'd';
 pub const DUE: u8 = b'q';
 pub const DEAD: u8 = b'x';
 pub const ATTEMPT: u8 = b'a';
+pub const DIGEST: u8 = b'g';
 pub const META: u8 = b'm';
 
 /// A bookkeeping key.
@@ -99,6 +101,28 @@ pub fn attempts_of(id: &DeliveryId) -> [u8; 21] {
     k
 }
 
+/// Prefix of the pending deliveries of digest `key` (a fixed-size hash: see `plan::digest`).
+pub fn digest_of(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len() + DeliveryId::LEN);
+    k.push(DIGEST);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// A pending delivery of digest `key`.
+pub fn digest(key: &str, id: &DeliveryId) -> Vec<u8> {
+    let mut k = digest_of(key);
+    k.extend_from_slice(&id.to_bytes());
+    k
+}
+
+/// Splits a digest key back into the digest's key and the delivery id.
+pub fn parse_digest(key: &[u8]) -> Option<(String, DeliveryId)> {
+    let cut = key.len().checked_sub(DeliveryId::LEN)?;
+    let text = std::str::from_utf8(key.get(1..cut)?).ok()?;
+    Some((text.to_string(), DeliveryId::from_bytes(&key[cut..])?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +139,8 @@ mod tests {
         assert_eq!(parse_timed(&late), Some((101, id)));
         assert!(delivery(&id).starts_with(&deliveries_of(&id.event)));
         assert!(attempt(&id, 9).starts_with(&attempts_of(&id)));
+        let g = digest("ab12", &id);
+        assert!(g.starts_with(&digest_of("ab12")));
+        assert_eq!(parse_digest(&g), Some(("ab12".to_string(), id)));
     }
 }

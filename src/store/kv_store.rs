@@ -161,6 +161,9 @@ fn event_ops(
             keys::timed(keys::DEAD, new.received_ms, &id)
         } else {
             due.push((due_ms, id));
+            if let Some(key) = &rec.digest {
+                ops.push(Op::Put(keys::digest(key, &id), Vec::new()));
+            }
             keys::timed(keys::DUE, due_ms, &id)
         };
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
@@ -256,6 +259,7 @@ impl<K: Kv> KvStore<K> {
                     }
                 }
                 Some(keys::META) => true,
+                Some(keys::DIGEST) => keys::parse_digest(k).is_some(),
                 _ => false,
             };
             if !readable {
@@ -498,6 +502,61 @@ impl<K: Kv> KvStore<K> {
         }))
     }
 
+    pub fn digest_members(&self, key: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        let prefix = keys::digest_of(key);
+        let mut out = Vec::new();
+        self.scan(&prefix, &prefix_end(&prefix), &mut |k, _| {
+            if let Some((_, id)) = keys::parse_digest(k) {
+                out.push(id);
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(out)
+    }
+
+    /// The embedded store belongs to one process, whose dispatcher keeps what it holds apart:
+    /// a pending delivery is leased as it stands.
+    pub fn lease_now(&self, ids: &[DeliveryId]) -> Result<Vec<Leased>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = self.delivery(id)?
+                && record.state == DeliveryState::Pending
+                && let Some(due_ms) = record.next_ms
+            {
+                out.push(Leased {
+                    due_ms,
+                    token: 0,
+                    record,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut found = Vec::new();
+        self.scan(
+            &[keys::DIGEST],
+            &prefix_end(&[keys::DIGEST]),
+            &mut |k, _| {
+                if let Some(entry) = keys::parse_digest(k) {
+                    found.push(entry);
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        let mut out = Vec::with_capacity(found.len());
+        for (key, id) in found {
+            if let Some(rec) = self.delivery(&id)?
+                && rec.state == DeliveryState::Pending
+                && let Some(due) = rec.next_ms
+            {
+                out.push((key, due));
+            }
+        }
+        Ok(out)
+    }
+
     pub fn complete(
         &self,
         leased: &Leased,
@@ -527,6 +586,9 @@ impl<K: Kv> KvStore<K> {
                 Vec::new(),
             )),
             DeliveryState::Delivered => {}
+        }
+        if let (Some(key), false) = (&rec.digest, rec.state == DeliveryState::Pending) {
+            ops.push(Op::Delete(keys::digest(key, &id)));
         }
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
         // One atomic write, not waited on for fsync: an outcome lost to a crash leaves the old
@@ -948,6 +1010,15 @@ impl<K: Kv> Store for KvStore<K> {
         _token: u64,
     ) -> Result<Option<Leased>, StoreError> {
         KvStore::relet(self, id, due_ms)
+    }
+    async fn digest_members(&self, key: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        KvStore::digest_members(self, key)
+    }
+    async fn lease_now(&self, ids: &[DeliveryId]) -> Result<Vec<Leased>, StoreError> {
+        KvStore::lease_now(self, ids)
+    }
+    async fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        KvStore::open_digests(self)
     }
     async fn complete(
         &self,

@@ -205,8 +205,11 @@ pub struct NewDelivery {
     pub message: Option<Message>,
     pub failed: Option<ErrorInfo>,
     pub due_ms: u64,
-    /// Why it is due later than it would be (the recipient's quiet hours): shown as waiting.
+    /// Why it is due later than it would be (quiet hours, a digest's window): shown as waiting.
     pub held: Option<ErrorInfo>,
+    /// The key of the digest it belongs to: when one delivery of a digest is sent, every
+    /// pending one with its key goes in the same message.
+    pub digest: Option<String>,
 }
 
 /// What one [`Store::purge`] step did.
@@ -383,6 +386,18 @@ pub trait Store: Send + Sync {
         due_ms: u64,
         token: u64,
     ) -> Result<Option<Leased>, StoreError>;
+
+    /// The pending deliveries of digest `key` (`NewDelivery::digest`), whatever their due times.
+    async fn digest_members(&self, key: &str) -> Result<Vec<DeliveryId>, StoreError>;
+
+    /// Leases these deliveries now, whatever their due times (they go in the digest one of
+    /// them is sent in), skipping any no longer pending or leased by another replica. The
+    /// caller keeps them apart from its own other leases.
+    async fn lease_now(&self, ids: &[DeliveryId]) -> Result<Vec<Leased>, StoreError>;
+
+    /// The digest key and due time of every pending delivery of a digest: the windows still
+    /// open (after a restart, later events join them).
+    async fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Records an attempt and moves the delivery on: delivered, due again, or dead. An outcome
     /// whose lease was lost (another replica took the delivery over) is refused with

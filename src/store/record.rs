@@ -100,6 +100,10 @@ pub struct DeliveryRecord {
     pub held_until_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<Value>,
+    /// The key of the digest it belongs to: sent in one message with every pending delivery
+    /// that has the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl DeliveryRecord {
@@ -129,6 +133,7 @@ impl DeliveryRecord {
             held_until_ms: d.held.is_some().then_some(d.due_ms),
             waiting: d.held,
             receipt: None,
+            digest: d.digest,
         }
     }
 

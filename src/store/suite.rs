@@ -55,6 +55,7 @@ pub fn delivery(due_ms: u64) -> NewDelivery {
         failed: None,
         due_ms,
         held: None,
+        digest: None,
     }
 }
 
@@ -367,13 +368,14 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
     open: &dyn Fn(&std::path::Path) -> Reopened,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    // A third is held by its recipient's quiet hours until 10 000.
+    // A third is held by its recipient's quiet hours until 10 000, in an open digest.
     let held = NewDelivery {
         held: Some(ErrorInfo {
             reason: crate::reason::Reason::QuietHours,
             detail: "held until 08:00".into(),
             status: None,
         }),
+        digest: Some("k".into()),
         ..delivery(10_000)
     };
     let event = {
@@ -396,6 +398,8 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
     let s = open(dir.path()).await;
     assert_eq!(lease(&*s, 1, 10).await.len(), 2, "both are due again");
     let held = DeliveryId { event, index: 2 };
+    assert_eq!(s.open_digests().await.unwrap(), [("k".to_string(), 10_000)]);
+    assert_eq!(s.digest_members("k").await.unwrap(), [held]);
     let rec = s.delivery(&held).await.unwrap().unwrap();
     assert!(rec.is_waiting(), "{rec:?}");
     assert_eq!(rec.next_ms, Some(10_000));
@@ -420,6 +424,77 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
         matches!(again, Enqueued::Duplicate { .. }),
         "the dedup key survived too"
     );
+}
+
+/// Deliveries of one digest are found by its key whatever their due times, leased together,
+/// and no longer found once finished.
+pub async fn a_digest_is_found_leased_together_and_forgotten_when_done(s: &dyn Store) {
+    let of = |key: &str, due: u64| NewDelivery {
+        digest: Some(key.into()),
+        ..delivery(due)
+    };
+    let first = s
+        .enqueue_one(
+            new_event(
+                "g1",
+                0,
+                vec![of("a", 1_000), of("b", 500), delivery(0), of("a", 1_000)],
+            ),
+            DAY,
+        )
+        .await
+        .unwrap();
+    let second = s
+        .enqueue_one(new_event("g2", 1, vec![of("a", 1_000)]), DAY)
+        .await
+        .unwrap();
+    let (Enqueued::Accepted { id: e1, .. }, Enqueued::Accepted { id: e2, .. }) = (first, second)
+    else {
+        panic!("both accepted")
+    };
+    let d = |event, index| DeliveryId { event, index };
+    let a = vec![d(e1, 0), d(e1, 3), d(e2, 0)];
+    assert_eq!(s.digest_members("a").await.unwrap(), a);
+    assert_eq!(s.digest_members("b").await.unwrap(), [d(e1, 1)]);
+    assert!(s.digest_members("none").await.unwrap().is_empty());
+    let mut open = s.open_digests().await.unwrap();
+    open.sort();
+    let want = |k: &str, ms| (k.to_string(), ms);
+    assert_eq!(
+        open,
+        [
+            want("a", 1_000),
+            want("a", 1_000),
+            want("a", 1_000),
+            want("b", 500)
+        ]
+    );
+    // Leased now, though due later.
+    let leased = s.lease_now(&a).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    assert!(leased.iter().all(|l| l.due_ms == 1_000));
+    let by_id = |id: DeliveryId| leased.iter().find(|l| l.record.id == id).unwrap();
+    s.complete(by_id(a[0]), done(Ending::Delivered), 10)
+        .await
+        .unwrap();
+    s.complete(by_id(a[1]), done(Ending::Dead), 10)
+        .await
+        .unwrap();
+    s.complete(by_id(a[2]), done(Ending::RetryAt(2_000)), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.digest_members("a").await.unwrap(),
+        [a[2]],
+        "a retry stays in it"
+    );
+    assert!(
+        s.lease_now(&a[..1]).await.unwrap().is_empty(),
+        "delivered: not pending"
+    );
+    let mut open = s.open_digests().await.unwrap();
+    open.sort();
+    assert_eq!(open, [want("a", 2_000), want("b", 500)]);
 }
 
 pub async fn the_backlog_follows_the_due_index(s: &dyn Store) {
@@ -544,6 +619,7 @@ macro_rules! store_suite {
             a_batch_is_one_write_and_dedups_within_itself,
             every_acknowledged_write_was_flushed,
             the_backlog_follows_the_due_index,
+            a_digest_is_found_leased_together_and_forgotten_when_done,
             listings_are_newest_first_filtered_and_paged
         );
     };

@@ -521,19 +521,8 @@ spec: {mail: alice@example.com, wecom: Alice.W}
         ),
     )]);
     let render = |mail: &str| {
-        let dir = tempfile::tempdir().unwrap();
-        let event = dir.path().join("e.json");
         let body = json!({"kind": "build", "id": "r1", "creator_email": mail});
-        std::fs::write(&event, body.to_string()).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-            .args(["render", "--hooks"])
-            .arg(h.path())
-            .arg(&event)
-            .env("HOOKRELAY_LOG_LEVEL", "error")
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        render_cli(h.path(), &body.to_string())
     };
     let text = render("dev@example.com");
     assert!(text.contains("1. mail (email)"), "{text}");

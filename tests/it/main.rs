@@ -3,6 +3,7 @@
 mod acp;
 mod channels;
 mod console;
+mod digest;
 mod email;
 mod fence;
 mod foundation;

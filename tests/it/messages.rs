@@ -144,7 +144,11 @@ fn every_builtin_template_reads_whole_in_both_languages() {
             ));
             cases.push((t.name.clone(), ce));
         }
-        let builtin = c.templates.values().filter(|t| t.builtin).count();
+        let builtin = c
+            .templates
+            .values()
+            .filter(|t| t.builtin && !t.digest)
+            .count();
         assert_eq!(cases.len(), builtin, "every built-in template has a case");
         for (name, ce) in cases {
             assert_eq!(
@@ -156,4 +160,86 @@ fn every_builtin_template_reads_whole_in_both_languages() {
         }
     }
     assert!(seen >= 2 * 13, "{seen}");
+}
+
+/// The whole message each built-in digest template gives for two events, in each language
+/// (`tests/it/messages/<template>.<lang>.txt`).
+#[test]
+fn every_builtin_digest_template_reads_whole_in_both_languages() {
+    let zadig = |id: u64, status: &str| {
+        let mut body = example_body("zadig-robots");
+        body["workflow"]["task_id"] = json!(id);
+        body["workflow"]["status"] = json!(status);
+        hook(&format!("zadig.workflow.{status}"), body)
+    };
+    let resolved = {
+        let mut body = example_body("kubesphere-alerts");
+        body["status"] = json!("resolved");
+        hook("alertmanager.resolved", body)
+    };
+    let cases = [
+        (
+            "digest",
+            "generic",
+            vec![hook("x.y", json!({"a": 1})), hook("x.z", json!({"a": 2}))],
+        ),
+        (
+            "zadig.workflow.digest",
+            "zadig.workflow",
+            vec![zadig(41, "failed"), zadig(42, "passed")],
+        ),
+        (
+            "alertmanager.digest",
+            "alertmanager",
+            vec![
+                hook("alertmanager.firing", example_body("kubesphere-alerts")),
+                resolved,
+            ],
+        ),
+    ];
+    for lang in ["zh", "en"] {
+        let c = catalog(lang);
+        let digests = c.templates.values().filter(|t| t.digest).count();
+        assert_eq!(
+            digests,
+            cases.len(),
+            "every built-in digest template has a case"
+        );
+        for (name, single, events) in &cases {
+            let events: Vec<Value> = events
+                .iter()
+                .map(|ce| {
+                    let ctx = RenderCtx::for_event(ce.clone(), &c.vars, None);
+                    let alone = c.templates[*single]
+                        .render(&ctx, "team", "webhook")
+                        .unwrap();
+                    let mut ce = ce.clone();
+                    ce["message"] = serde_json::to_value(alone).unwrap();
+                    ce
+                })
+                .collect();
+            let m = c.templates[*name]
+                .render(
+                    &hookrelay::plan::digest::context(&c.vars, events),
+                    "team",
+                    "webhook",
+                )
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let got = format!(
+                "title: {}\nurl: {}\n{}",
+                m.title.unwrap_or_default(),
+                m.url.unwrap_or_default(),
+                m.content
+            );
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/it/messages")
+                .join(format!("{name}.{lang}.txt"));
+            if std::env::var_os("HOOKRELAY_BLESS").is_some() {
+                std::fs::write(&path, &got).unwrap();
+            }
+            let want = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(got, want, "{name} in {lang}");
+        }
+    }
 }

@@ -138,18 +138,7 @@ fn render_says_who_is_held_and_until_when() {
     for (name, text) in files("http://127.0.0.1:9") {
         h.write(name, &text);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let event = dir.path().join("e.json");
-    std::fs::write(&event, r#"{"kind": "build", "id": "r1"}"#).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
-        .args(["render", "--hooks"])
-        .arg(h.path())
-        .arg(&event)
-        .env("HOOKRELAY_LOG_LEVEL", "error")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = render_cli(h.path(), r#"{"kind": "build", "id": "r1"}"#);
     assert!(text.contains("   to: {\"users\":[\"bob\"]}"), "{text}");
     assert!(
         text.contains("   to: {\"users\":[\"Alice.W\"]}\n   ⏸ held until "),

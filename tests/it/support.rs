@@ -58,6 +58,23 @@ spec:
     id: [{pointer: /id}]
 "#;
 
+/// What `hookrelay render --hooks <hooks> <body>` prints (it must succeed).
+pub fn render_cli(hooks: &Path, body: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("e.json");
+    std::fs::write(&event, body).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookrelay"))
+        .args(["render", "--hooks"])
+        .arg(hooks)
+        .arg(&event)
+        .env("HOOKRELAY_LOG_LEVEL", "error")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 /// A relay on `files` (settings changed by `tune`) whose catalog loaded without an error.
 pub async fn start_clean(
     files: &[(&str, &str)],

@@ -81,6 +81,13 @@ const STEPS: &[(&str, &str)] = &[
     DROP INDEX deliveries_due;
     "#,
     ),
+    (
+        "pending deliveries by digest key (a digest is sent with every one of its key)",
+        r#"
+    CREATE INDEX deliveries_digest ON deliveries ((record->>'digest'), id)
+        WHERE state = 0 AND record->>'digest' IS NOT NULL;
+    "#,
+    ),
 ];
 
 /// The schema version this binary writes.

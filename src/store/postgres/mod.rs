@@ -515,6 +515,23 @@ fn delivery_of(row: &Row, id_col: usize, rec_col: usize) -> Result<DeliveryRecor
 }
 
 impl PgStore {
+    /// The leases a claim's rows (`id, record, next_ms, lease_seq`) stand for, kept in memory
+    /// for `relet`.
+    fn kept_leases(&self, rows: &[Row]) -> Result<Vec<Leased>, StoreError> {
+        let out = rows
+            .iter()
+            .map(|r| {
+                Ok(Leased {
+                    record: delivery_of(r, 0, 1)?,
+                    due_ms: r.get::<_, i64>(2) as u64,
+                    token: r.get::<_, i64>(3) as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        lock(&self.inner.leased).extend(out.iter().map(|l| (l.record.id, l.clone())));
+        Ok(out)
+    }
+
     async fn client(&self) -> Result<Object, StoreError> {
         self.inner.pool.get().await.map_err(pool_err)
     }
@@ -591,19 +608,74 @@ impl Store for PgStore {
             )
             .await
             .map_err(db_err)?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(Leased {
-                    record: delivery_of(r, 0, 1)?,
-                    due_ms: r.get::<_, i64>(2) as u64,
-                    token: r.get::<_, i64>(3) as u64,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut out = self.kept_leases(&rows)?;
         out.sort_by_key(|l| (l.due_ms, l.record.id));
-        lock(&self.inner.leased).extend(out.iter().map(|l| (l.record.id, l.clone())));
         Ok(out)
+    }
+
+    async fn digest_members(&self, key: &str) -> Result<Vec<DeliveryId>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .run(
+                "SELECT id FROM deliveries
+                 WHERE state = 0 AND record->>'digest' = $1 ORDER BY id",
+                &[&key],
+            )
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                DeliveryId::from_bytes(r.get::<_, &[u8]>(0))
+                    .ok_or_else(|| StoreError::Corrupt("bad delivery id".into()))
+            })
+            .collect()
+    }
+
+    async fn lease_now(&self, ids: &[DeliveryId]) -> Result<Vec<Leased>, StoreError> {
+        let wanted: Vec<Vec<u8>> = ids.iter().map(|id| id.to_bytes().to_vec()).collect();
+        let none: Vec<Vec<u8>> = Vec::new();
+        let rows = self
+            .client()
+            .await?
+            .run(
+                concat!(
+                    "WITH c AS (
+                    SELECT d.id FROM deliveries d
+                    WHERE d.id = ANY($1) AND d.state = 0 AND ",
+                    claimable!("$2", "$3"),
+                    " FOR UPDATE OF d SKIP LOCKED)
+                 UPDATE deliveries d SET lease_owner = $2, lease_seq = d.lease_seq + 1
+                 FROM c WHERE d.id = c.id
+                 RETURNING d.id, d.record, d.next_ms, d.lease_seq"
+                ),
+                &[&wanted, &self.inner.replica, &none],
+            )
+            .await
+            .map_err(db_err)?;
+        self.kept_leases(&rows)
+    }
+
+    async fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .run(
+                "SELECT record->>'digest', next_ms FROM deliveries
+                 WHERE state = 0 AND record->>'digest' IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<i64>>(1)? as u64,
+                ))
+            })
+            .collect())
     }
 
     async fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {

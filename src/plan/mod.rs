@@ -1,5 +1,8 @@
 //! Planning: an event's audiences rendered into deliveries — one per outbound request, content
-//! cut to the channel's limit, recipients split at the channel's per-request limits.
+//! cut to the channel's limit, recipients split at the channel's per-request limits, held for a
+//! person's quiet hours or a digest's window.
+
+pub mod digest;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +17,8 @@ use crate::render::RenderCtx;
 use crate::route::{self, Audience, Unresolved};
 use crate::store::{ErrorInfo, NewDelivery};
 
+pub use self::digest::DigestBook;
+
 /// The deliveries planned for one event, and what routing noticed on the way.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -25,9 +30,10 @@ pub struct Plan {
 }
 
 /// Plans every delivery for `event` received at `now_ms`; each is due after its channel's
-/// `retry.schedule[0]`. Render errors become deliveries that are dead from the start, carrying
-/// the error, so they show up as dead letters.
-pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
+/// `retry.schedule[0]` (or when its quiet hours or its digest window end: `book` holds the open
+/// windows). Render errors become deliveries that are dead from the start, carrying the error,
+/// so they show up as dead letters.
+pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64, book: &DigestBook) -> Plan {
     let ce = event.to_json();
     let routed = route::route(catalog.routing(), event, &ce);
     let mut plan = Plan {
@@ -59,6 +65,10 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
                 .map(move |to| (to, due_ms, held.clone()))
         });
         for (to, due_ms, held) in chunks {
+            let (digest, due_ms, held) = match a.digest {
+                None => (None, due_ms, held),
+                Some(def) => collect(catalog, book, &ctx, &a, def, &to, (now_ms, due_ms, held)),
+            };
             let (message, failed) = match &rendered {
                 Ok(m) => (Some(m.clone()), None),
                 // A channel that sends the event itself does not need the message.
@@ -81,10 +91,52 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64) -> Plan {
                 failed,
                 due_ms,
                 held,
+                digest,
             });
         }
     }
     plan
+}
+
+/// A delivery of a digest: its key, and its due time and reason once it joined its window
+/// (quiet hours that end later keep it longer, and say so).
+fn collect(
+    catalog: &Catalog,
+    book: &DigestBook,
+    ctx: &RenderCtx,
+    a: &Audience<'_>,
+    def: &crate::route::digest::DigestDef,
+    to: &Recipients,
+    (now_ms, due_ms, held): (u64, u64, Option<ErrorInfo>),
+) -> (Option<String>, u64, Option<ErrorInfo>) {
+    // A key that does not render (a field this event lacks) keys by the recipients alone.
+    let rendered = def
+        .key
+        .as_ref()
+        .and_then(|k| k.render(ctx).ok())
+        .unwrap_or_default();
+    let key = digest::key(a.origin, &a.channel.name, to, &rendered);
+    let joined = book.join(&key, now_ms, def);
+    if joined.full || held.is_some() && due_ms >= joined.due_ms {
+        return (Some(key), due_ms, held);
+    }
+    let local = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(joined.due_ms as i64)
+        .unwrap_or_default()
+        .with_timezone(
+            &catalog
+                .timezone
+                .unwrap_or(chrono::Offset::fix(&chrono::Utc)),
+        )
+        .format("%Y-%m-%d %H:%M %:z");
+    let why = ErrorInfo {
+        reason: Reason::Digest,
+        detail: format!(
+            "collected into a digest until {local} ({} so far)",
+            joined.count
+        ),
+        status: None,
+    };
+    (Some(key), joined.due_ms.max(due_ms), Some(why))
 }
 
 /// An audience's recipients grouped by when they may be reached: those in quiet hours (on a
@@ -183,6 +235,7 @@ pub fn rerender(
         channel,
         template,
         to: Recipients::default(),
+        digest: None,
     };
     render(catalog, event, &ctx, &a).1
 }
@@ -202,7 +255,7 @@ fn fallback(event: &Event) -> Message {
 }
 
 /// Cuts content to what the channel accepts.
-fn fit(mut m: Message, channel: &ChannelDef) -> Message {
+pub(crate) fn fit(mut m: Message, channel: &ChannelDef) -> Message {
     if let Some(limit) = channel.content_limit(m.msgtype) {
         truncate_utf8(&mut m.content, limit);
     }
