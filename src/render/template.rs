@@ -113,6 +113,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../templates/zadig.yaml"),
     ),
     (
+        "templates/kubeevent.yaml",
+        include_str!("../../templates/kubeevent.yaml"),
+    ),
+    (
         "templates/gitlab.yaml",
         include_str!("../../templates/gitlab.yaml"),
     ),

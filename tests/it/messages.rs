@@ -41,12 +41,30 @@ fn render(c: &Catalog, name: &str, ce: &Value) -> String {
     let m = t
         .render(&ctx, "team", "webhook")
         .unwrap_or_else(|e| panic!("{name}: {e}"));
+    shown(m)
+}
+
+/// A message as the golden files hold it: title, URL, content.
+fn shown(m: hookrelay::message::Message) -> String {
     format!(
         "title: {}\nurl: {}\n{}",
         m.title.unwrap_or_default(),
         m.url.unwrap_or_default(),
         m.content
     )
+}
+
+/// Asserts that `got` is the text a person reviewed for template `name` in `lang`
+/// (`tests/it/messages/<name>.<lang>.txt`); `HOOKRELAY_BLESS=1` writes it instead, for review.
+fn golden(name: &str, lang: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/messages")
+        .join(format!("{name}.{lang}.txt"));
+    if std::env::var_os("HOOKRELAY_BLESS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(got, want, "{name} in {lang}");
 }
 
 fn cases() -> Vec<(&'static str, Value)> {
@@ -111,19 +129,55 @@ fn cases() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("generic", hook("x.y", json!({"a": 1}))),
+        ("kubeevent", pod_backoff()),
+        ("knative.apiserver", apiserver_event()),
     ]
+}
+
+/// A Pod's BackOff warning as ACP's Kube Event Enricher sends it.
+fn pod_backoff() -> Value {
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "web-7d9f8-x2x.17a2b3c4", "namespace": "devops"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "web-7d9f8-x2x", "namespace": "devops"},
+        "reason": "BackOff", "type": "Warning",
+        "message": "Back-off restarting failed container web in pod web-7d9f8-x2x",
+        "count": 12,
+        "firstTimestamp": "2026-12-01T02:00:00Z", "lastTimestamp": "2026-12-01T02:14:30Z",
+        "source": {"component": "kubelet", "host": "node-3"}
+    });
+    json!({
+        "specversion": "1.0", "id": "ke-1",
+        "type": "dev.katanomi.cloudevents.kubeevent.pod.backoff.v1alpha1",
+        "source": "/api/v1/namespaces/devops/pods/web-7d9f8-x2x",
+        "involvedobjectkind": "Pod", "involvedobjectname": "web-7d9f8-x2x",
+        "involvedobjectnamespace": "devops", "eventreason": "backoff", "eventtype": "Warning",
+        "data": {"event": event, "object": {"kind": "Pod", "metadata": {"name": "web-7d9f8-x2x"}}}
+    })
+}
+
+/// A Knative ApiServerSource watching Events (resource mode): the Event is the data.
+fn apiserver_event() -> Value {
+    json!({
+        "specversion": "1.0", "id": "as-1",
+        "type": "dev.knative.apiserver.resource.add",
+        "source": "https://10.96.0.1:443",
+        "subject": "/apis/v1/namespaces/devops/events/web.17a2b3c4",
+        "data": {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": "web.17a2b3c4", "namespace": "devops"},
+            "involvedObject": {"kind": "Deployment", "name": "web", "namespace": "devops"},
+            "reason": "ScalingReplicaSet", "type": "Normal",
+            "message": "Scaled up replica set web-7d9f8 to 3", "count": 1,
+            "lastTimestamp": "2026-12-01T02:14:30Z"
+        }
+    })
 }
 
 /// The whole message each built-in template gives, in each language, against the text a person
 /// reviewed (`tests/it/messages/<template>.<lang>.txt`).
 #[test]
 fn every_builtin_template_reads_whole_in_both_languages() {
-    let golden = |name: &str, lang: &str| {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/it/messages")
-            .join(format!("{name}.{lang}.txt"));
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    };
     let mut seen = 0;
     for lang in ["zh", "en"] {
         let c = catalog(lang);
@@ -151,11 +205,7 @@ fn every_builtin_template_reads_whole_in_both_languages() {
             .count();
         assert_eq!(cases.len(), builtin, "every built-in template has a case");
         for (name, ce) in cases {
-            assert_eq!(
-                render(&c, &name, &ce),
-                golden(&name, lang),
-                "{name} in {lang}"
-            );
+            golden(&name, lang, &render(&c, &name, &ce));
             seen += 1;
         }
     }
@@ -225,21 +275,43 @@ fn every_builtin_digest_template_reads_whole_in_both_languages() {
                     "webhook",
                 )
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let got = format!(
-                "title: {}\nurl: {}\n{}",
-                m.title.unwrap_or_default(),
-                m.url.unwrap_or_default(),
-                m.content
-            );
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/it/messages")
-                .join(format!("{name}.{lang}.txt"));
-            if std::env::var_os("HOOKRELAY_BLESS").is_some() {
-                std::fs::write(&path, &got).unwrap();
-            }
-            let want = std::fs::read_to_string(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert_eq!(got, want, "{name} in {lang}");
+            golden(name, lang, &shown(m));
         }
     }
+}
+
+/// An ApiServerSource in reference mode (the default) sends only the object's reference: the
+/// message names it and what happened to it.
+#[test]
+fn an_apiserver_reference_reads_as_what_happened_to_which_object() {
+    let c = catalog("en");
+    let ce = json!({
+        "specversion": "1.0", "id": "as-2", "type": "dev.knative.apiserver.ref.delete",
+        "source": "https://10.96.0.1:443",
+        "data": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "devops"}
+    });
+    let text = render(&c, "knative.apiserver", &ce);
+    assert!(
+        text.starts_with("title: Deployment devops/web deleted\n"),
+        "{text}"
+    );
+    assert!(text.contains("**Deployment devops/web deleted**"), "{text}");
+    assert!(text.contains("> apiVersion: apps/v1"), "{text}");
+    let zh = render(&catalog("zh"), "knative.apiserver", &ce);
+    assert!(
+        zh.starts_with("title: Deployment devops/web 已删除\n"),
+        "{zh}"
+    );
+    // An unknown kube event type goes to the kube-event template, not the JSON dump.
+    let unknown = json!({"type": "dev.katanomi.cloudevents.kubeevent.job.failed.v1alpha1"});
+    assert_eq!(
+        c.template_for(unknown["type"].as_str().unwrap())
+            .map(|t| t.name.as_str()),
+        Some("kubeevent")
+    );
+    assert_eq!(
+        c.template_for("dev.katanomi.cloudevents.kubeevent.artifactpromotionrun.failed.v1alpha1")
+            .map(|t| t.name.as_str()),
+        Some("kubeevent.artifactpromotionrun.failed")
+    );
 }
