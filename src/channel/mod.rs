@@ -17,6 +17,7 @@ pub mod ratelimit;
 pub mod registry;
 pub mod reply;
 pub mod sink;
+pub mod token;
 mod webhook;
 mod wecom_app;
 mod wecom_robot;

@@ -3,25 +3,25 @@
 
 pub(super) mod classify;
 mod config;
-mod token;
 mod wire;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 pub(super) use self::classify::common_code;
 use self::config::{AgentId, WecomAppSpec};
-use self::token::TokenCache;
 use self::wire::CONTENT_BYTES;
-use super::reply::{Rounds, call};
+use super::reply::{Rounds, call, judge};
+use super::token::{Issuer, TokenCache};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
 use crate::directory::User;
 use crate::doc::{DocCtx, DocError, parse_spec};
 use crate::message::Recipients;
 use crate::reason::Reason;
-use crate::secret::{Scrubber, redact_url};
+use crate::secret::{Scrubber, Secret, redact_url};
 
 pub const KIND: &str = "wecom-app";
 
@@ -63,7 +63,11 @@ pub fn build(
         (_, interval) => Some(interval.unwrap_or(1800).min(4 * 3600)),
     };
     Ok(Arc::new(WecomApp {
-        tokens: TokenCache::shared(&base, &spec.corp_id, &secret),
+        tokens: TokenCache::shared(GetToken {
+            base: base.clone(),
+            corp_id: spec.corp_id.clone(),
+            secret,
+        }),
         base,
         corp_id: spec.corp_id,
         agent_id,
@@ -146,6 +150,52 @@ impl Channel for WecomApp {
             "safe": self.safe,
             "duplicateCheckInterval": self.duplicate_check,
         })
+    }
+}
+
+/// WeCom's `gettoken`, with the corp secret: the application's access token.
+struct GetToken {
+    base: String,
+    corp_id: String,
+    secret: Secret,
+}
+
+#[async_trait]
+impl Issuer for GetToken {
+    fn vendor(&self) -> &'static str {
+        "wecom"
+    }
+
+    fn identity(&self) -> String {
+        format!("{}\n{}\n{}", self.base, self.corp_id, self.secret.expose())
+    }
+
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<(Secret, Duration), DeliveryError> {
+        let req = http
+            .get(format!("{}gettoken", self.base))
+            .query(&[
+                ("corpid", self.corp_id.as_str()),
+                ("corpsecret", self.secret.expose()),
+            ])
+            .timeout(timeout);
+        // The corp secret in the query is a registered credential: the caller's errors are
+        // scrubbed of it.
+        let reply = call(req).await?;
+        judge(&classify::GetToken, &reply)?;
+        match reply.body.get("access_token").and_then(|t| t.as_str()) {
+            Some(t) if !t.is_empty() => {
+                let ttl = reply.int("expires_in").unwrap_or(7200).max(60) as u64;
+                Ok((Secret::new(t), Duration::from_secs(ttl)))
+            }
+            _ => Err(DeliveryError::retryable(
+                Reason::Server,
+                "unrecognised reply: gettoken answered errcode 0 without a token",
+            )),
+        }
     }
 }
 

@@ -1,23 +1,22 @@
-//! WeCom access tokens: fetched with the corp secret, cached per (base URL, corp id, secret)
-//! until shortly before `expires_in`, refreshed by one caller while the others wait, and dropped
-//! when a call says the token is bad.
+//! Vendor access tokens (WeCom's `access_token`, Feishu's `tenant_access_token`): fetched by the
+//! vendor's [`Issuer`], cached per application and credentials until shortly before they
+//! expire, refreshed by one caller while the others wait, and dropped when a call says the
+//! token is bad.
 //!
 //! On a shared store the token is kept for every replica too (a row in the store's shared
 //! documents): one replica fetches it, marking the fetch so that the others wait for it instead
-//! of each calling `gettoken` (WeCom counts and limits those calls per application).
+//! of each calling the token API (vendors count and limit those calls per application).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::classify::GetToken;
 use crate::channel::DeliveryError;
-use crate::channel::reply::{call, judge};
 use crate::ids::now_ms;
-use crate::reason::Reason;
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -38,11 +37,28 @@ struct Cached {
     expires_at: Instant,
 }
 
-/// The token of one WeCom application.
+/// How one vendor hands out tokens for one application.
+#[async_trait]
+pub trait Issuer: Send + Sync {
+    /// The vendor, in the shared document's key (`wecom`, `feishu`).
+    fn vendor(&self) -> &'static str;
+
+    /// What identifies the application and its credentials (its API origin, id and secret):
+    /// only a digest of it is kept.
+    fn identity(&self) -> String;
+
+    /// A new token and how long it is valid. Errors carry no credential (the caller's channel
+    /// scrubs what it registered).
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+    ) -> Result<(Secret, Duration), DeliveryError>;
+}
+
+/// The token of one application.
 pub struct TokenCache {
-    base: String,
-    corp_id: String,
-    secret: Secret,
+    issuer: Box<dyn Issuer>,
     /// The shared document's key (no secret: a digest of it).
     key: String,
     /// Held while fetching: concurrent callers wait for the one fetch (single flight).
@@ -52,7 +68,7 @@ pub struct TokenCache {
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
-            .field("corp_id", &self.corp_id)
+            .field("vendor", &self.issuer.vendor())
             .finish_non_exhaustive()
     }
 }
@@ -61,28 +77,22 @@ impl std::fmt::Debug for TokenCache {
 static CACHES: LazyLock<Mutex<HashMap<String, Arc<TokenCache>>>> = LazyLock::new(Default::default);
 
 impl TokenCache {
-    pub fn shared(base: &str, corp_id: &str, secret: &Secret) -> Arc<TokenCache> {
-        let key = format!(
-            "{base}\n{corp_id}\n{}",
-            hex::encode(Sha256::digest(secret.expose().as_bytes()))
-        );
+    /// The cache of `issuer`'s application, shared with every channel of the same credentials.
+    pub fn shared(issuer: impl Issuer + 'static) -> Arc<TokenCache> {
+        let cache = TokenCache::new(issuer);
         CACHES
             .lock()
-            .expect("token caches lock")
-            .entry(key)
-            .or_insert_with(|| Arc::new(TokenCache::new(base, corp_id, secret)))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(cache.key.clone())
+            .or_insert_with(|| Arc::new(cache))
             .clone()
     }
 
-    fn new(base: &str, corp_id: &str, secret: &Secret) -> TokenCache {
-        let digest = hex::encode(Sha256::digest(
-            format!("{base}\n{corp_id}\n{}", secret.expose()).as_bytes(),
-        ));
+    fn new(issuer: impl Issuer + 'static) -> TokenCache {
+        let digest = hex::encode(Sha256::digest(issuer.identity().as_bytes()));
         TokenCache {
-            base: base.to_string(),
-            corp_id: corp_id.to_string(),
-            secret: secret.clone(),
-            key: format!("token:wecom:{}", &digest[..32]),
+            key: format!("token:{}:{}", issuer.vendor(), &digest[..32]),
+            issuer: Box::new(issuer),
             current: tokio::sync::Mutex::new(None),
         }
     }
@@ -102,7 +112,7 @@ impl TokenCache {
         }
         let (token, ttl) = match shared {
             Some(store) => self.get_shared(store, http, timeout).await?,
-            None => self.fetch(http, timeout).await?,
+            None => self.issuer.fetch(http, timeout).await?,
         };
         *current = Some(Cached {
             token: token.clone(),
@@ -143,7 +153,7 @@ impl TokenCache {
             match store.update_shared(&self.key, &mut step).await {
                 Ok(true) => {}
                 // Not shared, or the database cannot be asked: this replica fetches its own.
-                Ok(false) | Err(_) => return self.fetch(http, timeout).await,
+                Ok(false) | Err(_) => return self.issuer.fetch(http, timeout).await,
             }
             match seen {
                 Seen::Token(t, expires_ms) => {
@@ -156,7 +166,7 @@ impl TokenCache {
                 Seen::Wait | Seen::Fetch => break,
             }
         }
-        let (token, ttl) = self.fetch(http, timeout).await?;
+        let (token, ttl) = self.issuer.fetch(http, timeout).await?;
         let expires_ms = now_ms() + ttl.as_millis() as u64;
         let doc = json!({"token": token.expose(), "expires_ms": expires_ms});
         let _ = store.update_shared(&self.key, &mut |_| doc.clone()).await;
@@ -177,68 +187,50 @@ impl TokenCache {
             let _ = store.update_shared(&self.key, &mut step).await;
         }
     }
-
-    async fn fetch(
-        &self,
-        http: &reqwest::Client,
-        timeout: Duration,
-    ) -> Result<(Secret, Duration), DeliveryError> {
-        let req = http
-            .get(format!("{}gettoken", self.base))
-            .query(&[
-                ("corpid", self.corp_id.as_str()),
-                ("corpsecret", self.secret.expose()),
-            ])
-            .timeout(timeout);
-        // The corp secret in the query is a registered credential: the caller's errors are
-        // scrubbed of it.
-        let reply = call(req).await?;
-        judge(&GetToken, &reply)?;
-        match reply.body.get("access_token").and_then(|t| t.as_str()) {
-            Some(t) if !t.is_empty() => {
-                let ttl = reply.int("expires_in").unwrap_or(7200).max(60) as u64;
-                Ok((Secret::new(t), Duration::from_secs(ttl)))
-            }
-            _ => Err(DeliveryError::retryable(
-                Reason::Server,
-                "unrecognised reply: gettoken answered errcode 0 without a token",
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
     use super::*;
 
-    /// A `gettoken` that counts its calls and answers after a while (so callers overlap).
-    async fn gettoken(calls: Arc<AtomicUsize>) -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/cgi-bin/", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let calls = calls.clone();
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 4096];
-                    let _ = conn.read(&mut buf).await;
-                    let n = calls.fetch_add(1, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    let body = json!({"errcode": 0, "access_token": format!("tok-{n}"),
-                        "expires_in": 7200})
-                    .to_string();
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = conn.write_all(answer.as_bytes()).await;
-                });
-            }
-        });
-        base
+    /// An issuer that counts its fetches and answers after a while (so callers overlap).
+    struct Counting(Arc<AtomicUsize>);
+
+    #[async_trait]
+    impl Issuer for Counting {
+        fn vendor(&self) -> &'static str {
+            "test"
+        }
+
+        fn identity(&self) -> String {
+            "app\nsecret".into()
+        }
+
+        async fn fetch(
+            &self,
+            _: &reqwest::Client,
+            _: Duration,
+        ) -> Result<(Secret, Duration), DeliveryError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok((Secret::new(format!("tok-{n}")), Duration::from_secs(7200)))
+        }
+    }
+
+    #[tokio::test]
+    async fn callers_at_once_wait_for_one_fetch_and_a_bad_token_is_fetched_anew() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cache = TokenCache::new(Counting(calls.clone()));
+        let http = reqwest::Client::new();
+        let t = Duration::from_secs(5);
+        let (x, y) = tokio::join!(cache.get(&http, t, None), cache.get(&http, t, None));
+        assert_eq!(x.unwrap().expose(), y.unwrap().expose());
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "single flight");
+        cache.invalidate(&Secret::new("tok-0"), None).await;
+        assert_eq!(cache.get(&http, t, None).await.unwrap().expose(), "tok-1");
+        assert!(!format!("{cache:?}").contains("secret"));
     }
 
     #[tokio::test]
@@ -247,12 +239,10 @@ mod tests {
             return;
         };
         let calls = Arc::new(AtomicUsize::new(0));
-        let base = gettoken(calls.clone()).await;
-        let secret = Secret::new("corp-secret");
         // Each replica has its own cache for the same application.
         let (on_a, on_b) = (
-            TokenCache::new(&base, "corp", &secret),
-            TokenCache::new(&base, "corp", &secret),
+            TokenCache::new(Counting(calls.clone())),
+            TokenCache::new(Counting(calls.clone())),
         );
         let http = reqwest::Client::new();
         let t = Duration::from_secs(5);
@@ -261,7 +251,7 @@ mod tests {
         assert_eq!(
             calls.load(Ordering::SeqCst),
             1,
-            "one gettoken for both replicas"
+            "one fetch for both replicas"
         );
         assert_eq!(x.expose(), y.expose());
         // A token a call called bad is dropped for every replica: the next get fetches anew.
