@@ -1,6 +1,6 @@
 // A message as the vendor shows it, drawn from the request the channel sends (WeCom text,
-// markdown and textcard; robot mentions; DingTalk actionCard; Feishu post; a mail) — as text, never
-// markup.
+// markdown and textcard; robot mentions; DingTalk actionCard; Feishu post and cards; a mail) — as
+// text, never markup.
 
 import { t } from "./i18n.js";
 import { h, setLink } from "./dom.js";
@@ -55,8 +55,20 @@ function button(label, url) {
 
 /** The vendor's view of `body`, the request sent; `message` when the body says too little. */
 export function vendorView(body, message) {
-  const b = body || {};
+  let b = body || {};
   let inner;
+  // A Feishu app bot's content is a JSON string: read as the custom bot's shapes, or a card.
+  if (typeof b.content === "string" && b.msg_type) {
+    let c = {};
+    try { c = JSON.parse(b.content); } catch { c = {}; }
+    if (b.msg_type === "interactive") {
+      const div = (c.elements || []).find((e) => e.tag === "div");
+      const btn = (c.elements || []).find((e) => e.tag === "action")?.actions?.[0];
+      return h("div", { class: "bubble" }, h("div", { class: "title" }, c.header?.title?.content || ""),
+        markdown(div?.text?.content || ""), btn ? button(btn.text?.content || t("link"), btn.url) : null);
+    }
+    b = b.msg_type === "post" ? { msg_type: "post", content: { post: c } } : { msg_type: b.msg_type, content: c };
+  }
   if (typeof b.touser === "string" && b.text) {
     // The webhook's normalized message: what a receiver of ours shows.
     inner = [b.title ? h("div", { class: "title" }, b.title) : null,

@@ -182,9 +182,15 @@ pub fn set_language(vars: &std::collections::BTreeMap<String, String>) {
     ENGLISH.store(english, Ordering::Relaxed);
 }
 
+/// Whether messages are written in English (else Chinese): for the few words a channel adds
+/// itself (a cut marker, a button's label).
+pub fn in_english() -> bool {
+    ENGLISH.load(Ordering::Relaxed)
+}
+
 /// The marker cut content ends with.
 pub fn cut_marker() -> &'static str {
-    if ENGLISH.load(Ordering::Relaxed) {
+    if in_english() {
         CUT_MARKER_EN
     } else {
         CUT_MARKER_ZH

@@ -18,7 +18,8 @@ use crate::doc::DocCtx;
 use crate::ids::DeliveryId;
 use crate::message::{Message, MsgType, Recipients};
 
-/// The access token the echo server hands out to token APIs (WeCom `gettoken`).
+/// The access token the echo server hands out to token APIs (WeCom `gettoken`, Feishu's
+/// tenant token).
 const RUNTIME_TOKEN: &str = "RUNTIME-TOKEN-LEAK-1";
 /// Marks the echo in an answer, so the test knows the vendor's words reached the error.
 const ECHO: &str = "ECHOED";
@@ -122,11 +123,12 @@ async fn echo_server(status: u16) -> String {
                 let (code, body) = if request
                     .lines()
                     .next()
-                    .is_some_and(|l| l.contains("gettoken"))
+                    .is_some_and(|l| l.contains("gettoken") || l.contains("tenant_access_token"))
                 {
                     (
                         200,
-                        json!({"errcode": 0, "access_token": RUNTIME_TOKEN, "expires_in": 7200}),
+                        json!({"errcode": 0, "access_token": RUNTIME_TOKEN, "expires_in": 7200,
+                               "code": 0, "tenant_access_token": RUNTIME_TOKEN, "expire": 7200}),
                     )
                 } else {
                     let echo = format!("{ECHO} {request}");

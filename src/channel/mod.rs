@@ -10,6 +10,7 @@ pub mod def;
 mod dingtalk;
 mod email;
 mod feishu;
+mod feishu_app;
 pub mod http;
 #[cfg(test)]
 mod leak_test;

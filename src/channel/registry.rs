@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Channel, dingtalk, email, feishu, webhook, wecom_app, wecom_robot};
+use super::{Channel, dingtalk, email, feishu, feishu_app, webhook, wecom_app, wecom_robot};
 use crate::doc::{DocCtx, DocError};
 
 /// Builds a channel from its validated `spec` (the Channel's name, its spec, the context).
@@ -63,6 +63,14 @@ pub const TYPES: &[Registration] = &[
         build: feishu::build,
         #[cfg(test)]
         leak_example: feishu::tests::leak_example,
+        #[cfg(test)]
+        leak_wire: super::leak_test::Wire::Http,
+    },
+    Registration {
+        kind: feishu_app::KIND,
+        build: feishu_app::build,
+        #[cfg(test)]
+        leak_example: feishu_app::tests::leak_example,
         #[cfg(test)]
         leak_wire: super::leak_test::Wire::Http,
     },
@@ -127,6 +135,7 @@ mod tests {
             ("wecom-robot", Some((users(&["ZhangSan"]), vec![]))),
             ("dingtalk-robot", Some((vec![], mobiles(&["13800000000"])))),
             ("feishu-robot", None),
+            ("feishu-app", None),
             ("email", Some((users(&["zs@example.com"]), vec![]))),
         ] {
             assert_eq!(address(kind, &mut ctx), want, "{kind}");

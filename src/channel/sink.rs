@@ -1,7 +1,7 @@
 //! `hookrelay sink`: a local stand-in for every vendor, to try hookrelay without one. It answers
-//! like WeCom (gettoken, application messages, group robots), DingTalk, Feishu and a plain
-//! webhook, verifies signatures when given the secrets, and prints each message the way a person
-//! would see it in that chat.
+//! like WeCom (gettoken, application messages, group robots), DingTalk, Feishu (custom and app
+//! bots) and a plain webhook, verifies signatures when given the secrets, and prints each message
+//! the way a person would see it in that chat.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -28,7 +28,7 @@ pub async fn run(listener: TcpListener, secrets: Secrets) -> std::io::Result<()>
     let secrets = web::Data::new(secrets);
     println!(
         "hookrelay sink on http://{}: WeCom (/cgi-bin/…), DingTalk (/robot/send), Feishu \
-         (/open-apis/bot/v2/hook/…), any other POST as a webhook",
+         (/open-apis/bot/v2/hook/…, /open-apis/im/v1/messages), any other POST as a webhook",
         listener.local_addr()?
     );
     HttpServer::new(move || {
@@ -39,6 +39,11 @@ pub async fn run(listener: TcpListener, secrets: Secrets) -> std::io::Result<()>
             .route("/cgi-bin/webhook/send", web::post().to(wecom_robot))
             .route("/robot/send", web::post().to(dingtalk_robot))
             .route("/open-apis/bot/v2/hook/{token}", web::post().to(feishu_bot))
+            .route(
+                "/open-apis/auth/v3/tenant_access_token/internal",
+                web::post().to(feishu_token),
+            )
+            .route("/open-apis/im/v1/messages", web::post().to(feishu_app))
             .default_service(web::post().to(webhook))
     })
     .workers(1)
@@ -204,6 +209,37 @@ async fn feishu_bot(body: web::Json<Value>, secrets: web::Data<Secrets>) -> Http
     };
     show(&format!("Feishu bot ({})", check(signed)), &shown);
     HttpResponse::Ok().json(json!({"code": 0, "msg": "success", "data": {}}))
+}
+
+async fn feishu_token() -> HttpResponse {
+    HttpResponse::Ok()
+        .json(json!({"code": 0, "msg": "ok", "tenant_access_token": "sink-token", "expire": 7200}))
+}
+
+async fn feishu_app(req: HttpRequest, body: web::Json<Value>) -> HttpResponse {
+    let content: Value = body["content"]
+        .as_str()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or(Value::Null);
+    let shown = match body["msg_type"].as_str() {
+        Some("interactive") => format!(
+            "{}\n{}",
+            text(&content["header"]["title"]["content"]),
+            text(&content["elements"][0]["text"]["content"])
+        ),
+        Some("text") => text(&content["text"]),
+        _ => content.to_string(),
+    };
+    show(
+        &format!(
+            "Feishu app → {} {} [{}]",
+            req.query_string(),
+            text(&body["receive_id"]),
+            text(&body["msg_type"])
+        ),
+        &shown,
+    );
+    HttpResponse::Ok().json(json!({"code": 0, "msg": "success", "data": {"message_id": "om_sink"}}))
 }
 
 async fn webhook(req: HttpRequest, body: web::Bytes, secrets: web::Data<Secrets>) -> HttpResponse {

@@ -15,9 +15,11 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::channel::DeliveryError;
+use crate::channel::reply::{ReplyTable, Rounds, VendorReply, call, judge};
+use crate::channel::{DeliveryError, Outgoing};
 use crate::ids::now_ms;
-use crate::secret::Secret;
+use crate::reason::Reason;
+use crate::secret::{Scrubber, Secret};
 use crate::store::Store;
 
 /// Refresh this long before WeCom says the token expires.
@@ -37,15 +39,20 @@ struct Cached {
     expires_at: Instant,
 }
 
+/// An application at one API origin, with its secret: what a token is issued for.
+pub struct App {
+    pub origin: String,
+    pub id: String,
+    pub secret: Secret,
+}
+
 /// How one vendor hands out tokens for one application.
 #[async_trait]
 pub trait Issuer: Send + Sync {
     /// The vendor, in the shared document's key (`wecom`, `feishu`).
     fn vendor(&self) -> &'static str;
 
-    /// What identifies the application and its credentials (its API origin, id and secret):
-    /// only a digest of it is kept.
-    fn identity(&self) -> String;
+    fn app(&self) -> &App;
 
     /// A new token and how long it is valid. Errors carry no credential (the caller's channel
     /// scrubs what it registered).
@@ -89,7 +96,10 @@ impl TokenCache {
     }
 
     fn new(issuer: impl Issuer + 'static) -> TokenCache {
-        let digest = hex::encode(Sha256::digest(issuer.identity().as_bytes()));
+        let app = issuer.app();
+        let identity = format!("{}\n{}\n{}", app.origin, app.id, app.secret.expose());
+        // Only a digest of the credentials is kept.
+        let digest = hex::encode(Sha256::digest(identity.as_bytes()));
         TokenCache {
             key: format!("token:{}:{}", issuer.vendor(), &digest[..32]),
             issuer: Box::new(issuer),
@@ -173,6 +183,33 @@ impl TokenCache {
         Ok((token, ttl))
     }
 
+    /// Sends the request `build` makes with a valid token, judged by `table`. A token the vendor
+    /// refuses is dropped and the request made once more with a fresh one. The token is a
+    /// credential fetched at run time, not one registered when the channel was built: errors
+    /// are scrubbed of it here.
+    pub async fn send<T: ReplyTable>(
+        &self,
+        http: &reqwest::Client,
+        out: &Outgoing<'_>,
+        table: &T,
+        build: impl Fn(&Secret) -> reqwest::RequestBuilder,
+    ) -> Result<VendorReply, DeliveryError> {
+        let mut rounds = Rounds::default();
+        loop {
+            let token = self.get(http, out.timeout, out.shared).await?;
+            let secrets = Scrubber::new([token.expose()]);
+            let reply = call(build(&token))
+                .await
+                .map_err(|e| e.scrubbed(&secrets))?;
+            match rounds.judge(table, reply) {
+                Ok(Some(reply)) => return Ok(reply),
+                // Refused: drop it, so the next round fetches another.
+                Ok(None) => self.invalidate(&token, out.shared).await,
+                Err(e) => return Err(e.scrubbed(&secrets)),
+            }
+        }
+    }
+
     /// Forgets `bad` (unless another caller already replaced it), here and for the replicas.
     pub async fn invalidate(&self, bad: &Secret, shared: Option<&dyn Store>) {
         let mut current = self.current.lock().await;
@@ -189,6 +226,27 @@ impl TokenCache {
     }
 }
 
+/// What a token API answered to `req`: judged by `table`, the token under `field` and its
+/// lifetime in seconds under `ttl` (7200 if missing, at least 60).
+pub async fn issued<T: ReplyTable>(
+    req: reqwest::RequestBuilder,
+    table: &T,
+    (field, ttl): (&str, &str),
+) -> Result<(Secret, Duration), DeliveryError> {
+    let reply = call(req).await?;
+    judge(table, &reply)?;
+    match reply.body.get(field).and_then(Value::as_str) {
+        Some(t) if !t.is_empty() => {
+            let ttl = reply.int(ttl).unwrap_or(7200).max(60) as u64;
+            Ok((Secret::new(t), Duration::from_secs(ttl)))
+        }
+        _ => Err(DeliveryError::retryable(
+            Reason::Server,
+            format!("unrecognised reply: the token API answered success without {field}"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -196,7 +254,16 @@ mod tests {
     use super::*;
 
     /// An issuer that counts its fetches and answers after a while (so callers overlap).
-    struct Counting(Arc<AtomicUsize>);
+    struct Counting(Arc<AtomicUsize>, App);
+
+    fn counting(calls: &Arc<AtomicUsize>) -> Counting {
+        let app = App {
+            origin: "http://vendor".into(),
+            id: "app".into(),
+            secret: Secret::new("secret"),
+        };
+        Counting(calls.clone(), app)
+    }
 
     #[async_trait]
     impl Issuer for Counting {
@@ -204,8 +271,8 @@ mod tests {
             "test"
         }
 
-        fn identity(&self) -> String {
-            "app\nsecret".into()
+        fn app(&self) -> &App {
+            &self.1
         }
 
         async fn fetch(
@@ -222,7 +289,7 @@ mod tests {
     #[tokio::test]
     async fn callers_at_once_wait_for_one_fetch_and_a_bad_token_is_fetched_anew() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let cache = TokenCache::new(Counting(calls.clone()));
+        let cache = TokenCache::new(counting(&calls));
         let http = reqwest::Client::new();
         let t = Duration::from_secs(5);
         let (x, y) = tokio::join!(cache.get(&http, t, None), cache.get(&http, t, None));
@@ -241,8 +308,8 @@ mod tests {
         let calls = Arc::new(AtomicUsize::new(0));
         // Each replica has its own cache for the same application.
         let (on_a, on_b) = (
-            TokenCache::new(Counting(calls.clone())),
-            TokenCache::new(Counting(calls.clone())),
+            TokenCache::new(counting(&calls)),
+            TokenCache::new(counting(&calls)),
         );
         let http = reqwest::Client::new();
         let t = Duration::from_secs(5);

@@ -388,6 +388,67 @@ async fn feishu_signs_in_the_body_and_sends_rich_text() {
 }
 
 #[tokio::test]
+async fn feishu_app_sends_cards_to_people_with_a_cached_tenant_token() {
+    let (fake, state) = vendors::feishu_app("cli_a1", "app-secret-value").await;
+    let channel = format!(
+        "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {{name: lark-app}}\nspec:\n  type: feishu-app\n  baseUrl: \"{}\"\n  appId: cli_a1\n  appSecret: {{file: app-secret}}\n",
+        fake.base
+    );
+    let (_h, _d, relay) = relay(&[
+        ("app-secret", "app-secret-value"),
+        ("10-lark.yaml", &channel),
+        (
+            "20-route.yaml",
+            &route("lark", "lark-app", "{users: [alice]}"),
+        ),
+    ])
+    .await;
+    let first = post(&relay, 1).await;
+    let d = relay.wait_delivery_state(&first, "delivered").await;
+    assert_eq!(d["receipt"]["message_id"], "om_1");
+    {
+        let v = state.lock().unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        let sent = &v.sent[0];
+        assert_eq!(sent["receive_id_type"], "open_id");
+        assert_eq!(sent["body"]["receive_id"], "ou_alice");
+        assert_eq!(sent["body"]["msg_type"], "interactive");
+        assert_eq!(
+            sent["body"]["uuid"],
+            first.as_str(),
+            "the delivery id de-duplicates"
+        );
+        assert_eq!(sent["content"]["header"]["title"]["content"], "构建 1");
+        assert_eq!(
+            sent["content"]["elements"][1]["actions"][0]["url"],
+            "https://zadig.example.com/tasks/1"
+        );
+    }
+    // The token is cached; when Feishu drops it, one fresh token and the same attempt succeeds.
+    state.lock().unwrap().codes.push_back(99991663);
+    let second = post(&relay, 2).await;
+    let d = relay.wait_delivery_state(&second, "delivered").await;
+    assert_eq!(d["attempts"], 1);
+    assert_eq!(state.lock().unwrap().tokens_issued, 2);
+    // A throttle waits without spending the budget.
+    state.lock().unwrap().codes.push_back(230020);
+    let third = post(&relay, 3).await;
+    let d = relay.wait_delivery_state(&third, "delivered").await;
+    assert_eq!(d["attempt_log"][0]["result"], "throttled");
+    // A user the bot cannot reach is dead at once.
+    state.lock().unwrap().codes.push_back(230013);
+    let fourth = post(&relay, 4).await;
+    let d = relay.wait_delivery_state(&fourth, "dead").await;
+    assert_eq!(d["attempts"], 1);
+    let text = d.to_string();
+    assert!(
+        !text.contains("app-secret-value") && !text.contains("t-2"),
+        "{text}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn rate_limits_hold_one_destination_without_blocking_others() {
     let (slow, slow_state) = vendors::wecom_robot("slow-key").await;
     let (fast, fast_state) = vendors::wecom_robot("fast-key").await;
@@ -730,6 +791,11 @@ spec: {{type: feishu-robot, token: t, secret: lark-secret, baseUrl: "{base}"}}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Channel
+metadata: {{name: lark-app}}
+spec: {{type: feishu-app, appId: cli_a1, appSecret: s, baseUrl: "{base}"}}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: Channel
 metadata: {{name: hook}}
 spec: {{type: webhook, url: "{base}/in", signing: {{secret: "{whsec}"}}}}
 "#
@@ -738,7 +804,11 @@ spec: {{type: webhook, url: "{base}/in", signing: {{secret: "{whsec}"}}}}
         ("10-channels.yaml", &channels),
         (
             "20-route.yaml",
-            &route("all", "corp, robot, ding, lark, hook", "{users: [alice]}"),
+            &route(
+                "all",
+                "corp, robot, ding, lark, lark-app, hook",
+                "{users: [alice]}",
+            ),
         ),
     ])
     .await;
@@ -754,6 +824,7 @@ spec: {{type: webhook, url: "{base}/in", signing: {{secret: "{whsec}"}}}}
         "── WeCom robot [markdown]",
         "── DingTalk robot [markdown] @ ding-alice",
         "── Feishu bot (signature ✔)",
+        "── Feishu app → receive_id_type=open_id ou_alice [interactive]",
         "── webhook /in → alice (signature ✔)",
     ];
     // Each was answered after it was printed; the pipe may still hold the last lines.

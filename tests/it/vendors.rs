@@ -330,3 +330,98 @@ pub async fn feishu(token: &'static str, secret: &'static str) -> (FakeServer, S
     .await;
     (server, state)
 }
+
+/// A Feishu app bot's open platform: `tenant_access_token/internal` (checks the app id and
+/// secret) and `im/v1/messages` (checks the bearer token, `receive_id_type`, that `content` is a
+/// JSON string of the `msg_type`'s shape, and that a card can be updated; a repeated `uuid` is
+/// answered with the first message's id and not delivered twice, as Feishu de-duplicates).
+pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServer, Shared) {
+    let state: Shared = Arc::default();
+    let uuids: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let s = state.clone();
+    let server = FakeServer::with_responder(move |r| {
+        let mut v = s.lock().unwrap();
+        let code_reply = |status: u16, code: i64, msg: &str| {
+            Reply::json(status, json!({"code": code, "msg": msg, "data": {}}))
+        };
+        let b: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if r.path == "/open-apis/auth/v3/tenant_access_token/internal" {
+            if b["app_id"] != app_id || b["app_secret"] != secret {
+                return code_reply(200, 10014, "app secret invalid");
+            }
+            v.tokens_issued += 1;
+            let token = format!("t-{}", v.tokens_issued);
+            v.valid_tokens.insert(token.clone());
+            return Reply::json(
+                200,
+                json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": 7200}),
+            );
+        }
+        if r.path != "/open-apis/im/v1/messages" || r.method != "POST" {
+            return Reply::status(404);
+        }
+        let bearer = r
+            .header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer "));
+        if !bearer.is_some_and(|t| v.valid_tokens.contains(t)) {
+            return code_reply(400, 99991663, "Invalid access token for authorization");
+        }
+        let id_type = query(r).get("receive_id_type").cloned().unwrap_or_default();
+        if !["open_id", "user_id", "union_id", "email", "chat_id"].contains(&id_type.as_str()) {
+            v.problems.push(format!("receive_id_type {id_type:?}"));
+            return code_reply(400, 230001, "invalid receive_id_type");
+        }
+        let content: Value = match b["content"].as_str().map(serde_json::from_str) {
+            Some(Ok(c)) => c,
+            _ => {
+                v.problems
+                    .push(format!("content is not a JSON string: {}", b["content"]));
+                return code_reply(400, 230001, "invalid content");
+            }
+        };
+        let shaped = match b["msg_type"].as_str() {
+            Some("text") => content["text"].is_string(),
+            Some("post") => content["zh_cn"]["content"].is_array(),
+            Some("interactive") => {
+                if content["config"]["update_multi"] != true {
+                    v.problems
+                        .push("a card that cannot be updated for everyone".into());
+                }
+                content["elements"].is_array()
+            }
+            _ => false,
+        };
+        if !shaped || b["receive_id"].as_str().is_none_or(str::is_empty) {
+            v.problems.push(format!("unexpected body {b}"));
+            return code_reply(400, 230001, "invalid param");
+        }
+        if b["uuid"].as_str().is_some_and(|u| u.len() > 50) {
+            v.problems.push("uuid longer than 50".into());
+        }
+        let code = v.codes.pop_front().unwrap_or(0);
+        if code != 0 {
+            if code == 99991663 {
+                v.valid_tokens.clear();
+            }
+            return code_reply(400, code, "error");
+        }
+        let uuid = b["uuid"].as_str().unwrap_or("").to_string();
+        let mut seen = uuids.lock().unwrap();
+        let id = match seen.get(&uuid) {
+            Some(id) if !uuid.is_empty() => id.clone(),
+            _ => {
+                v.sent
+                    .push(json!({"receive_id_type": id_type, "body": b, "content": content}));
+                let id = format!("om_{}", v.sent.len());
+                seen.insert(uuid, id.clone());
+                id
+            }
+        };
+        Reply::json(
+            200,
+            json!({"code": 0, "msg": "success", "data": {"message_id": id}}),
+        )
+    })
+    .await;
+    (server, state)
+}

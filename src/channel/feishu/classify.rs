@@ -14,7 +14,7 @@ pub struct Send;
 impl Send {
     /// The throttles Feishu reports in its body, whatever the HTTP status it sends them with
     /// (9499 "too many request" comes as HTTP 400, 99991400 as 429).
-    fn throttle(&self, code: i64, reply: &VendorReply) -> Option<Verdict> {
+    pub(in crate::channel) fn throttle(&self, code: i64, reply: &VendorReply) -> Option<Verdict> {
         let msg = vendor_message::<Send>(reply).to_lowercase();
         let wait = |default: u64| {
             Verdict::Throttle(Some(

@@ -1,10 +1,10 @@
 //! `feishu-robot` (Lark through `baseUrl`): a Feishu custom bot — optional signing in the body,
 //! text with `<at>` mentions, rich-text `post` for markdown (PROTOCOLS.md §4).
 
-mod classify;
+pub(super) mod classify;
 mod config;
 pub(super) mod signing;
-mod wire;
+pub(super) mod wire;
 
 use std::sync::Arc;
 

@@ -14,14 +14,13 @@ use serde_json::{Value, json};
 pub(super) use self::classify::common_code;
 use self::config::{AgentId, WecomAppSpec};
 use self::wire::CONTENT_BYTES;
-use super::reply::{Rounds, call, judge};
-use super::token::{Issuer, TokenCache};
+use super::token::{App, Issuer, TokenCache, issued};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
 use crate::directory::User;
 use crate::doc::{DocCtx, DocError, parse_spec};
 use crate::message::Recipients;
 use crate::reason::Reason;
-use crate::secret::{Scrubber, Secret, redact_url};
+use crate::secret::{Secret, redact_url};
 
 pub const KIND: &str = "wecom-app";
 
@@ -63,11 +62,11 @@ pub fn build(
         (_, interval) => Some(interval.unwrap_or(1800).min(4 * 3600)),
     };
     Ok(Arc::new(WecomApp {
-        tokens: TokenCache::shared(GetToken {
-            base: base.clone(),
-            corp_id: spec.corp_id.clone(),
+        tokens: TokenCache::shared(GetToken(App {
+            origin: base.clone(),
+            id: spec.corp_id.clone(),
             secret,
-        }),
+        })),
         base,
         corp_id: spec.corp_id,
         agent_id,
@@ -112,26 +111,18 @@ impl Channel for WecomApp {
             ));
         }
         let body = self.body(out);
-        let mut rounds = Rounds::default();
-        loop {
-            let token = self.tokens.get(&self.http, out.timeout, out.shared).await?;
-            // The access token is a credential fetched at run time, not one registered when
-            // the channel was built: scrubbed here.
-            let secrets = Scrubber::new([token.expose()]);
-            let req = self
-                .http
-                .post(format!("{}message/send", self.base))
-                .query(&[("access_token", token.expose())])
-                .timeout(out.timeout)
-                .json(&body);
-            let reply = call(req).await.map_err(|e| e.scrubbed(&secrets))?;
-            match rounds.judge(&classify::Send, reply) {
-                Ok(Some(reply)) => return Ok(WecomApp::receipt(&reply)),
-                // The token was refused: drop it, so the next round fetches another.
-                Ok(None) => self.tokens.invalidate(&token, out.shared).await,
-                Err(e) => return Err(e.scrubbed(&secrets)),
-            }
-        }
+        let url = format!("{}message/send", self.base);
+        let reply = self
+            .tokens
+            .send(&self.http, out, &classify::Send, |token| {
+                self.http
+                    .post(&url)
+                    .query(&[("access_token", token.expose())])
+                    .timeout(out.timeout)
+                    .json(&body)
+            })
+            .await?;
+        Ok(WecomApp::receipt(&reply))
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
@@ -153,12 +144,8 @@ impl Channel for WecomApp {
     }
 }
 
-/// WeCom's `gettoken`, with the corp secret: the application's access token.
-struct GetToken {
-    base: String,
-    corp_id: String,
-    secret: Secret,
-}
+/// WeCom's `gettoken` (the corp id and secret, at the API base): the application's token.
+struct GetToken(App);
 
 #[async_trait]
 impl Issuer for GetToken {
@@ -166,8 +153,8 @@ impl Issuer for GetToken {
         "wecom"
     }
 
-    fn identity(&self) -> String {
-        format!("{}\n{}\n{}", self.base, self.corp_id, self.secret.expose())
+    fn app(&self) -> &App {
+        &self.0
     }
 
     async fn fetch(
@@ -176,26 +163,15 @@ impl Issuer for GetToken {
         timeout: Duration,
     ) -> Result<(Secret, Duration), DeliveryError> {
         let req = http
-            .get(format!("{}gettoken", self.base))
+            .get(format!("{}gettoken", self.0.origin))
             .query(&[
-                ("corpid", self.corp_id.as_str()),
-                ("corpsecret", self.secret.expose()),
+                ("corpid", self.0.id.as_str()),
+                ("corpsecret", self.0.secret.expose()),
             ])
             .timeout(timeout);
         // The corp secret in the query is a registered credential: the caller's errors are
         // scrubbed of it.
-        let reply = call(req).await?;
-        judge(&classify::GetToken, &reply)?;
-        match reply.body.get("access_token").and_then(|t| t.as_str()) {
-            Some(t) if !t.is_empty() => {
-                let ttl = reply.int("expires_in").unwrap_or(7200).max(60) as u64;
-                Ok((Secret::new(t), Duration::from_secs(ttl)))
-            }
-            _ => Err(DeliveryError::retryable(
-                Reason::Server,
-                "unrecognised reply: gettoken answered errcode 0 without a token",
-            )),
-        }
+        issued(req, &classify::GetToken, ("access_token", "expires_in")).await
     }
 }
 
