@@ -55,6 +55,10 @@ pub struct Recipients {
     /// Everyone (`@all`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all: bool,
+    /// People known only by mail, for a channel that finds its own ids through the vendor's
+    /// contact API when it sends (`mobiles` are looked up the same way by such a channel).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mails: Vec<String>,
 }
 
 impl Recipients {
@@ -64,6 +68,7 @@ impl Recipients {
             && self.mobiles.is_empty()
             && self.parties.is_empty()
             && self.tags.is_empty()
+            && self.mails.is_empty()
     }
 
     /// Adds `other`'s recipients, keeping the first occurrence of each id.
@@ -79,6 +84,7 @@ impl Recipients {
         add(&mut self.mobiles, &other.mobiles);
         add(&mut self.parties, &other.parties);
         add(&mut self.tags, &other.tags);
+        add(&mut self.mails, &other.mails);
         self.all |= other.all;
     }
 }

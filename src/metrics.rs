@@ -163,6 +163,12 @@ impl Metrics {
             "Recipients a vendor refused while delivering to the others (e.g. WeCom invaliduser)",
             rejected.clone(),
         );
+        registry.register(
+            "contact_lookups",
+            "People known by mail or mobile looked up through a vendor's contact API, by result \
+             (found, not_found, cached, error)",
+            crate::channel::contact::LOOKUPS.clone(),
+        );
         let unresolved = Family::default();
         registry.register(
             "recipients_unresolved",

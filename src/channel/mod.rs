@@ -5,6 +5,7 @@
 //! (the vendor's request and reply types), `classify.rs` (its [`reply::ReplyTable`], tested row
 //! by row), `mod.rs` (the [`Channel`] impl, including how a directory [`User`] is addressed).
 
+pub mod contact;
 mod credentials;
 pub mod def;
 mod dingtalk;

@@ -125,18 +125,28 @@ mod tests {
         let address = |kind: &str, ctx: &mut DocCtx<'_>| {
             let r = find(kind).unwrap();
             let channel = (r.build)("c", &(r.leak_example)("http://127.0.0.1:9").0, ctx).unwrap();
-            channel.address(&admin).map(|to| (to.users, to.mobiles))
+            channel
+                .address(&admin)
+                .map(|to| [to.users, to.mobiles, to.mails])
         };
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
-        let (users, mobiles) = (ids, ids);
+        let none = Vec::new;
+        // [ids, mobile numbers, mails to look up]
         for (kind, want) in [
-            ("webhook", Some((users(&["admin"]), vec![]))),
-            ("wecom-app", Some((users(&["ZhangSan"]), vec![]))),
-            ("wecom-robot", Some((users(&["ZhangSan"]), vec![]))),
-            ("dingtalk-robot", Some((vec![], mobiles(&["13800000000"])))),
+            ("webhook", Some([ids(&["admin"]), none(), none()])),
+            ("wecom-app", Some([ids(&["ZhangSan"]), none(), none()])),
+            ("wecom-robot", Some([ids(&["ZhangSan"]), none(), none()])),
+            (
+                "dingtalk-robot",
+                Some([none(), ids(&["13800000000"]), none()]),
+            ),
             ("feishu-robot", None),
-            ("feishu-app", None),
-            ("email", Some((users(&["zs@example.com"]), vec![]))),
+            // No feishu id: found by mail through the contact API.
+            (
+                "feishu-app",
+                Some([none(), none(), ids(&["zs@example.com"])]),
+            ),
+            ("email", Some([ids(&["zs@example.com"]), none(), none()])),
         ] {
             assert_eq!(address(kind, &mut ctx), want, "{kind}");
         }

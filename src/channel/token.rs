@@ -107,6 +107,11 @@ impl TokenCache {
         }
     }
 
+    /// The application's name among the shared documents (a digest: no secret).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
     /// A valid token, fetching one if needed (once across replicas on a shared store).
     pub async fn get(
         &self,

@@ -158,6 +158,7 @@ fn hold_quiet(
         let theirs = Recipients {
             users: take(&mut now.users, &ids.users),
             mobiles: take(&mut now.mobiles, &ids.mobiles),
+            mails: take(&mut now.mails, &ids.mails),
             ..Recipients::default()
         };
         if theirs.is_empty() {
@@ -262,32 +263,48 @@ pub(crate) fn fit(mut m: Message, channel: &ChannelDef) -> Message {
     m
 }
 
-/// Splits recipients into groups no larger than the channel accepts per request.
+/// Splits recipients into groups no larger than the channel accepts per request. People count
+/// against the channel's user limit however they are named: by id, or by the mail or mobile
+/// number its contact lookup turns into one.
 pub fn split(to: &Recipients, limits: &Limits) -> Vec<Recipients> {
-    fn pieces(ids: &[String], per: Option<usize>) -> Vec<Vec<String>> {
+    fn pieces<T: Clone>(ids: &[T], per: Option<usize>) -> Vec<Vec<T>> {
         match per {
-            Some(n) if n > 0 && ids.len() > n => ids.chunks(n).map(<[String]>::to_vec).collect(),
+            Some(n) if n > 0 && ids.len() > n => ids.chunks(n).map(<[T]>::to_vec).collect(),
             _ => vec![ids.to_vec()],
         }
     }
     if to.all {
         return vec![to.clone()];
     }
-    let users = pieces(&to.users, limits.users_per_request);
+    #[derive(Clone)]
+    enum Person<'a> {
+        User(&'a String),
+        Mobile(&'a String),
+        Mail(&'a String),
+    }
+    let people: Vec<Person<'_>> = (to.users.iter().map(Person::User))
+        .chain(to.mobiles.iter().map(Person::Mobile))
+        .chain(to.mails.iter().map(Person::Mail))
+        .collect();
+    let people = pieces(&people, limits.users_per_request);
     let parties = pieces(&to.parties, limits.parties_per_request);
     let tags = pieces(&to.tags, limits.tags_per_request);
-    let n = users.len().max(parties.len()).max(tags.len());
+    let n = people.len().max(parties.len()).max(tags.len());
     (0..n)
-        .map(|i| Recipients {
-            users: users.get(i).cloned().unwrap_or_default(),
-            mobiles: if i == 0 {
-                to.mobiles.clone()
-            } else {
-                Vec::new()
-            },
-            parties: parties.get(i).cloned().unwrap_or_default(),
-            tags: tags.get(i).cloned().unwrap_or_default(),
-            all: false,
+        .map(|i| {
+            let mut r = Recipients {
+                parties: parties.get(i).cloned().unwrap_or_default(),
+                tags: tags.get(i).cloned().unwrap_or_default(),
+                ..Recipients::default()
+            };
+            for p in people.get(i).into_iter().flatten() {
+                match p {
+                    Person::User(u) => r.users.push((*u).clone()),
+                    Person::Mobile(m) => r.mobiles.push((*m).clone()),
+                    Person::Mail(m) => r.mails.push((*m).clone()),
+                }
+            }
+            r
         })
         .collect()
 }
@@ -322,6 +339,31 @@ mod tests {
         assert!(parts[2].parties.is_empty());
         let total: usize = parts.iter().map(|p| p.users.len()).sum();
         assert_eq!(total, 2500);
+    }
+
+    #[test]
+    fn people_named_by_mail_or_mobile_count_against_the_user_limit() {
+        let one = Limits {
+            users_per_request: Some(1),
+            ..Limits::default()
+        };
+        let to = Recipients {
+            users: ids(1),
+            mobiles: vec!["138".into()],
+            mails: vec!["a@x".into()],
+            ..Recipients::default()
+        };
+        let parts = split(&to, &one);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[1].mobiles, ["138"]);
+        assert_eq!(parts[2].mails, ["a@x"]);
+        assert!(
+            parts
+                .iter()
+                .all(|p| p.users.len() + p.mobiles.len() + p.mails.len() == 1)
+        );
+        // A robot has no limit: its mentions go in one message.
+        assert_eq!(split(&to, &Limits::default()), vec![to.clone()]);
     }
 
     #[test]

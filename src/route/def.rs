@@ -97,6 +97,7 @@ impl RecipientsSpec {
             parties: self.parties.into_iter().map(IdText::into_string).collect(),
             tags: self.tags.into_iter().map(IdText::into_string).collect(),
             all: self.all,
+            mails: Vec::new(),
         };
         (to, self.from_event)
     }

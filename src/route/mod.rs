@@ -330,7 +330,7 @@ fn read_recipients(
         mobiles: read(&from.mobiles),
         parties: read(&from.parties),
         tags: read(&from.tags),
-        all: false,
+        ..Recipients::default()
     });
     unknown
 }

@@ -388,6 +388,87 @@ async fn feishu_signs_in_the_body_and_sends_rich_text() {
 }
 
 #[tokio::test]
+async fn wecom_app_finds_people_known_by_mail_or_mobile_through_the_contact_api() {
+    let (fake, state) = vendors::wecom("ww1", "corp-secret-value").await;
+    {
+        let mut v = state.lock().unwrap();
+        v.contacts
+            .insert("carol@corp.example".into(), "CarolW".into());
+        v.contacts.insert("13800000004".into(), "DaveW".into());
+        v.contacts.insert("eve@corp.example".into(), "EveW".into());
+    }
+    let users = r#"
+apiVersion: hookrelay.dev/v1alpha1
+kind: User
+metadata: {name: carol}
+spec: {mail: carol@corp.example}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: User
+metadata: {name: dave}
+spec: {mobile: "13800000004"}
+---
+apiVersion: hookrelay.dev/v1alpha1
+kind: User
+metadata: {name: frank}
+spec: {wecom: FrankW, mail: frank@corp.example}
+"#;
+    let (_h, _d, relay) = relay(&[
+        ("corp-secret", "corp-secret-value"),
+        ("10-corp.yaml", &wecom_app(&fake.base, "")),
+        ("15-users.yaml", users),
+        (
+            "20-route.yaml",
+            &route(
+                "corp",
+                "corp",
+                "{users: [carol, dave, frank, eve@corp.example, ghost@corp.example]}",
+            ),
+        ),
+    ])
+    .await;
+    let first = post(&relay, 1).await;
+    let d = relay.wait_delivery_state(&first, "delivered").await;
+    {
+        let v = state.lock().unwrap();
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        // An id in the User entry wins: frank is never looked up. A mail is asked as a
+        // corporate mail, then as a personal one.
+        assert_eq!(
+            v.lookups,
+            [
+                "mail:carol@corp.example",
+                "mail:eve@corp.example",
+                "mail:ghost@corp.example",
+                "mail:ghost@corp.example",
+                "mobile:13800000004"
+            ]
+        );
+        assert_eq!(v.sent[0]["touser"], "FrankW|CarolW|EveW|DaveW");
+    }
+    assert_eq!(d["receipt"]["resolved"]["carol@corp.example"], "CarolW");
+    assert_eq!(d["receipt"]["resolved"]["13800000004"], "DaveW");
+    assert_eq!(d["receipt"]["unresolved"], json!(["ghost@corp.example"]));
+    // The next event asks no one: found ids and "no such user" are both remembered.
+    let second = post(&relay, 2).await;
+    relay.wait_delivery_state(&second, "delivered").await;
+    assert_eq!(state.lock().unwrap().lookups.len(), 5);
+    assert_eq!(
+        state.lock().unwrap().sent[1]["touser"],
+        "FrankW|CarolW|EveW|DaveW"
+    );
+    let metrics = relay.metrics().await;
+    for line in [
+        "hookrelay_contact_lookups_total{vendor=\"wecom\",result=\"found\"} ",
+        "hookrelay_contact_lookups_total{vendor=\"wecom\",result=\"not_found\"} ",
+        "hookrelay_contact_lookups_total{vendor=\"wecom\",result=\"cached\"} ",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn feishu_app_sends_cards_to_people_with_a_cached_tenant_token() {
     let (fake, state) = vendors::feishu_app("cli_a1", "app-secret-value").await;
     let channel = format!(
@@ -400,6 +481,10 @@ async fn feishu_app_sends_cards_to_people_with_a_cached_tenant_token() {
         (
             "20-route.yaml",
             &route("lark", "lark-app", "{users: [alice]}"),
+        ),
+        (
+            "30-gina.yaml",
+            "apiVersion: hookrelay.dev/v1alpha1\nkind: Route\nmetadata: {name: gina}\nspec: {sources: [app], types: [app.assign], channels: [lark-app], to: {fromEvent: {mails: [/data/creator]}}}\n",
         ),
     ])
     .await;
@@ -435,6 +520,39 @@ async fn feishu_app_sends_cards_to_people_with_a_cached_tenant_token() {
     let third = post(&relay, 3).await;
     let d = relay.wait_delivery_state(&third, "delivered").await;
     assert_eq!(d["attempt_log"][0]["result"], "throttled");
+    // A person known only by mail is found through the contact API, once.
+    state
+        .lock()
+        .unwrap()
+        .contacts
+        .insert("gina@corp.example".into(), "ou_gina".into());
+    for n in [5, 6] {
+        let body = json!({"kind": "assign", "id": n, "title": "x", "status": "failed",
+                          "creator": "gina@corp.example"});
+        let (status, answer) = relay.post("app", &[], &body.to_string()).await;
+        assert_eq!(status, 202, "{answer}");
+        let e = hookrelay::ids::EventId::parse(answer["event"].as_str().unwrap()).unwrap();
+        let ds = relay.store.deliveries_of(&e).await.unwrap();
+        let gina = ds
+            .iter()
+            .find(|d| d.origin == "gina")
+            .expect("a delivery to gina");
+        let d = relay
+            .wait_delivery_state(&gina.id.to_string(), "delivered")
+            .await;
+        assert_eq!(d["receipt"]["resolved"]["gina@corp.example"], "ou_gina");
+    }
+    {
+        let v = state.lock().unwrap();
+        assert_eq!(v.lookups, ["email:gina@corp.example"], "asked once");
+        let to_gina: Vec<&Value> = v
+            .sent
+            .iter()
+            .filter(|s| s["body"]["receive_id"] == "ou_gina")
+            .collect();
+        assert_eq!(to_gina.len(), 2);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+    }
     // A user the bot cannot reach is dead at once.
     state.lock().unwrap().codes.push_back(230013);
     let fourth = post(&relay, 4).await;

@@ -59,6 +59,10 @@ pub struct Vendor {
     pub invalid_users: HashSet<String>,
     /// DingTalk / Feishu: refuse this many signatures as stale before accepting.
     pub refuse_timestamps: usize,
+    /// WeCom: the contact directory (mail or mobile → userid).
+    pub contacts: HashMap<String, String>,
+    /// WeCom: each contact lookup asked (`mail:…`, `mobile:…`).
+    pub lookups: Vec<String>,
 }
 
 pub type Shared = Arc<Mutex<Vendor>>;
@@ -84,7 +88,8 @@ pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, 
             v.valid_tokens.insert(token.clone());
             return Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}));
         }
-        if r.path != "/cgi-bin/message/send" || r.method != "POST" {
+        let lookup = matches!(r.path.as_str(), "/cgi-bin/user/get_userid_by_email" | "/cgi-bin/user/getuserid");
+        if (r.path != "/cgi-bin/message/send" && !lookup) || r.method != "POST" {
             return Reply::status(404);
         }
         match q.get("access_token") {
@@ -97,6 +102,24 @@ pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, 
         let Ok(b) = serde_json::from_slice::<Value>(&r.body) else {
             return problem(&mut v, "body is not JSON".into(), 47001, "data format error");
         };
+        if lookup {
+            let who = match (b["email"].as_str(), b["mobile"].as_str()) {
+                (Some(mail), None) => {
+                    if !matches!(b["email_type"].as_i64(), Some(1 | 2)) {
+                        v.problems.push(format!("email_type {}", b["email_type"]));
+                    }
+                    format!("mail:{mail}")
+                }
+                (None, Some(mobile)) => format!("mobile:{mobile}"),
+                _ => return problem(&mut v, format!("lookup body {b}"), 40058, "invalid param"),
+            };
+            v.lookups.push(who.clone());
+            let key = who.split_once(':').map(|(_, k)| k.to_string()).unwrap_or_default();
+            return match v.contacts.get(&key) {
+                Some(id) => Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "userid": id})),
+                None => Reply::json(200, json!({"errcode": 46004, "errmsg": "user no exist"})),
+            };
+        }
         if !b["agentid"].is_i64() {
             v.problems.push(format!("agentid is not an integer: {}", b["agentid"]));
         }
@@ -357,7 +380,8 @@ pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServ
                 json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": 7200}),
             );
         }
-        if r.path != "/open-apis/im/v1/messages" || r.method != "POST" {
+        let lookup = r.path == "/open-apis/contact/v3/users/batch_get_id";
+        if (r.path != "/open-apis/im/v1/messages" && !lookup) || r.method != "POST" {
             return Reply::status(404);
         }
         let bearer = r
@@ -365,6 +389,31 @@ pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServ
             .and_then(|h| h.strip_prefix("Bearer "));
         if !bearer.is_some_and(|t| v.valid_tokens.contains(t)) {
             return code_reply(400, 99991663, "Invalid access token for authorization");
+        }
+        if lookup {
+            let id_type = query(r).get("user_id_type").cloned().unwrap_or_default();
+            if !["open_id", "user_id", "union_id"].contains(&id_type.as_str()) {
+                v.problems.push(format!("user_id_type {id_type:?}"));
+            }
+            let mut list = Vec::new();
+            for (field, kind) in [("emails", "email"), ("mobiles", "mobile")] {
+                let asked = b[field].as_array().cloned().unwrap_or_default();
+                if asked.len() > 50 {
+                    v.problems
+                        .push(format!("{} {field} in one lookup", asked.len()));
+                }
+                for who in asked.iter().filter_map(Value::as_str) {
+                    v.lookups.push(format!("{kind}:{who}"));
+                    list.push(match v.contacts.get(who) {
+                        Some(id) => json!({kind: who, "user_id": id}),
+                        None => json!({kind: who}),
+                    });
+                }
+            }
+            return Reply::json(
+                200,
+                json!({"code": 0, "msg": "success", "data": {"user_list": list}}),
+            );
         }
         let id_type = query(r).get("receive_id_type").cloned().unwrap_or_default();
         if !["open_id", "user_id", "union_id", "email", "chat_id"].contains(&id_type.as_str()) {

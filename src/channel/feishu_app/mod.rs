@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use self::config::{FeishuAppSpec, IdType};
 use self::wire::CONTENT_BYTES;
+use super::contact::{Contacts, Key};
 use super::token::{App, Issuer, TokenCache, issued};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
 use crate::directory::User;
@@ -33,6 +34,8 @@ pub struct FeishuApp {
     chat_id: Option<String>,
     card: bool,
     tokens: Arc<TokenCache>,
+    /// Ids found by mail or mobile through the contact API.
+    contacts: Arc<Contacts>,
     http: reqwest::Client,
 }
 
@@ -48,12 +51,14 @@ pub fn build(
     let default = ctx.settings.vendors.feishu.clone();
     // `api_url` checks the origin; the paths are appended per call.
     let origin = super::api_url(ctx, spec.base_url.as_deref(), &default, "");
+    let tokens = TokenCache::shared(TenantToken(App {
+        origin: origin.clone(),
+        id: spec.app_id.clone(),
+        secret,
+    }));
     Ok(Arc::new(FeishuApp {
-        tokens: TokenCache::shared(TenantToken(App {
-            origin: origin.clone(),
-            id: spec.app_id.clone(),
-            secret,
-        })),
+        contacts: Contacts::shared("feishu", tokens.key()),
+        tokens,
         origin,
         app_id: spec.app_id,
         id_type: spec.receive_id_type,
@@ -80,6 +85,45 @@ impl FeishuApp {
         }
     }
 
+    /// Asks Feishu for the id (of `receiveIdType`) of `who`.
+    async fn lookup(&self, who: Key, out: &Outgoing<'_>) -> Result<Option<String>, DeliveryError> {
+        let body = match &who {
+            Key::Mail(m) => json!({"emails": [m]}),
+            Key::Mobile(m) => json!({"mobiles": [m]}),
+        };
+        let url = format!(
+            "{}/open-apis/contact/v3/users/batch_get_id?user_id_type={}",
+            self.origin,
+            self.id_type.as_str()
+        );
+        let reply = self
+            .tokens
+            .send(&self.http, out, &classify::Send, |token| {
+                self.http
+                    .post(&url)
+                    .bearer_auth(token.expose())
+                    .timeout(out.timeout)
+                    .json(&body)
+            })
+            .await;
+        match reply {
+            // An entry without `user_id`: no such user.
+            Ok(r) => Ok(r.body["data"]["user_list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find_map(|u| u["user_id"].as_str().filter(|id| !id.is_empty()))
+                .map(str::to_string)),
+            // Refused for good (no contact permission): this person is reported, the message
+            // still goes to the chat if there is one.
+            Err(DeliveryError::Permanent { detail, .. }) => {
+                tracing::warn!(detail, "contact lookup refused; the recipient is reported");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn url(&self, id_type: &str) -> String {
         format!(
             "{}/open-apis/im/v1/messages?receive_id_type={id_type}",
@@ -94,24 +138,44 @@ impl Channel for FeishuApp {
         KIND
     }
 
-    /// Sent to the User's `feishu` id (or their `mail` with `receiveIdType: email`).
+    /// Sent to the User's `feishu` id, else found by their `mail` or `mobile` through the
+    /// contact API when sent (with `receiveIdType: email`, to their `mail` itself).
     fn address(&self, user: &User) -> Option<Recipients> {
+        let mail = |m: &String| Recipients {
+            users: vec![m.clone()],
+            ..Recipients::default()
+        };
         match self.id_type {
-            IdType::Email => user.mail.as_ref().map(|m| Recipients {
-                users: vec![m.clone()],
-                ..Recipients::default()
-            }),
-            _ => super::by_id(user, "feishu"),
+            IdType::Email => user.mail.as_ref().map(mail),
+            _ => super::by_id(user, "feishu")
+                .or_else(|| {
+                    user.mail.clone().map(|m| Recipients {
+                        mails: vec![m],
+                        ..Recipients::default()
+                    })
+                })
+                .or_else(|| {
+                    user.mobile.clone().map(|m| Recipients {
+                        mobiles: vec![m],
+                        ..Recipients::default()
+                    })
+                }),
         }
     }
 
-    /// With `receiveIdType: email`, any mail address.
+    /// Any mail address: sent to as it is with `receiveIdType: email`, else looked up.
     fn address_unknown(&self, name: &str) -> Option<Recipients> {
-        (self.id_type == IdType::Email && lettre::Address::from_str(name).is_ok()).then(|| {
-            Recipients {
-                users: vec![name.to_string()],
+        let name = name.trim().to_string();
+        lettre::Address::from_str(&name).ok()?;
+        Some(match self.id_type {
+            IdType::Email => Recipients {
+                users: vec![name],
                 ..Recipients::default()
-            }
+            },
+            _ => Recipients {
+                mails: vec![name],
+                ..Recipients::default()
+            },
         })
     }
 
@@ -130,7 +194,17 @@ impl Channel for FeishuApp {
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
-        let (id_type, receive_id) = self.target(out.to)?;
+        let (to, found) = self
+            .contacts
+            .resolve_all(out.to, out.shared, |who| self.lookup(who, out))
+            .await?;
+        if to.users.is_empty() && self.chat_id.is_none() {
+            return Err(DeliveryError::permanent(
+                Reason::Client,
+                found.nobody("Feishu"),
+            ));
+        }
+        let (id_type, receive_id) = self.target(&to)?;
         let body = wire::body(out.message, receive_id, &out.id.to_string(), self.card);
         let url = self.url(id_type);
         let reply = self
@@ -143,17 +217,16 @@ impl Channel for FeishuApp {
                     .json(&body)
             })
             .await?;
-        Ok(Receipt::of(
+        Ok(found.noted(Receipt::of(
             json!({"message_id": reply.body["data"]["message_id"]}),
-        ))
+        )))
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
         let (id_type, receive_id) = self.target(out.to).unwrap_or(("open_id", ""));
-        Ok(Preview::post(
-            &self.url(id_type),
-            wire::body(out.message, receive_id, &out.id.to_string(), self.card),
-        ))
+        let mut body = wire::body(out.message, receive_id, &out.id.to_string(), self.card);
+        super::contact::preview_lookups(&mut body, out.to);
+        Ok(Preview::post(&self.url(id_type), body))
     }
 
     fn describe(&self) -> Value {

@@ -38,6 +38,25 @@ impl ReplyTable for Send {
     }
 }
 
+/// "No such user" from a contact lookup: an answer, not a failure.
+pub const NO_SUCH_USER: &[i64] = &[46004, 60111];
+
+/// The errcode table of the contact lookups (`user/getuserid`, `user/get_userid_by_email`):
+/// `message/send`'s, except that "no such user" is an answer.
+pub struct Lookup;
+
+impl ReplyTable for Lookup {
+    const CODE: &'static [&'static str] = &["errcode"];
+    const MESSAGE: &'static [&'static str] = &["errmsg"];
+
+    fn classify(&self, errcode: i64, reply: &VendorReply) -> Verdict {
+        if NO_SUCH_USER.contains(&errcode) {
+            return Verdict::Sent;
+        }
+        Send.classify(errcode, reply)
+    }
+}
+
 /// The errcode table of `gettoken` (PROTOCOLS.md §1).
 pub struct GetToken;
 
@@ -55,6 +74,35 @@ impl ReplyTable for GetToken {
 mod tests {
     use super::*;
     use crate::channel::reply::table_test::{first_round, shared_rows};
+
+    #[test]
+    fn a_lookup_that_finds_no_one_is_an_answer() {
+        for (body, want) in [
+            (r#"{"errcode":0,"userid":"ZhangSan"}"#, Verdict::Sent),
+            (
+                r#"{"errcode":46004,"errmsg":"user no exist"}"#,
+                Verdict::Sent,
+            ),
+            (
+                r#"{"errcode":60111,"errmsg":"userid not found"}"#,
+                Verdict::Sent,
+            ),
+            (
+                r#"{"errcode":42001}"#,
+                Verdict::Again(Spent::Retry(Reason::Auth)),
+            ),
+            (
+                r#"{"errcode":45009}"#,
+                Verdict::Throttle(Some(Duration::from_secs(60))),
+            ),
+            (
+                r#"{"errcode":60011,"errmsg":"no privilege"}"#,
+                Verdict::Fail(Reason::Client),
+            ),
+        ] {
+            assert_eq!(first_round(&Lookup, 200, &[], body), want, "{body}");
+        }
+    }
 
     #[test]
     fn reply_table() {

@@ -5,6 +5,7 @@ pub(super) mod classify;
 mod config;
 mod wire;
 
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde_json::{Value, json};
 pub(super) use self::classify::common_code;
 use self::config::{AgentId, WecomAppSpec};
 use self::wire::CONTENT_BYTES;
+use super::contact::{Contacts, Key};
 use super::token::{App, Issuer, TokenCache, issued};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
 use crate::directory::User;
@@ -35,6 +37,8 @@ pub struct WecomApp {
     textcard: bool,
     markdown: bool,
     tokens: Arc<TokenCache>,
+    /// Userids found by mail or mobile through the contact API.
+    contacts: Arc<Contacts>,
     http: reqwest::Client,
 }
 
@@ -61,12 +65,14 @@ pub fn build(
         (Some(false), _) => None,
         (_, interval) => Some(interval.unwrap_or(1800).min(4 * 3600)),
     };
+    let tokens = TokenCache::shared(GetToken(App {
+        origin: base.clone(),
+        id: spec.corp_id.clone(),
+        secret,
+    }));
     Ok(Arc::new(WecomApp {
-        tokens: TokenCache::shared(GetToken(App {
-            origin: base.clone(),
-            id: spec.corp_id.clone(),
-            secret,
-        })),
+        contacts: Contacts::shared("wecom", tokens.key()),
+        tokens,
         base,
         corp_id: spec.corp_id,
         agent_id,
@@ -78,6 +84,53 @@ pub fn build(
     }))
 }
 
+impl WecomApp {
+    /// Asks WeCom for the userid of `who` (a corporate mail first, then a personal one).
+    async fn lookup(&self, who: Key, out: &Outgoing<'_>) -> Result<Option<String>, DeliveryError> {
+        let asks: Vec<(&str, Value)> = match &who {
+            Key::Mail(m) => vec![
+                (
+                    "user/get_userid_by_email",
+                    json!({"email": m, "email_type": 1}),
+                ),
+                (
+                    "user/get_userid_by_email",
+                    json!({"email": m, "email_type": 2}),
+                ),
+            ],
+            Key::Mobile(m) => vec![("user/getuserid", json!({"mobile": m}))],
+        };
+        for (path, body) in asks {
+            let url = format!("{}{path}", self.base);
+            let reply = self
+                .tokens
+                .send(&self.http, out, &classify::Lookup, |token| {
+                    self.http
+                        .post(&url)
+                        .query(&[("access_token", token.expose())])
+                        .timeout(out.timeout)
+                        .json(&body)
+                })
+                .await;
+            match reply {
+                Ok(r) => {
+                    if let Some(id) = r.body["userid"].as_str().filter(|id| !id.is_empty()) {
+                        return Ok(Some(id.to_string()));
+                    }
+                }
+                // Refused for good (no permission for the contact API): this person cannot be
+                // found, the others are still sent to.
+                Err(DeliveryError::Permanent { detail, .. }) => {
+                    tracing::warn!(detail, "contact lookup refused; the recipient is reported");
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
 #[async_trait]
 impl Channel for WecomApp {
     fn kind(&self) -> &'static str {
@@ -85,8 +138,32 @@ impl Channel for WecomApp {
     }
 
     /// Sent to the WeCom userid.
+    /// Sent to the WeCom userid; a User with only `mail` or `mobile` is found through the
+    /// contact API when sent (an id in the entry always wins).
     fn address(&self, user: &User) -> Option<Recipients> {
         super::by_id(user, "wecom")
+            .or_else(|| {
+                user.mail.clone().map(|m| Recipients {
+                    mails: vec![m],
+                    ..Recipients::default()
+                })
+            })
+            .or_else(|| {
+                user.mobile.clone().map(|m| Recipients {
+                    mobiles: vec![m],
+                    ..Recipients::default()
+                })
+            })
+    }
+
+    /// A mail address the directory does not know is found through the contact API.
+    fn address_unknown(&self, name: &str) -> Option<Recipients> {
+        lettre::Address::from_str(name.trim())
+            .ok()
+            .map(|_| Recipients {
+                mails: vec![name.trim().to_string()],
+                ..Recipients::default()
+            })
     }
 
     fn needs_recipients(&self) -> bool {
@@ -104,12 +181,17 @@ impl Channel for WecomApp {
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
-        if out.to.is_empty() {
+        let (to, found) = self
+            .contacts
+            .resolve_all(out.to, out.shared, |who| self.lookup(who, out))
+            .await?;
+        if to.is_empty() {
             return Err(DeliveryError::permanent(
                 Reason::Client,
-                "no WeCom users, departments or tags to send to",
+                found.nobody("WeCom"),
             ));
         }
+        let out = &Outgoing { to: &to, ..*out };
         let body = self.body(out);
         let url = format!("{}message/send", self.base);
         let reply = self
@@ -122,13 +204,15 @@ impl Channel for WecomApp {
                     .json(&body)
             })
             .await?;
-        Ok(WecomApp::receipt(&reply))
+        Ok(found.noted(WecomApp::receipt(&reply)))
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
+        let mut body = self.body(out);
+        super::contact::preview_lookups(&mut body, out.to);
         Ok(Preview::post(
             &format!("{}message/send?access_token=***", self.base),
-            self.body(out),
+            body,
         ))
     }
 
