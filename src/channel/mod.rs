@@ -283,6 +283,29 @@ pub(crate) fn by_id_or_mobile(user: &User, field: &str) -> Option<Recipients> {
     })
 }
 
+/// A directory user by their vendor id, or else by the mail or mobile number the channel
+/// looks up through the vendor's contact API when it sends (an application message).
+pub(crate) fn by_id_or_lookup(user: &User, field: &str) -> Option<Recipients> {
+    by_id(user, field)
+        .or_else(|| user.mail.as_deref().and_then(lookup_mail))
+        .or_else(|| {
+            user.mobile.clone().map(|m| Recipients {
+                mobiles: vec![m],
+                ..Recipients::default()
+            })
+        })
+}
+
+/// A mail address to find through the contact API, if `text` is one.
+pub(crate) fn lookup_mail(text: &str) -> Option<Recipients> {
+    let mail = text.trim();
+    <lettre::Address as std::str::FromStr>::from_str(mail).ok()?;
+    Some(Recipients {
+        mails: vec![mail.to_string()],
+        ..Recipients::default()
+    })
+}
+
 /// A robot's send URL: made from its token (the spec's `field`, put into the URL by `with`), or
 /// given whole as `url` (then shown as scheme and host only when it came from a reference).
 pub(crate) fn robot_url(

@@ -5,7 +5,6 @@ mod classify;
 mod config;
 mod wire;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use serde_json::{Value, json};
 use self::config::{FeishuAppSpec, IdType};
 use self::wire::CONTENT_BYTES;
 use super::contact::{Contacts, Key};
+use super::reply::VendorReply;
 use super::token::{App, Issuer, TokenCache, issued};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
 use crate::directory::User;
@@ -96,17 +96,7 @@ impl FeishuApp {
             self.origin,
             self.id_type.as_str()
         );
-        let reply = self
-            .tokens
-            .send(&self.http, out, &classify::Send, |token| {
-                self.http
-                    .post(&url)
-                    .bearer_auth(token.expose())
-                    .timeout(out.timeout)
-                    .json(&body)
-            })
-            .await;
-        match reply {
+        match self.call(&url, out, &body).await {
             // An entry without `user_id`: no such user.
             Ok(r) => Ok(r.body["data"]["user_list"]
                 .as_array()
@@ -122,6 +112,24 @@ impl FeishuApp {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// POSTs `body` to `url` with the tenant token, read by the message API's table.
+    async fn call(
+        &self,
+        url: &str,
+        out: &Outgoing<'_>,
+        body: &Value,
+    ) -> Result<VendorReply, DeliveryError> {
+        self.tokens
+            .send(&self.http, out, &classify::Send, |token| {
+                self.http
+                    .post(url)
+                    .bearer_auth(token.expose())
+                    .timeout(out.timeout)
+                    .json(body)
+            })
+            .await
     }
 
     fn url(&self, id_type: &str) -> String {
@@ -141,42 +149,19 @@ impl Channel for FeishuApp {
     /// Sent to the User's `feishu` id, else found by their `mail` or `mobile` through the
     /// contact API when sent (with `receiveIdType: email`, to their `mail` itself).
     fn address(&self, user: &User) -> Option<Recipients> {
-        let mail = |m: &String| Recipients {
-            users: vec![m.clone()],
-            ..Recipients::default()
-        };
         match self.id_type {
-            IdType::Email => user.mail.as_ref().map(mail),
-            _ => super::by_id(user, "feishu")
-                .or_else(|| {
-                    user.mail.clone().map(|m| Recipients {
-                        mails: vec![m],
-                        ..Recipients::default()
-                    })
-                })
-                .or_else(|| {
-                    user.mobile.clone().map(|m| Recipients {
-                        mobiles: vec![m],
-                        ..Recipients::default()
-                    })
-                }),
+            IdType::Email => user.mail.as_deref().and_then(|m| self.address_unknown(m)),
+            _ => super::by_id_or_lookup(user, "feishu"),
         }
     }
 
     /// Any mail address: sent to as it is with `receiveIdType: email`, else looked up.
     fn address_unknown(&self, name: &str) -> Option<Recipients> {
-        let name = name.trim().to_string();
-        lettre::Address::from_str(&name).ok()?;
-        Some(match self.id_type {
-            IdType::Email => Recipients {
-                users: vec![name],
-                ..Recipients::default()
-            },
-            _ => Recipients {
-                mails: vec![name],
-                ..Recipients::default()
-            },
-        })
+        let mut to = super::lookup_mail(name)?;
+        if self.id_type == IdType::Email {
+            to.users = std::mem::take(&mut to.mails);
+        }
+        Some(to)
     }
 
     fn needs_recipients(&self) -> bool {
@@ -206,17 +191,7 @@ impl Channel for FeishuApp {
         }
         let (id_type, receive_id) = self.target(&to)?;
         let body = wire::body(out.message, receive_id, &out.id.to_string(), self.card);
-        let url = self.url(id_type);
-        let reply = self
-            .tokens
-            .send(&self.http, out, &classify::Send, |token| {
-                self.http
-                    .post(&url)
-                    .bearer_auth(token.expose())
-                    .timeout(out.timeout)
-                    .json(&body)
-            })
-            .await?;
+        let reply = self.call(&self.url(id_type), out, &body).await?;
         Ok(found.noted(Receipt::of(
             json!({"message_id": reply.body["data"]["message_id"]}),
         )))

@@ -5,7 +5,6 @@ pub(super) mod classify;
 mod config;
 mod wire;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,33 +136,15 @@ impl Channel for WecomApp {
         KIND
     }
 
-    /// Sent to the WeCom userid.
     /// Sent to the WeCom userid; a User with only `mail` or `mobile` is found through the
     /// contact API when sent (an id in the entry always wins).
     fn address(&self, user: &User) -> Option<Recipients> {
-        super::by_id(user, "wecom")
-            .or_else(|| {
-                user.mail.clone().map(|m| Recipients {
-                    mails: vec![m],
-                    ..Recipients::default()
-                })
-            })
-            .or_else(|| {
-                user.mobile.clone().map(|m| Recipients {
-                    mobiles: vec![m],
-                    ..Recipients::default()
-                })
-            })
+        super::by_id_or_lookup(user, "wecom")
     }
 
     /// A mail address the directory does not know is found through the contact API.
     fn address_unknown(&self, name: &str) -> Option<Recipients> {
-        lettre::Address::from_str(name.trim())
-            .ok()
-            .map(|_| Recipients {
-                mails: vec![name.trim().to_string()],
-                ..Recipients::default()
-            })
+        super::lookup_mail(name)
     }
 
     fn needs_recipients(&self) -> bool {
