@@ -8,102 +8,20 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::compiled::{CompiledFile, Item, item_error};
 use super::error::CatalogError;
 use super::load::{self, RawDoc};
 use super::{Catalog, FileReport, FileStatus, Report, Serving, classes, schema};
 use crate::channel::{self, ChannelDef};
 use crate::config::Settings;
-use crate::directory::{self, User};
+use crate::directory;
 use crate::doc::{DocCtx, DocError};
 use crate::ingress::source::{self, SourceDef};
 use crate::render::template::{self, TemplateDef};
 use crate::route::def::{self as route, RouteDef};
 use crate::route::index::SubscriptionIndex;
-use crate::route::subscription::{self, SubscriptionDef};
+use crate::route::subscription;
 use crate::route::{Unresolved, address};
-
-/// One compiled resource.
-#[derive(Debug, Clone)]
-pub(super) enum Item {
-    Source(Arc<SourceDef>),
-    Channel(Arc<ChannelDef>),
-    Template(Arc<TemplateDef>),
-    Route(Arc<RouteDef>),
-    Subscription(Arc<SubscriptionDef>),
-    User(Arc<User>),
-}
-
-impl Item {
-    fn kind(&self) -> &'static str {
-        match self {
-            Item::Source(_) => "Source",
-            Item::Channel(_) => "Channel",
-            Item::Template(_) => "Template",
-            Item::Route(_) => "Route",
-            Item::Subscription(_) => "Subscription",
-            Item::User(_) => "User",
-        }
-    }
-
-    fn name(&self) -> &str {
-        match self {
-            Item::Source(x) => &x.name,
-            Item::Channel(x) => &x.name,
-            Item::Template(x) => &x.name,
-            Item::Route(x) => &x.name,
-            Item::Subscription(x) => &x.name,
-            Item::User(x) => &x.name,
-        }
-    }
-
-    /// Other resources this one names: (kind, name, field path).
-    fn references(&self) -> Vec<(&'static str, &str, String)> {
-        match self {
-            Item::Route(r) => {
-                let mut refs: Vec<_> = r
-                    .channels
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| ("Channel", c.as_str(), format!("/spec/channels/{i}")))
-                    .collect();
-                if let Some(t) = &r.template {
-                    refs.push(("Template", t.as_str(), "/spec/template".into()));
-                }
-                // A glob may match a Source loaded later; a name that matches none never will.
-                let mut sources: Vec<&str> = r.sources.exact().collect();
-                sources.sort_unstable();
-                refs.extend(
-                    sources
-                        .into_iter()
-                        .map(|s| ("Source", s, "/spec/sources".into())),
-                );
-                refs
-            }
-            Item::Subscription(s) => s
-                .channels
-                .iter()
-                .map(|c| ("Channel", c.as_str(), "/spec/channels".to_string()))
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// A file's compiled documents, with the text they came from. Each document is its own unit:
-/// one that does not compile is reported in `errors`, and serves its last good version if the
-/// file had one with the same kind and name.
-#[derive(Debug, Clone)]
-pub(super) struct CompiledFile {
-    pub(super) path: PathBuf,
-    text: String,
-    pub(super) items: Vec<(usize, Item)>,
-    /// The line each document starts on, by index.
-    lines: HashMap<usize, usize>,
-    /// Documents that did not compile now.
-    rejected: usize,
-    errors: Vec<CatalogError>,
-    warnings: Vec<CatalogError>,
-}
 
 /// Loads hooks.d, remembering each file as last compiled (its errors, and the last good version
 /// of each of its documents) across reloads.
@@ -522,22 +440,6 @@ fn cannot_deliver(files: &[CompiledFile]) -> Vec<CatalogError> {
         }
     }
     out
-}
-
-pub(super) fn item_error(
-    f: &CompiledFile,
-    doc: usize,
-    item: &Item,
-    path: &str,
-    message: String,
-) -> CatalogError {
-    CatalogError::in_doc(
-        f.path.clone(),
-        doc,
-        Some(format!("{} {}", item.kind(), item.name())),
-        DocError::new(path, message),
-    )
-    .at_line(f.lines.get(&doc).copied())
 }
 
 fn assemble(files: Vec<CompiledFile>, settings: &Settings, mut report: Report) -> Catalog {

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::build::{CompiledFile, Item, item_error};
+use super::compiled::{CompiledFile, Item, item_error};
 use super::error::CatalogError;
 
 /// The channel type each of ACP's class names stands for, when no Channel has the class's name.

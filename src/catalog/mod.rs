@@ -6,6 +6,7 @@
 
 mod build;
 mod classes;
+mod compiled;
 pub mod error;
 mod load;
 pub mod reload;
