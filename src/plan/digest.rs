@@ -21,13 +21,21 @@ use crate::message::{Message, Recipients};
 use crate::render::RenderCtx;
 use crate::route::digest::DigestDef;
 
-/// Open windows kept before closed ones are swept out.
+/// Windows kept before closed ones are swept out (the first time).
 const SWEEP_AT: usize = 4096;
 
 /// The open digest windows of this process, by key.
 #[derive(Debug, Default)]
 pub struct DigestBook {
-    open: Mutex<HashMap<String, Window>>,
+    open: Mutex<Windows>,
+}
+
+#[derive(Debug, Default)]
+struct Windows {
+    by_key: HashMap<String, Window>,
+    /// Sweep when this many are kept: twice what the last sweep left, so that many windows
+    /// open at once cost a sweep now and then, not one per event.
+    sweep_at: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -50,10 +58,13 @@ impl DigestBook {
     /// Adds an event for `key` at `now_ms`: to the open window, or to a new one that closes
     /// `def.window` from now.
     pub fn join(&self, key: &str, now_ms: u64, def: &DigestDef) -> Joined {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if open.len() >= SWEEP_AT {
-            open.retain(|_, w| w.closes_ms > now_ms);
+        let mut guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let windows = &mut *guard;
+        if windows.by_key.len() >= windows.sweep_at.max(SWEEP_AT) {
+            windows.by_key.retain(|_, w| w.closes_ms > now_ms);
+            windows.sweep_at = windows.by_key.len() * 2;
         }
+        let open = &mut windows.by_key;
         let window_ms = def.window.as_millis() as u64;
         let w = open
             .entry(key.to_string())
@@ -88,7 +99,8 @@ impl DigestBook {
     /// Opens the windows the store still holds deliveries for (`(key, due ms)` each), after a
     /// restart: later events join them instead of opening new ones.
     pub fn seed(&self, pending: impl IntoIterator<Item = (String, u64)>, now_ms: u64) {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let open = &mut guard.by_key;
         for (key, due_ms) in pending {
             if due_ms <= now_ms {
                 continue;
@@ -210,6 +222,20 @@ mod tests {
             (fourth.due_ms, fourth.count, fourth.full),
             (900_030, 1, false)
         );
+    }
+
+    #[test]
+    fn closed_windows_are_swept_now_and_then() {
+        let book = DigestBook::default();
+        let d = def(1, 50);
+        for i in 0..SWEEP_AT {
+            book.join(&format!("k{i}"), 0, &d);
+        }
+        // All closed by then: the next join sweeps them out.
+        book.join("late", 5_000, &d);
+        let open = book.open.lock().unwrap();
+        assert_eq!(open.by_key.len(), 1);
+        assert_eq!(open.sweep_at, 0, "the next sweep waits for the floor again");
     }
 
     #[test]
