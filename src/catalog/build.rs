@@ -322,7 +322,10 @@ fn cross_check(
                     continue;
                 }
                 for (kind, name, path) in item.references() {
-                    if !defined.contains_key(&(kind, name.to_string())) {
+                    // A built-in Template is there unless hooks.d replaces it.
+                    let builtin =
+                        kind == "Template" && template::builtin().iter().any(|t| t.name == name);
+                    if !builtin && !defined.contains_key(&(kind, name.to_string())) {
                         errors.push(item_error(
                             f,
                             *doc,
@@ -614,6 +617,36 @@ mod tests {
             "{:?}",
             c.report.errors
         );
+    }
+
+    #[test]
+    fn a_template_that_is_not_loaded_is_an_error_naming_its_field_and_a_built_in_one_is_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = |name: &str, template: &str| {
+            format!(
+                "apiVersion: hookrelay.dev/v1alpha1\nkind: Route\nmetadata: {{name: {name}}}\nspec: {{channels: [c], digest: {{window: 15m, template: {template}}}}}\n"
+            )
+        };
+        let named = "apiVersion: hookrelay.dev/v1alpha1\nkind: Route\nmetadata: {name: named}\nspec: {channels: [c], template: zadig.workflow}\n";
+        let text = [
+            SOURCE_OK,
+            CHANNEL,
+            &digest("typo", "zadig.workflow.digets"),
+            &digest("ok", "zadig.workflow.digest"),
+            named,
+        ];
+        std::fs::write(dir.path().join("10.yaml"), text.join("---\n")).unwrap();
+        let c = loader(dir.path()).load(false);
+        let names: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["named", "ok"],
+            "built-in templates are found by name"
+        );
+        assert_eq!(c.report.errors.len(), 1, "{:?}", c.report.errors);
+        let e = &c.report.errors[0];
+        assert_eq!((e.document, e.path.as_str()), (3, "/spec/digest/template"));
+        assert!(e.message.contains("zadig.workflow.digets"), "{}", e.message);
     }
 
     #[test]

@@ -61,6 +61,9 @@ impl Item {
                 if let Some(t) = &r.template {
                     refs.push(("Template", t.as_str(), "/spec/template".into()));
                 }
+                if let Some(t) = r.digest.as_ref().and_then(|d| d.template.as_deref()) {
+                    refs.push(("Template", t, "/spec/digest/template".into()));
+                }
                 // A glob may match a Source loaded later; a name that matches none never will.
                 let mut sources: Vec<&str> = r.sources.exact().collect();
                 sources.sort_unstable();
@@ -75,6 +78,12 @@ impl Item {
                 .channels
                 .iter()
                 .map(|c| ("Channel", c.as_str(), "/spec/channels".to_string()))
+                .chain(
+                    s.digest
+                        .as_ref()
+                        .and_then(|d| d.template.as_deref())
+                        .map(|t| ("Template", t, "/spec/digest/template".to_string())),
+                )
                 .collect(),
             _ => Vec::new(),
         }
