@@ -10,16 +10,18 @@ use std::sync::Arc;
 use super::compiled::{CompiledFile, Item, item_error};
 use super::error::CatalogError;
 
-/// The channel type each of ACP's class names stands for, when no Channel has the class's name.
-/// A class that is itself a type (`wecom-app`) stands for that type.
-const CLASS_TYPES: &[(&str, &str)] = &[
-    ("corpwechat", "wecom-app"),
-    ("wecom", "wecom-app"),
-    ("dingtalk", "dingtalk-robot"),
-    ("feishu", "feishu-robot"),
-    ("lark", "feishu-robot"),
-    ("email", "email"),
-    ("webhook", "webhook"),
+/// The channel types each of ACP's class names stands for, when no Channel has the class's
+/// name: a personal subscription is best served by an application that can write to one
+/// person, so Feishu's app bot comes before its group robot. A class that is itself a type
+/// (`wecom-app`) stands for that type.
+const CLASS_TYPES: &[(&str, &[&str])] = &[
+    ("corpwechat", &["wecom-app"]),
+    ("wecom", &["wecom-app"]),
+    ("dingtalk", &["dingtalk-robot"]),
+    ("feishu", &["feishu-app", "feishu-robot"]),
+    ("lark", &["feishu-app", "feishu-robot"]),
+    ("email", &["email"]),
+    ("webhook", &["webhook"]),
 ];
 
 /// Resolves every subscription's classes against the Channels in `files`, adding the Channels
@@ -55,22 +57,27 @@ pub(super) fn resolve(files: &mut [CompiledFile]) -> Vec<CatalogError> {
                 let found = if names.contains(class) {
                     Ok(class.clone())
                 } else {
-                    let ty = CLASS_TYPES
+                    let own = [class.as_str()];
+                    let types: &[&str] = CLASS_TYPES
                         .iter()
                         .find(|(c, _)| c.eq_ignore_ascii_case(class))
-                        .map_or(class.as_str(), |(_, t)| t);
-                    match by_type.get(ty).map(Vec::as_slice) {
-                        Some([one]) => Ok(one.clone()),
-                        Some(many) if !many.is_empty() => Err(format!(
+                        .map_or(&own, |(_, t)| t);
+                    // The Channels of the first of its types that has any.
+                    let of = types
+                        .iter()
+                        .find_map(|ty| by_type.get(ty).filter(|l| !l.is_empty()).map(|l| (ty, l)));
+                    match of {
+                        Some((_, list)) if list.len() == 1 => Ok(list[0].clone()),
+                        Some((ty, many)) => Err(format!(
                             "plugin class {class:?} stands for type {ty}, and Channels {} are of \
                              it: name the one to use as the class",
                             many.join(", ")
                         )),
-                        _ => {
-                            let or_type = if ty == class {
+                        None => {
+                            let or_type = if types == own {
                                 String::new()
                             } else {
-                                format!(" or of type {ty}")
+                                format!(" or of type {}", types.join(" or "))
                             };
                             Err(format!(
                                 "plugin class {class:?} has no Channel (none is named \
@@ -212,6 +219,36 @@ mod tests {
                 .warnings
                 .iter()
                 .any(|w| w.message.contains("notifies no one"))
+        );
+    }
+
+    /// `feishu` stands for the app bot (it can write to one person) before the group robot.
+    #[test]
+    fn feishu_means_the_app_bot_before_the_group_robot() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {name: lark-app}\n\
+                   spec: {type: feishu-app, appId: cli_1, appSecret: s}\n"
+            .to_string();
+        let robot =
+            "apiVersion: hookrelay.dev/v1alpha1\nkind: Channel\nmetadata: {name: lark-group}\n\
+                     spec: {type: feishu-robot, token: t}\n"
+                .to_string();
+        let c = load(dir.path(), &[app, robot.clone(), subscription("feishu")]);
+        assert_eq!(channels(&c), ["lark-app"]);
+        let c = load(dir.path(), &[robot, subscription("lark")]);
+        assert_eq!(
+            channels(&c),
+            ["lark-group"],
+            "the robot when there is no app bot"
+        );
+        let c = load(dir.path(), &[subscription("feishu")]);
+        assert!(
+            c.report
+                .warnings
+                .iter()
+                .any(|w| w.message.contains("or of type feishu-app or feishu-robot")),
+            "{:?}",
+            c.report.warnings
         );
     }
 }
