@@ -33,6 +33,18 @@ impl Drive {
     }
 }
 
+/// What the requests are.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    /// A system hook to the relay's `bench` Source.
+    Hook,
+    /// One alert to Alertmanager's `/api/v2/alerts`, the tokens in its annotation (Alertmanager
+    /// passes them on in its webhook).
+    Alert,
+    /// The tokens straight to the receiver: the driver → receiver ceiling.
+    Direct,
+}
+
 /// Where and what to send: event `seq` of type `ty`, stamped with the sender's clock.
 #[derive(Clone)]
 pub struct Target {
@@ -41,19 +53,31 @@ pub struct Target {
     pub urls: Vec<String>,
     pub ty: &'static str,
     pub base: Instant,
+    pub shape: Shape,
 }
 
 impl Target {
     pub fn new(relays: &[&str], ty: &'static str, base: Instant, connections: usize) -> Target {
+        let urls = relays.iter().map(|r| format!("{r}/hooks/bench")).collect();
+        Target::at(urls, Shape::Hook, ty, base, connections)
+    }
+
+    /// Requests of `shape` to `url` (a peer, or the receiver itself).
+    pub fn peer(url: String, shape: Shape, base: Instant, connections: usize) -> Target {
+        Target::at(vec![url], shape, "bench.event", base, connections)
+    }
+
+    fn at(urls: Vec<String>, shape: Shape, ty: &'static str, base: Instant, c: usize) -> Target {
         Target {
             client: reqwest::Client::builder()
-                .pool_max_idle_per_host(connections)
+                .pool_max_idle_per_host(c)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("an HTTP client"),
-            urls: relays.iter().map(|r| format!("{r}/hooks/bench")).collect(),
+            urls,
             ty,
             base,
+            shape,
         }
     }
 
@@ -62,10 +86,16 @@ impl Target {
         let sent = Instant::now();
         into.first_send.get_or_insert(sent);
         let ts = sent.duration_since(self.base).as_micros();
-        let body = format!(
-            r#"{{"type":"{}","id":{seq},"ts":{ts},"title":"构建 47 失败"}}"#,
-            self.ty
-        );
+        let body = match self.shape {
+            Shape::Hook => format!(
+                r#"{{"type":"{}","id":{seq},"ts":{ts},"title":"构建 47 失败"}}"#,
+                self.ty
+            ),
+            Shape::Alert => format!(
+                r#"[{{"labels":{{"alertname":"bench","seq":"{seq}"}},"annotations":{{"summary":"EVID{seq} SENTUS{ts} 构建 47 失败"}}}}]"#
+            ),
+            Shape::Direct => format!(r#"{{"text":"EVID{seq} SENTUS{ts} 构建 47 失败"}}"#),
+        };
         let answer = self
             .client
             .post(&self.urls[seq as usize % self.urls.len()])

@@ -1,5 +1,8 @@
 //! End-to-end benchmark: the release relay, a fast receiver and a load driver on loopback.
-//! `cargo bench --bench e2e`; knobs (environment): E2E_SCENARIOS=webhook,open,fanout,backlog,
+//! `cargo bench --bench e2e`; knobs (environment):
+//! E2E_SCENARIOS=webhook,open,fanout,backlog,alertmanager,alertmanager-open,ceiling (the peer:
+//! Alertmanager, started when `prometheus-alertmanager` — or E2E_ALERTMANAGER — is found, and
+//! skipped with a message otherwise; the ceiling: the driver straight to the receiver),
 //! E2E_RUNS=3, E2E_N=100000, E2E_C=32, E2E_RATE=1000, E2E_OPEN_SECS=10, E2E_FAN_EVENTS=2000,
 //! E2E_FAN_WIDTH=100, E2E_BACKLOG=1000000, E2E_STORE=fjall|sled|postgres (postgres: on
 //! HOOKRELAY_TEST_POSTGRES_URL, else a throwaway cluster of its own from `scripts/pg-cluster.sh`,
@@ -10,6 +13,7 @@
 
 mod backlog;
 mod driver;
+mod peer;
 mod receiver;
 mod relay;
 
@@ -19,7 +23,7 @@ use std::time::{Duration, Instant};
 use hookrelay::store::{Backend, dir_size};
 use serde_json::{Value, json};
 
-use driver::{Drive, Target};
+use driver::{Drive, Shape, Target};
 use receiver::{Receiver, Stats};
 use relay::{Relay, Scratch};
 
@@ -210,6 +214,66 @@ async fn run_traffic(
         mb(dir_size(&scratch.path("data-0")).unwrap_or(0)),
     );
     Ok(f)
+}
+
+/// The same traffic as `run_traffic`, sent to Alertmanager (`peer`) or straight to the
+/// receiver (`None`: the ceiling of this driver and receiver on this box). `Ok(None)`: no
+/// Alertmanager here.
+async fn run_peer(
+    k: &Knobs,
+    receiver: &Receiver,
+    base: Instant,
+    alertmanager: bool,
+    n: u64,
+    rate: Option<u64>,
+) -> Result<Option<Figures>, String> {
+    let scratch = Scratch::new();
+    let am = if alertmanager {
+        match peer::Alertmanager::start(&scratch.path("alertmanager"), &receiver.url).await? {
+            Some(am) => Some(am),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
+    let mut f = Figures::new();
+    f.insert("load avg", loadavg());
+    receiver.reset();
+    let (url, shape) = match &am {
+        Some(am) => (format!("{}/api/v2/alerts", am.url), Shape::Alert),
+        None => (format!("{}/direct", receiver.url), Shape::Direct),
+    };
+    let target = Target::peer(url, shape, base, k.c);
+    let mut drive = match rate {
+        None => driver::closed(&target, n, k.c).await,
+        Some(rate) => driver::open(&target, n, rate, 4096).await,
+    };
+    let complete = receiver.wait_for(drive.accepted, DRAIN_LIMIT).await;
+    let mut got = receiver.take();
+    traffic(&mut f, &mut drive, &mut got);
+    f.insert("complete", if complete { 1.0 } else { 0.0 });
+    if let Some(am) = &am {
+        f.insert("peak RSS MB", am.memory_mb("VmHWM"));
+    }
+    Ok(Some(f))
+}
+
+/// hookrelay's figure over the peer's, for the scenarios measured against each other.
+fn print_ratios(results: &[(&str, Vec<Figures>)]) {
+    let med = |name: &str, key: &str| {
+        let runs = &results.iter().find(|(n, _)| *n == name)?.1;
+        let mut vals: Vec<f64> = runs.iter().filter_map(|r| r.get(key).copied()).collect();
+        (!vals.is_empty()).then(|| median(&mut vals))
+    };
+    for (ours, theirs, key) in [
+        ("webhook", "alertmanager", "delivered/s"),
+        ("webhook", "ceiling", "delivered/s"),
+        ("open-loop", "alertmanager-open", "e2e p99 ms"),
+    ] {
+        if let (Some(a), Some(b)) = (med(ours, key), med(theirs, key)) {
+            println!("{ours} / {theirs} {key}: {:.2} ({a:.0} / {b:.0})", a / b);
+        }
+    }
 }
 
 /// Polls `probe` every 200 ms until it holds or `limit` passes; the time it took.
@@ -414,7 +478,10 @@ fn main() {
         None
     };
     let k = k;
-    let scenarios: String = knob("E2E_SCENARIOS", "webhook,open,fanout,backlog".to_string());
+    let scenarios: String = knob(
+        "E2E_SCENARIOS",
+        "webhook,open,fanout,backlog,alertmanager,alertmanager-open,ceiling".to_string(),
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -429,6 +496,9 @@ fn main() {
             "open" => "open-loop",
             "fanout" => "fan-out",
             "backlog" => "backlog",
+            "alertmanager" => "alertmanager",
+            "alertmanager-open" => "alertmanager-open",
+            "ceiling" => "ceiling",
             other => {
                 eprintln!("unknown scenario {other:?}");
                 std::process::exit(2);
@@ -436,6 +506,32 @@ fn main() {
         };
         let mut runs = Vec::new();
         for run in 1..=k.runs {
+            let peer = match name {
+                "alertmanager" => Some((true, k.n, None)),
+                "alertmanager-open" => Some((true, k.rate * k.open_secs, Some(k.rate))),
+                "ceiling" => Some((false, k.n, None)),
+                _ => None,
+            };
+            if let Some((am, n, rate)) = peer {
+                match runtime.block_on(run_peer(&k, &receiver, base, am, n, rate)) {
+                    Ok(Some(f)) => {
+                        eprintln!("{name} run {run}: {}", json!(f));
+                        runs.push(f);
+                    }
+                    Ok(None) => {
+                        eprintln!(
+                            "{name}: skipped, no Alertmanager here (apt install \
+                             prometheus-alertmanager, or set E2E_ALERTMANAGER)"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        eprintln!("{name} run {run} failed: {e}");
+                        std::process::exit(1);
+                    }
+                }
+                continue;
+            }
             let result = runtime.block_on(async {
                 match name {
                     "webhook" => {
@@ -463,9 +559,12 @@ fn main() {
                 }
             }
         }
-        results.push((name, runs));
+        if !runs.is_empty() {
+            results.push((name, runs));
+        }
     }
     print_table(&results);
+    print_ratios(&results);
     let machine = json!({
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
         "load_avg_end": loadavg(),

@@ -155,7 +155,7 @@ impl Drop for Relay {
 /// How long a stopping relay (and a profiler around it) may take before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(15);
 
-fn proc_status_kb(pid: u32, field: &str) -> u64 {
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
