@@ -1,12 +1,14 @@
 //! Finding a person's vendor id through the vendor's contact API (a User known only by mail or
-//! mobile, a payload's mail the directory does not know): answers cached per application — a
-//! found id for a day, "no such user" for ten minutes — shared by the replicas on a shared
-//! store, one lookup at a time per application (a burst of deliveries to the same unknown
-//! person asks once), and counted.
+//! mobile, a payload's mail the directory does not know): answers cached per application (the
+//! application's [`TokenCache`](super::token::TokenCache) holds them) — a found id for a day,
+//! "no such user" for ten minutes — shared by the replicas on a shared store, one lookup at a
+//! time per application (a burst of deliveries to the same unknown person asks once), and
+//! counted. A lookup the vendor refuses for good (no contact permission) finds no one: that
+//! person is reported, the others are sent to.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
@@ -71,24 +73,15 @@ impl std::fmt::Debug for Contacts {
     }
 }
 
-static SHARED: LazyLock<Mutex<HashMap<String, Arc<Contacts>>>> = LazyLock::new(Default::default);
-
 impl Contacts {
-    /// The answers of the application `space` names, shared by its channels across reloads.
-    pub fn shared(vendor: &'static str, space: &str) -> Arc<Contacts> {
-        SHARED
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(space.to_string())
-            .or_insert_with(|| {
-                Arc::new(Contacts {
-                    vendor,
-                    space: space.to_string(),
-                    answers: Mutex::default(),
-                    flight: tokio::sync::Mutex::new(()),
-                })
-            })
-            .clone()
+    /// The answers of `vendor`'s application `space` names (its token cache's key).
+    pub fn new(vendor: &'static str, space: &str) -> Contacts {
+        Contacts {
+            vendor,
+            space: space.to_string(),
+            answers: Mutex::default(),
+            flight: tokio::sync::Mutex::new(()),
+        }
     }
 
     fn count(&self, result: &'static str) {
@@ -149,6 +142,14 @@ impl Contacts {
         }
         let found = match lookup().await {
             Ok(found) => found,
+            Err(DeliveryError::Permanent { detail, .. }) => {
+                tracing::warn!(
+                    vendor = self.vendor,
+                    detail,
+                    "contact lookup refused; the recipient is reported as not found"
+                );
+                None
+            }
             Err(e) => {
                 self.count("error");
                 return Err(e);
@@ -286,7 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_are_remembered_missing_ones_too_and_errors_not() {
-        let contacts = Contacts::shared("test", "space-1");
+        let contacts = Contacts::new("test", "space-1");
         let asked = AtomicUsize::new(0);
         let ask = |answer: Result<Option<String>, DeliveryError>| {
             asked.fetch_add(1, Ordering::SeqCst);
@@ -336,7 +337,21 @@ mod tests {
             Some("F"),
             "an error is asked again"
         );
-        assert_eq!(asked.load(Ordering::SeqCst), 4);
+        // Refused for good (no contact permission): no one, remembered like "no such user".
+        let refused = || {
+            ask(Err(DeliveryError::permanent(
+                crate::reason::Reason::Client,
+                "60011 no privilege",
+            )))
+        };
+        let secret = Key::Mail("secret@example.com".into());
+        assert_eq!(
+            contacts.resolve(&secret, None, refused).await.unwrap(),
+            None
+        );
+        let again = contacts.resolve(&secret, None, || ask(Ok(Some("S".into()))));
+        assert_eq!(again.await.unwrap(), None);
+        assert_eq!(asked.load(Ordering::SeqCst), 5);
     }
 
     #[tokio::test]
@@ -346,18 +361,8 @@ mod tests {
         };
         // Two processes: two caches of one application.
         let (on_a, on_b) = (
-            Contacts {
-                vendor: "test",
-                space: "shared-app".into(),
-                answers: Mutex::default(),
-                flight: tokio::sync::Mutex::new(()),
-            },
-            Contacts {
-                vendor: "test",
-                space: "shared-app".into(),
-                answers: Mutex::default(),
-                flight: tokio::sync::Mutex::new(()),
-            },
+            Contacts::new("test", "shared-app"),
+            Contacts::new("test", "shared-app"),
         );
         let who = Key::Mail("li@example.com".into());
         let x = on_a

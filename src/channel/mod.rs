@@ -296,12 +296,25 @@ pub(crate) fn by_id_or_lookup(user: &User, field: &str) -> Option<Recipients> {
         })
 }
 
-/// A mail address to find through the contact API, if `text` is one.
-pub(crate) fn lookup_mail(text: &str) -> Option<Recipients> {
+/// `text` as a mail address, if it is one.
+pub(crate) fn mail_address(text: &str) -> Option<String> {
     let mail = text.trim();
     <lettre::Address as std::str::FromStr>::from_str(mail).ok()?;
+    Some(mail.to_string())
+}
+
+/// A mail address to find through the contact API, if `text` is one.
+pub(crate) fn lookup_mail(text: &str) -> Option<Recipients> {
     Some(Recipients {
-        mails: vec![mail.to_string()],
+        mails: vec![mail_address(text)?],
+        ..Recipients::default()
+    })
+}
+
+/// A mail address sent to as it is, if `text` is one.
+pub(crate) fn by_mail(text: &str) -> Option<Recipients> {
+    Some(Recipients {
+        users: vec![mail_address(text)?],
         ..Recipients::default()
     })
 }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::channel::contact::Contacts;
 use crate::channel::reply::{ReplyTable, Rounds, VendorReply, call, judge};
 use crate::channel::{DeliveryError, Outgoing};
 use crate::ids::now_ms;
@@ -63,13 +64,15 @@ pub trait Issuer: Send + Sync {
     ) -> Result<(Secret, Duration), DeliveryError>;
 }
 
-/// The token of one application.
+/// The token of one application, and what its contact API answered.
 pub struct TokenCache {
     issuer: Box<dyn Issuer>,
     /// The shared document's key (no secret: a digest of it).
     key: String,
     /// Held while fetching: concurrent callers wait for the one fetch (single flight).
     current: tokio::sync::Mutex<Option<Cached>>,
+    /// People found by mail or mobile, asked with this application's token.
+    pub contacts: Contacts,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -100,16 +103,13 @@ impl TokenCache {
         let identity = format!("{}\n{}\n{}", app.origin, app.id, app.secret.expose());
         // Only a digest of the credentials is kept.
         let digest = hex::encode(Sha256::digest(identity.as_bytes()));
+        let key = format!("token:{}:{}", issuer.vendor(), &digest[..32]);
         TokenCache {
-            key: format!("token:{}:{}", issuer.vendor(), &digest[..32]),
+            contacts: Contacts::new(issuer.vendor(), &key),
+            key,
             issuer: Box::new(issuer),
             current: tokio::sync::Mutex::new(None),
         }
-    }
-
-    /// The application's name among the shared documents (a digest: no secret).
-    pub fn key(&self) -> &str {
-        &self.key
     }
 
     /// A valid token, fetching one if needed (once across replicas on a shared store).

@@ -374,6 +374,14 @@ fn resolve(
         users: Vec::new(),
         ..named.clone()
     };
+    let mut report = |user: &str, as_written: bool| {
+        unresolved.push(Unresolved {
+            origin: origin.to_string(),
+            user: user.to_string(),
+            channel: channel.name.clone(),
+            as_written,
+        })
+    };
     for name in &named.users {
         match directory.get(name) {
             None => match channel.channel.address_unknown(name) {
@@ -385,34 +393,19 @@ fn resolve(
                     if !to.users.contains(name) {
                         to.users.push(name.clone());
                     }
-                    unresolved.push(Unresolved {
-                        origin: origin.to_string(),
-                        user: name.clone(),
-                        channel: channel.name.clone(),
-                        as_written: true,
-                    });
+                    report(name, true);
                 }
             },
             Some(u) => match channel.channel.address(u) {
                 Some(r) => to.merge(&r),
-                None => unresolved.push(Unresolved {
-                    origin: origin.to_string(),
-                    user: name.clone(),
-                    channel: channel.name.clone(),
-                    as_written: false,
-                }),
+                None => report(name, false),
             },
         }
     }
     for mail in mails {
         match channel.channel.address_unknown(mail) {
             Some(r) => to.merge(&r),
-            None => unresolved.push(Unresolved {
-                origin: origin.to_string(),
-                user: mail.clone(),
-                channel: channel.name.clone(),
-                as_written: false,
-            }),
+            None => report(mail, false),
         }
     }
     to

@@ -6,16 +6,8 @@ use serde_json::{Value, json};
 use crate::support::*;
 use crate::vendors;
 
+/// What every test here shares besides the `app` Source.
 const SOURCE: &str = r#"
-apiVersion: hookrelay.dev/v1alpha1
-kind: Source
-metadata: {name: app}
-spec:
-  auth: none
-  event:
-    type: [{pointer: /kind, prefix: "app."}]
-    id: [{pointer: /id}]
----
 apiVersion: hookrelay.dev/v1alpha1
 kind: Template
 metadata: {name: app}
@@ -44,7 +36,7 @@ fn route(name: &str, channel: &str, to: &str) -> String {
 }
 
 async fn relay(files: &[(&str, &str)]) -> (Hooks, tempfile::TempDir, TestRelay) {
-    let mut all = vec![("00-source.yaml", SOURCE)];
+    let mut all = vec![("00-app.yaml", APP_SOURCE), ("00-source.yaml", SOURCE)];
     all.extend_from_slice(files);
     start_clean(&all, |_| {}).await
 }

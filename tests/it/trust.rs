@@ -8,16 +8,8 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// The Sources besides `app` ([`APP_SOURCE`]).
 const SOURCES: &str = r#"
-apiVersion: hookrelay.dev/v1alpha1
-kind: Source
-metadata: {name: app}
-spec:
-  auth: none
-  event:
-    type: [{pointer: /kind, prefix: "app."}]
-    id: [{pointer: /id}]
----
 apiVersion: hookrelay.dev/v1alpha1
 kind: Source
 metadata: {name: plain}
@@ -51,7 +43,11 @@ async fn relay_with(
     tune: impl FnOnce(&mut hookrelay::config::Settings),
 ) -> (Hooks, tempfile::TempDir, TestRelay) {
     start_clean(
-        &[("00-sources.yaml", SOURCES), ("10-rest.yaml", files)],
+        &[
+            ("00-app.yaml", APP_SOURCE),
+            ("00-sources.yaml", SOURCES),
+            ("10-rest.yaml", files),
+        ],
         tune,
     )
     .await

@@ -216,10 +216,7 @@ impl Channel for Email {
     /// A mail address the directory does not know (a payload's `task_creator_email`) is
     /// written to as it is.
     fn address_unknown(&self, name: &str) -> Option<Recipients> {
-        Address::from_str(name.trim()).ok().map(|_| Recipients {
-            users: vec![name.trim().to_string()],
-            ..Recipients::default()
-        })
+        super::by_mail(name)
     }
 
     fn needs_recipients(&self) -> bool {

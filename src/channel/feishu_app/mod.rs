@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use self::config::{FeishuAppSpec, IdType};
 use self::wire::CONTENT_BYTES;
-use super::contact::{Contacts, Key};
+use super::contact::Key;
 use super::reply::VendorReply;
 use super::token::{App, Issuer, TokenCache, issued};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
@@ -34,8 +34,6 @@ pub struct FeishuApp {
     chat_id: Option<String>,
     card: bool,
     tokens: Arc<TokenCache>,
-    /// Ids found by mail or mobile through the contact API.
-    contacts: Arc<Contacts>,
     http: reqwest::Client,
 }
 
@@ -57,7 +55,6 @@ pub fn build(
         secret,
     }));
     Ok(Arc::new(FeishuApp {
-        contacts: Contacts::shared("feishu", tokens.key()),
         tokens,
         origin,
         app_id: spec.app_id,
@@ -96,22 +93,14 @@ impl FeishuApp {
             self.origin,
             self.id_type.as_str()
         );
-        match self.call(&url, out, &body).await {
-            // An entry without `user_id`: no such user.
-            Ok(r) => Ok(r.body["data"]["user_list"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find_map(|u| u["user_id"].as_str().filter(|id| !id.is_empty()))
-                .map(str::to_string)),
-            // Refused for good (no contact permission): this person is reported, the message
-            // still goes to the chat if there is one.
-            Err(DeliveryError::Permanent { detail, .. }) => {
-                tracing::warn!(detail, "contact lookup refused; the recipient is reported");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let reply = self.call(&url, out, &body).await?;
+        // An entry without `user_id`: no such user.
+        Ok(reply.body["data"]["user_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|u| u["user_id"].as_str().filter(|id| !id.is_empty()))
+            .map(str::to_string))
     }
 
     /// POSTs `body` to `url` with the tenant token, read by the message API's table.
@@ -157,11 +146,10 @@ impl Channel for FeishuApp {
 
     /// Any mail address: sent to as it is with `receiveIdType: email`, else looked up.
     fn address_unknown(&self, name: &str) -> Option<Recipients> {
-        let mut to = super::lookup_mail(name)?;
-        if self.id_type == IdType::Email {
-            to.users = std::mem::take(&mut to.mails);
+        match self.id_type {
+            IdType::Email => super::by_mail(name),
+            _ => super::lookup_mail(name),
         }
-        Some(to)
     }
 
     fn needs_recipients(&self) -> bool {
@@ -180,6 +168,7 @@ impl Channel for FeishuApp {
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
         let (to, found) = self
+            .tokens
             .contacts
             .resolve_all(out.to, out.shared, |who| self.lookup(who, out))
             .await?;

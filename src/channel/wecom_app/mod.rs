@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 pub(super) use self::classify::common_code;
 use self::config::{AgentId, WecomAppSpec};
 use self::wire::CONTENT_BYTES;
-use super::contact::{Contacts, Key};
+use super::contact::Key;
 use super::token::{App, Issuer, TokenCache, issued};
 use super::{Channel, DeliveryError, Limits, Outgoing, Preview, Receipt};
 use crate::directory::User;
@@ -36,8 +36,6 @@ pub struct WecomApp {
     textcard: bool,
     markdown: bool,
     tokens: Arc<TokenCache>,
-    /// Userids found by mail or mobile through the contact API.
-    contacts: Arc<Contacts>,
     http: reqwest::Client,
 }
 
@@ -70,7 +68,6 @@ pub fn build(
         secret,
     }));
     Ok(Arc::new(WecomApp {
-        contacts: Contacts::shared("wecom", tokens.key()),
         tokens,
         base,
         corp_id: spec.corp_id,
@@ -110,20 +107,9 @@ impl WecomApp {
                         .timeout(out.timeout)
                         .json(&body)
                 })
-                .await;
-            match reply {
-                Ok(r) => {
-                    if let Some(id) = r.body["userid"].as_str().filter(|id| !id.is_empty()) {
-                        return Ok(Some(id.to_string()));
-                    }
-                }
-                // Refused for good (no permission for the contact API): this person cannot be
-                // found, the others are still sent to.
-                Err(DeliveryError::Permanent { detail, .. }) => {
-                    tracing::warn!(detail, "contact lookup refused; the recipient is reported");
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
+                .await?;
+            if let Some(id) = reply.body["userid"].as_str().filter(|id| !id.is_empty()) {
+                return Ok(Some(id.to_string()));
             }
         }
         Ok(None)
@@ -163,6 +149,7 @@ impl Channel for WecomApp {
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
         let (to, found) = self
+            .tokens
             .contacts
             .resolve_all(out.to, out.shared, |who| self.lookup(who, out))
             .await?;
