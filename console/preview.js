@@ -1,6 +1,6 @@
 // A message as the vendor shows it, drawn from the request the channel sends (WeCom text,
-// markdown and textcard; robot mentions; DingTalk actionCard; Feishu post and cards; a mail) — as
-// text, never markup.
+// markdown, textcard and template cards; robot mentions; DingTalk actionCard; Feishu post and
+// cards; a mail) — as text, never markup.
 
 import { t } from "./i18n.js";
 import { h, setLink } from "./dom.js";
@@ -80,6 +80,12 @@ export function vendorView(body, message) {
     inner = [h("div", { class: "title" }, b.subject),
       h("div", { class: "mail-head" }, `${t("mail_from")}: ${b.from || ""} · ${t("to")}: ${(b.to || []).join(", ")}`),
       plain(b.text)];
+  } else if (b.msgtype === "template_card" && b.template_card) {
+    // A WeCom template card (a thread's message): its title, text and first button.
+    const card = b.template_card;
+    const btn = (card.button_list || [])[0];
+    inner = [h("div", { class: "title" }, card.main_title?.title || ""), plain(card.sub_title_text || ""),
+      btn ? button(btn.text || t("link"), btn.url) : null];
   } else if (b.msgtype === "textcard" && b.textcard) {
     inner = [h("div", { class: "title" }, b.textcard.title), plain(b.textcard.description), button(b.textcard.btntxt || "详情", b.textcard.url)];
   } else if (b.msgtype === "actionCard" && b.actionCard) {

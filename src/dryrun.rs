@@ -9,7 +9,7 @@ use std::sync::Arc;
 use actix_web::http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::catalog::{Catalog, Loader};
 use crate::channel::{Outgoing, Preview};
@@ -86,6 +86,9 @@ pub struct RenderedDelivery {
     pub held: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<u64>,
+    /// The thread it continues (its key) and what the thread's later events do on its channel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread: Option<Value>,
     /// The render error that would make it a dead letter from the start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -288,6 +291,10 @@ fn render_event(catalog: &Catalog, event: &Event, now: u64) -> RenderedEvent {
                 message: d.message.clone(),
                 held: d.held.as_ref().map(|h| h.detail.clone()),
                 due_ms: d.held.as_ref().map(|_| d.due_ms),
+                thread: d
+                    .thread
+                    .as_ref()
+                    .map(|key| json!({"key": key, "note": ch.thread_note()})),
                 error: None,
                 request: None,
                 request_error: None,
@@ -311,6 +318,7 @@ fn render_event(catalog: &Catalog, event: &Event, now: u64) -> RenderedEvent {
                 event: Some(&ce),
                 timeout: ch.timeout,
                 shared: None,
+                threaded: d.thread.is_some() && ch.channel.updatable().is_some(),
             };
             match ch.preview(&outgoing) {
                 Ok(p) => out.request = Some(p),
@@ -408,6 +416,11 @@ fn print_event(e: &RenderedEvent, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "   to: {}", serde_json::to_string(&d.to)?)?;
         if let Some(held) = &d.held {
             writeln!(out, "   ⏸ {held}")?;
+        }
+        if let Some(thread) = &d.thread {
+            let key = thread["key"].as_str().unwrap_or_default();
+            let note = thread["note"].as_str().unwrap_or_default();
+            writeln!(out, "   ↻ thread {}…: {note}", &key[..key.len().min(12)])?;
         }
         let Some(message) = &d.message else {
             let why = d.error.as_deref().unwrap_or("no message");

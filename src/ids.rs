@@ -116,6 +116,29 @@ impl fmt::Debug for DeliveryId {
     }
 }
 
+/// Both ids travel in records and APIs in their text form.
+macro_rules! text_serde {
+    ($ty:ty, $what:literal) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                <$ty>::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("not ", $what, ": {:?}"), text))
+                })
+            }
+        }
+    };
+}
+
+text_serde!(EventId, "an event id");
+text_serde!(DeliveryId, "a delivery id");
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,39 @@ pub struct Message {
     pub url: Option<String>,
 }
 
+impl Message {
+    /// The message as plain text for a card: its headline (the title, else the first line) and
+    /// the rest (without that first line when it became the headline).
+    pub fn headline(&self) -> (String, String) {
+        let text = match self.msgtype {
+            MsgType::Markdown => markdown_to_text(&self.content),
+            MsgType::Text => self.content.clone(),
+        };
+        let text = text.trim();
+        let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+        match self
+            .title
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            // Templates often repeat the title as the first line: shown once.
+            Some(title) if first.trim() != title => (title.to_string(), text.to_string()),
+            Some(title) => (title.to_string(), rest.trim().to_string()),
+            None => (first.trim().to_string(), rest.trim().to_string()),
+        }
+    }
+}
+
+/// `text` cut to at most `max` characters, the last one an ellipsis when it was cut (for
+/// vendors that count characters, not bytes).
+pub fn cut_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max.saturating_sub(1)) {
+        Some((at, _)) if text[at..].chars().nth(1).is_some() => format!("{}…", &text[..at]),
+        _ => text.to_string(),
+    }
+}
+
 /// Who a delivery is for, in the ids its channel understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Recipients {
@@ -228,6 +261,38 @@ pub fn truncate_utf8(text: &mut String, max_bytes: usize) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_headline_is_the_title_or_first_line_shown_once() {
+        let m = |title: Option<&str>, content: &str| Message {
+            msgtype: MsgType::Markdown,
+            content: content.into(),
+            title: title.map(str::to_string),
+            url: None,
+        };
+        let repeated = m(Some("构建 7 失败"), "**构建 7 失败**\n> 项目：web");
+        assert_eq!(
+            repeated.headline(),
+            ("构建 7 失败".into(), "项目：web".into())
+        );
+        let other = m(Some("Build 7"), "failed at test");
+        assert_eq!(
+            other.headline(),
+            ("Build 7".into(), "failed at test".into())
+        );
+        assert_eq!(
+            m(None, "## Deploy\nok").headline(),
+            ("Deploy".into(), "ok".into())
+        );
+    }
+
+    #[test]
+    fn cuts_count_characters_and_end_with_an_ellipsis() {
+        assert_eq!(cut_chars("制品晋级待审批", 7), "制品晋级待审批");
+        assert_eq!(cut_chars("制品晋级待审批", 4), "制品晋…");
+        assert_eq!(cut_chars("abc", 3), "abc");
+        assert_eq!(cut_chars("abcd", 3), "ab…");
+    }
 
     #[test]
     fn recognizes_cnb_user_notify() {

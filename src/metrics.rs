@@ -635,6 +635,7 @@ mod tests {
                 due_ms: 0,
                 held: None,
                 digest: None,
+                thread: None,
             }],
             cel_errors: 1,
             unresolved: vec![Unresolved {

@@ -384,7 +384,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 }
 
 /// Percent-encodes all but RFC 3986 unreserved characters: one round of encoding for a URL
-/// query value.
+/// query value or path segment.
 pub const URL_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')

@@ -47,6 +47,7 @@ pub fn new_event(n: u64, source: &str, channel: &str, received_ms: u64) -> NewEv
             due_ms: 0,
             held: None,
             digest: None,
+            thread: None,
         }],
     }
 }

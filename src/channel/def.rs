@@ -93,12 +93,49 @@ impl ChannelDef {
         }
     }
 
+    /// Updates a thread's message through the channel (see [`Channel::update`]); the outcome
+    /// carries none of its credentials.
+    pub async fn update(
+        &self,
+        out: &Outgoing<'_>,
+        handle: &Value,
+    ) -> Result<Option<Receipt>, DeliveryError> {
+        match self.channel.update(out, handle).await {
+            Ok(r) => Ok(r.map(|r| self.credentials.receipt(r))),
+            Err(e) => Err(self.credentials.error(e)),
+        }
+    }
+
+    /// What a thread's later events do on this channel, in words (`render`, the admin API).
+    pub fn thread_note(&self) -> String {
+        match self.channel.updatable() {
+            Some(d) => format!(
+                "the thread's first event sends a message that its later events update in place \
+                 (for {} after it is sent)",
+                in_words(d)
+            ),
+            None => format!(
+                "{} cannot change a message it sent: each event of the thread sends a new one",
+                self.kind
+            ),
+        }
+    }
+
     /// The request a send would make, without its credentials.
     pub fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
         match self.channel.preview(out) {
             Ok(p) => Ok(self.credentials.preview(p)),
             Err(e) => Err(self.credentials.error(e)),
         }
+    }
+}
+
+/// A vendor's window in whole days or hours ("14 days", "72 hours").
+fn in_words(d: Duration) -> String {
+    let hours = d.as_secs() / 3600;
+    match hours {
+        h if h > 72 && h % 24 == 0 => format!("{} days", h / 24),
+        h => format!("{h} hours"),
     }
 }
 

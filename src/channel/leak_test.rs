@@ -182,6 +182,7 @@ async fn shown(r: &Registration, status: u16) -> (String, Vec<&'static str>) {
         event: Some(&event),
         timeout: Duration::from_secs(5),
         shared: None,
+        threaded: false,
     };
     let outcome: Result<Receipt, _> = def.send(&out).await;
     let preview = def

@@ -73,6 +73,9 @@ pub struct Outgoing<'a> {
     /// The store, when state must be shared with other replicas (vendor tokens); `None` in
     /// previews and tests.
     pub shared: Option<&'a dyn crate::store::Store>,
+    /// The first message of a thread: sent in a form its channel can change later (a card),
+    /// with the [`Receipt::handle`] that changes it.
+    pub threaded: bool,
 }
 
 impl std::fmt::Debug for Outgoing<'_> {
@@ -83,6 +86,7 @@ impl std::fmt::Debug for Outgoing<'_> {
             .field("to", self.to)
             .field("event", &self.event)
             .field("timeout", &self.timeout)
+            .field("threaded", &self.threaded)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +154,17 @@ impl DeliveryError {
         }
     }
 
+    /// The answer to an update: one refused for good means the vendor no longer lets the
+    /// message be changed (a used or expired handle, a message gone): `None`, and a new message
+    /// goes instead. A retryable failure or a throttle stays one.
+    pub fn unless_refused<T>(r: Result<T, DeliveryError>) -> Result<Option<T>, DeliveryError> {
+        match r {
+            Ok(v) => Ok(Some(v)),
+            Err(DeliveryError::Permanent { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The same error with its detail scrubbed of what `scrubber` holds.
     pub fn scrubbed(mut self, scrubber: &Scrubber) -> DeliveryError {
         match &mut self {
@@ -181,13 +196,16 @@ pub struct Receipt {
     /// Recipients the vendor refused while delivering to the rest (a partial success: reported
     /// and counted, never retried).
     pub rejected: u32,
+    /// What changes the message later ([`Channel::update`]), when it was sent [`Outgoing::threaded`]
+    /// or updated and may be again. Kept in the store's thread record, not shown.
+    pub handle: Option<Value>,
 }
 
 impl Receipt {
     pub fn of(detail: Value) -> Receipt {
         Receipt {
             detail: Some(detail),
-            rejected: 0,
+            ..Receipt::default()
         }
     }
 }
@@ -256,6 +274,23 @@ pub trait Channel: Send + Sync + fmt::Debug {
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError>;
+
+    /// How long a message it sent can still be changed, if it can: a thread's later events
+    /// update it. `None`: each event is a new message (a robot cannot change what it posted).
+    fn updatable(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Changes the message `handle` names (the [`Receipt::handle`] of an earlier send or
+    /// update) to `out`'s. `Ok(None)`: the vendor no longer lets it be changed (a used or
+    /// expired handle, a deleted message), and the caller sends a new one.
+    async fn update(
+        &self,
+        _out: &Outgoing<'_>,
+        _handle: &Value,
+    ) -> Result<Option<Receipt>, DeliveryError> {
+        Ok(None)
+    }
 
     /// The request [`Channel::send`] would make, credentials redacted, without sending it
     /// (`hookrelay render`).

@@ -36,6 +36,10 @@ pub async fn run(listener: TcpListener, secrets: Secrets) -> std::io::Result<()>
             .app_data(secrets.clone())
             .route("/cgi-bin/gettoken", web::get().to(gettoken))
             .route("/cgi-bin/message/send", web::post().to(wecom_app))
+            .route(
+                "/cgi-bin/message/update_template_card",
+                web::post().to(wecom_card_update),
+            )
             .route("/cgi-bin/webhook/send", web::post().to(wecom_robot))
             .route("/robot/send", web::post().to(dingtalk_robot))
             .route("/open-apis/bot/v2/hook/{token}", web::post().to(feishu_bot))
@@ -44,6 +48,10 @@ pub async fn run(listener: TcpListener, secrets: Secrets) -> std::io::Result<()>
                 web::post().to(feishu_token),
             )
             .route("/open-apis/im/v1/messages", web::post().to(feishu_app))
+            .route(
+                "/open-apis/im/v1/messages/{id}",
+                web::patch().to(feishu_card_update),
+            )
             .default_service(web::post().to(webhook))
     })
     .workers(1)
@@ -106,6 +114,7 @@ async fn wecom_app(body: web::Json<Value>) -> HttpResponse {
             text(&m["btntxt"]),
             text(&m["url"])
         ),
+        "template_card" => card_text(m),
         _ => text(&m["content"]),
     };
     show(
@@ -116,7 +125,59 @@ async fn wecom_app(body: web::Json<Value>) -> HttpResponse {
         ),
         &shown,
     );
-    HttpResponse::Ok().json(json!({"errcode": 0, "errmsg": "ok", "msgid": "sink-msg"}))
+    let mut reply = json!({"errcode": 0, "errmsg": "ok", "msgid": "sink-msg"});
+    // An interaction card can be updated: with a code as WeCom gives (the sink takes any).
+    if m["card_type"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("_interaction"))
+    {
+        reply["response_code"] = json!("sink-response-code");
+    }
+    HttpResponse::Ok().json(reply)
+}
+
+/// A WeCom template card as text: its title, its text, its first button.
+fn card_text(card: &Value) -> String {
+    format!(
+        "{}\n{}\n[{}] {}",
+        text(&card["main_title"]["title"]),
+        text(&card["sub_title_text"]),
+        text(&card["button_list"][0]["text"]),
+        text(&card["button_list"][0]["url"])
+    )
+}
+
+async fn wecom_card_update(body: web::Json<Value>) -> HttpResponse {
+    show(
+        &format!(
+            "WeCom app card {} updated for {}",
+            text(&body["template_card"]["task_id"]),
+            list(&body["userids"])
+        ),
+        &card_text(&body["template_card"]),
+    );
+    HttpResponse::Ok().json(json!({"errcode": 0, "errmsg": "ok", "invaliduser": ""}))
+}
+
+/// A Feishu card as text: its header and its first block.
+fn feishu_card_text(card: &Value) -> String {
+    format!(
+        "{}\n{}",
+        text(&card["header"]["title"]["content"]),
+        text(&card["elements"][0]["text"]["content"])
+    )
+}
+
+async fn feishu_card_update(id: web::Path<String>, body: web::Json<Value>) -> HttpResponse {
+    let card: Value = body["content"]
+        .as_str()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or(Value::Null);
+    show(
+        &format!("Feishu app card {id} updated"),
+        &feishu_card_text(&card),
+    );
+    HttpResponse::Ok().json(json!({"code": 0, "msg": "success", "data": {}}))
 }
 
 async fn wecom_robot(body: web::Json<Value>) -> HttpResponse {
@@ -222,11 +283,7 @@ async fn feishu_app(req: HttpRequest, body: web::Json<Value>) -> HttpResponse {
         .and_then(|c| serde_json::from_str(c).ok())
         .unwrap_or(Value::Null);
     let shown = match body["msg_type"].as_str() {
-        Some("interactive") => format!(
-            "{}\n{}",
-            text(&content["header"]["title"]["content"]),
-            text(&content["elements"][0]["text"]["content"])
-        ),
+        Some("interactive") => feishu_card_text(&content),
         Some("text") => text(&content["text"]),
         _ => content.to_string(),
     };

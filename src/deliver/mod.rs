@@ -11,6 +11,7 @@
 //! the list has drained to half.
 
 mod digest;
+mod thread;
 mod worker;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -52,6 +53,7 @@ pub struct Dispatcher {
     stopping: AtomicBool,
     /// When each channel's throttling was last logged (ms).
     throttle_logged: Mutex<HashMap<String, u64>>,
+    threads: thread::Turns,
 }
 
 /// The bounded, exponential pause of dispatch while the store cannot write.
@@ -114,6 +116,7 @@ impl Dispatcher {
             held: Mutex::default(),
             stopping: AtomicBool::new(false),
             throttle_logged: Mutex::default(),
+            threads: thread::Turns::default(),
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::{Dispatcher, digest};
+use super::{Dispatcher, digest, thread};
 use crate::catalog::Catalog;
 use crate::channel::{DeliveryError, Outgoing, Receipt};
 use crate::ids::now_ms;
@@ -185,6 +185,7 @@ async fn attempt(
         event: ce.as_ref(),
         timeout: ch.timeout,
         shared: Some(&*dispatcher.store),
+        threaded: false,
     };
     let store = &*dispatcher.store;
     if let Some(limiter) = &ch.limiter
@@ -196,7 +197,10 @@ async fn attempt(
             wait: Some(wait),
         });
     }
-    let result = ch.send(&out).await;
+    let result = match &rec.thread {
+        Some(key) => thread::send(dispatcher, ch, rec, key, out).await,
+        None => ch.send(&out).await,
+    };
     if let (Err(DeliveryError::Throttled { wait: Some(w), .. }), Some(limiter)) =
         (&result, &ch.limiter)
     {
@@ -308,6 +312,7 @@ mod tests {
             held_until_ms: None,
             receipt: None,
             digest: None,
+            thread: None,
         }
     }
 

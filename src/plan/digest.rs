@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::catalog::Catalog;
 use crate::channel::ChannelDef;
@@ -119,8 +118,7 @@ impl DigestBook {
 /// recipients and the digest's own key as rendered for the event — hashed, so that it has a
 /// fixed size whatever a payload puts into it.
 pub fn key(origin: &str, channel: &str, to: &Recipients, rendered: &str) -> String {
-    let canonical = json!([origin, channel, to, rendered]).to_string();
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    super::hashed(&json!([origin, channel, to, rendered]))
 }
 
 /// One event of a digest, and the message it would have been on its own.

@@ -7,6 +7,8 @@ pub mod digest;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use sha2::Digest;
+
 use crate::catalog::Catalog;
 use crate::channel::{ChannelDef, Limits};
 use crate::directory::{User, quiet};
@@ -53,10 +55,18 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64, book: &DigestBook) ->
     let mut rendered_for: HashMap<(Option<&str>, &str), Rendered> = HashMap::new();
     let out = &mut plan.deliveries;
     for a in routed.audiences {
-        let (template, rendered) = rendered_for
+        let (template, rendered, thread) = rendered_for
             .entry((a.template, a.channel.name.as_str()))
             .or_insert_with(|| render(catalog, event, &ctx, &a))
             .clone();
+        // The Route's or Subscription's thread wins over the template's; one that does not
+        // render (a field this event lacks) starts no thread.
+        let thread = match a.thread {
+            Some(t) => t.render(&ctx).ok(),
+            None => thread,
+        }
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
         let due_ms = now_ms + a.channel.retry.initial_delay().as_millis() as u64;
         let groups = hold_quiet(&a, &quiet, due_ms);
         let chunks = groups.into_iter().flat_map(|(to, due_ms, held)| {
@@ -86,12 +96,15 @@ pub fn plan(catalog: &Catalog, event: &Event, now_ms: u64, book: &DigestBook) ->
                 origin: a.origin.to_string(),
                 channel: a.channel.name.clone(),
                 template: template.clone(),
-                to,
                 message,
                 failed,
                 due_ms,
                 held,
                 digest,
+                thread: thread
+                    .as_deref()
+                    .map(|t| thread_key(&a.channel.name, &to, t)),
+                to,
             });
         }
     }
@@ -199,8 +212,19 @@ fn take(list: &mut Vec<String>, ids: &[String]) -> Vec<String> {
     taken
 }
 
-/// The template used (if any) and the message it gave.
-type Rendered = (Option<String>, Result<Message, String>);
+/// The template used (if any), the message it gave, and its thread as rendered.
+type Rendered = (Option<String>, Result<Message, String>, Option<String>);
+
+/// The key of a message thread: the channel, the recipients and the thread as rendered for
+/// the event — hashed, so that it has a fixed size whatever a payload puts into it.
+pub fn thread_key(channel: &str, to: &Recipients, rendered: &str) -> String {
+    hashed(&serde_json::json!(["thread", channel, to, rendered]))
+}
+
+/// A key made of `parts`: the hex SHA-256 of their JSON.
+fn hashed(parts: &serde_json::Value) -> String {
+    hex::encode(sha2::Sha256::digest(parts.to_string().as_bytes()))
+}
 
 /// Renders the message for one audience.
 pub fn render(catalog: &Catalog, event: &Event, ctx: &RenderCtx, a: &Audience<'_>) -> Rendered {
@@ -217,9 +241,13 @@ pub fn render(catalog: &Catalog, event: &Event, ctx: &RenderCtx, a: &Audience<'_
             None => fallback(event),
         }),
     };
+    let thread = template
+        .and_then(|t| t.thread.as_ref())
+        .and_then(|t| t.render(ctx).ok());
     (
         template.map(|t| t.name.clone()),
         rendered.map(|m| fit(m, a.channel)),
+        thread,
     )
 }
 
@@ -237,6 +265,7 @@ pub fn rerender(
         template,
         to: Recipients::default(),
         digest: None,
+        thread: None,
     };
     render(catalog, event, &ctx, &a).1
 }

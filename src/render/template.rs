@@ -18,6 +18,8 @@ struct TemplateSpec {
     /// Renders a digest: sees `events`, one entry per collected event.
     #[serde(default)]
     digest: bool,
+    /// Rendered per event: events with the same thread continue one message.
+    thread: Option<String>,
     #[serde(flatten)]
     base: VariantSpec,
     #[serde(default)]
@@ -50,6 +52,9 @@ pub struct TemplateDef {
     /// A digest template: it renders the list of a digest's events (`{{#each events}}`), and is
     /// chosen for digests only.
     pub digest: bool,
+    /// Rendered per event (a run's id, an object's namespace/name): the events of one thread
+    /// update the message its first one sent, on a channel that can change a message.
+    pub thread: Option<Tpl>,
     base: Variant,
     /// Keyed by channel name or channel type.
     overrides: BTreeMap<String, Variant>,
@@ -168,6 +173,11 @@ pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
         errors.push(e);
         Patterns::default()
     });
+    let thread = spec.thread.as_deref().and_then(|t| {
+        Tpl::compile(t)
+            .map_err(|e| errors.push(DocError::new("/spec/thread", e)))
+            .ok()
+    });
     let base = compile_variant(&spec.base, None, "/spec", &mut errors);
     let mut overrides = BTreeMap::new();
     for (key, v) in &spec.channels {
@@ -183,6 +193,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
             name: name.to_string(),
             types,
             digest: spec.digest,
+            thread,
             base,
             overrides,
             builtin: false,

@@ -9,6 +9,7 @@ use super::filter::{Filter, FilterSpec};
 use crate::doc::pattern::Patterns;
 use crate::doc::{DocError, parse_spec};
 use crate::message::Recipients;
+use crate::render::Tpl;
 
 #[derive(Debug, Deserialize)]
 struct RouteSpec {
@@ -23,6 +24,7 @@ struct RouteSpec {
     #[serde(default)]
     filter: FilterSpec,
     digest: Option<DigestSpec>,
+    thread: Option<String>,
 }
 
 /// Recipients as written in hooks.d (department and tag ids may be numbers).
@@ -122,6 +124,8 @@ pub struct RouteDef {
     pub filter: Filter,
     /// Events inside a window become one message per recipient set.
     pub digest: Option<DigestDef>,
+    /// The thread its events continue, instead of the template's.
+    pub thread: Option<Tpl>,
 }
 
 /// Compiles a Route document's `spec`.
@@ -146,6 +150,11 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
             .map_err(|e| errors.push(e))
             .ok()
     });
+    let thread = spec.thread.as_deref().and_then(|t| {
+        Tpl::compile(t)
+            .map_err(|e| errors.push(DocError::new("/spec/thread", e)))
+            .ok()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -159,6 +168,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<RouteDef, Vec<DocError>> {
         from_event,
         filter,
         digest,
+        thread,
     })
 }
 

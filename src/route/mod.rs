@@ -46,6 +46,8 @@ pub struct Audience<'c> {
     pub to: Recipients,
     /// The Route's or Subscription's digest, if its events are collected.
     pub digest: Option<&'c DigestDef>,
+    /// The Route's or Subscription's thread, over the template's.
+    pub thread: Option<&'c crate::render::Tpl>,
 }
 
 /// A user the directory cannot address on a channel: reported, never silently dropped.
@@ -193,6 +195,7 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
                 template: r.template.as_deref(),
                 to,
                 digest: r.digest.as_ref(),
+                thread: r.thread.as_ref(),
             });
         }
     }
@@ -228,6 +231,7 @@ pub fn route<'c>(routing: Routing<'c>, event: &Event, ce: &Value) -> Routed<'c> 
                         template: None,
                         to,
                         digest: sub.digest.as_deref(),
+                        thread: sub.thread.as_ref(),
                     }),
                     None => out.unresolved.push(Unresolved {
                         origin: sub.name.clone(),

@@ -11,6 +11,7 @@ use super::digest::{DigestDef, DigestSpec};
 use super::filter::{Filter, FilterSpec, ObjectSelector, ObjectSpec};
 use crate::doc::pattern::Patterns;
 use crate::doc::{DocError, parse_spec};
+use crate::render::Tpl;
 
 /// The annotation ACP uses to name a subscription's channels (comma-separated).
 pub const PLUGIN_CLASSES: &str = "core.katanomi.dev/sink.pluginclasses";
@@ -24,6 +25,7 @@ struct SubscriptionSpec {
     channels: Vec<String>,
     subscriptions: Vec<EntrySpec>,
     digest: Option<DigestSpec>,
+    thread: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +75,8 @@ pub struct SubscriptionDef {
     pub rules: Arc<Vec<Rule>>,
     /// The subscriber's events inside a window become one message.
     pub digest: Option<Arc<DigestDef>>,
+    /// The thread its events continue, instead of the template's.
+    pub thread: Option<Tpl>,
 }
 
 /// Compiles a Subscription / ClusterSubscription document (the whole document: channels may
@@ -156,6 +160,11 @@ pub fn compile(
             .map_err(|e| errors.push(e))
             .ok()
     });
+    let thread = spec.thread.as_deref().and_then(|t| {
+        Tpl::compile(t)
+            .map_err(|e| errors.push(DocError::new("/spec/thread", e)))
+            .ok()
+    });
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -166,5 +175,6 @@ pub fn compile(
         classes,
         rules: Arc::new(rules),
         digest,
+        thread,
     })
 }

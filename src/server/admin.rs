@@ -313,11 +313,33 @@ async fn get_delivery(id: web::Path<String>, state: web::Data<AppState>) -> Http
             let mut v = delivery_json(&d);
             v["attempt_log"] = serde_json::to_value(attempts).unwrap_or(Value::Null);
             v["request"] = preview(&state, &d).await;
+            if let Some(key) = &d.thread {
+                v["threadMessage"] = thread(&state, key, &d.channel).await;
+            }
             HttpResponse::Ok().json(v)
         }
         (Ok(None), _) => not_found("no such delivery"),
         (Err(e), _) | (_, Err(e)) => store_error(e),
     }
+}
+
+/// The thread a delivery continues (`key`): what its channel does with a thread's events, and
+/// the message the thread updates (never its handle: that changes the message).
+async fn thread(state: &AppState, key: &str, channel: &str) -> Value {
+    let catalog = state.catalog.current();
+    let mut v = json!({});
+    if let Some(ch) = catalog.channels.get(channel) {
+        v["note"] = json!(ch.thread_note());
+    }
+    match state.store.thread(key).await {
+        Ok(Some(t)) => {
+            v["message"] = json!({"sentBy": t.sent_by, "shows": t.shows, "updates": t.updates,
+                "updatable": t.handle.is_some(), "expiresMs": t.expires_ms});
+        }
+        Ok(None) => v["message"] = Value::Null,
+        Err(e) => v["error"] = json!(e.to_string()),
+    }
+    v
 }
 
 /// The vendor request `d` makes with today's channel, credentials redacted (`null` when its
@@ -342,6 +364,8 @@ async fn preview(state: &AppState, d: &DeliveryRecord) -> Value {
         event: event.as_ref(),
         timeout: ch.timeout,
         shared: None,
+        // A thread's message as its first event would send it (a later one updates it).
+        threaded: d.thread.is_some() && ch.channel.updatable().is_some(),
     };
     match ch.preview(&outgoing) {
         Ok(p) => serde_json::to_value(p).unwrap_or(Value::Null),

@@ -10,6 +10,7 @@
 //! | `x`    | dead ms (8) + delivery id     | —               | dead letters                    |
 //! | `a`    | delivery id + try no. (4)     | AttemptRecord   | attempts of a delivery          |
 //! | `g`    | digest key (text) + delivery id (20) | —        | pending deliveries of a digest  |
+//! | `t`    | thread key (text)             | ThreadRecord    | the message a thread's events update |
 //! | `m`    | name (text)                   | engine-defined  | the store's own bookkeeping (`seq`: the last ingest write's number, checked against the data dir's marker) |
 
 use sha2::{Digest, Sha256};
@@ -23,6 +24,7 @@ pub const DUE: u8 = b'q';
 pub const DEAD: u8 = b'x';
 pub const ATTEMPT: u8 = b'a';
 pub const DIGEST: u8 = b'g';
+pub const THREAD: u8 = b't';
 pub const META: u8 = b'm';
 
 /// A bookkeeping key.
@@ -98,6 +100,14 @@ pub fn attempt(id: &DeliveryId, n: u32) -> [u8; 25] {
 pub fn attempts_of(id: &DeliveryId) -> [u8; 21] {
     let mut k = delivery(id);
     k[0] = ATTEMPT;
+    k
+}
+
+/// The record of thread `key` (a fixed-size hash: see `plan::thread_key`).
+pub fn thread(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(THREAD);
+    k.extend_from_slice(key.as_bytes());
     k
 }
 

@@ -31,7 +31,7 @@ use super::record::{decode, encode};
 use super::{
     AttemptRecord, Backlog, Busy, Completion, Counts, DeliveryPage, DeliveryQuery, DeliveryRecord,
     DeliveryState, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store,
-    StoreError,
+    StoreError, ThreadRecord,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -260,6 +260,7 @@ impl<K: Kv> KvStore<K> {
                 }
                 Some(keys::META) => true,
                 Some(keys::DIGEST) => keys::parse_digest(k).is_some(),
+                Some(keys::THREAD) => decode::<ThreadRecord>(v).is_ok(),
                 _ => false,
             };
             if !readable {
@@ -531,6 +532,45 @@ impl<K: Kv> KvStore<K> {
             }
         }
         Ok(out)
+    }
+
+    pub fn thread(&self, key: &str) -> Result<Option<ThreadRecord>, StoreError> {
+        self.get(&keys::thread(key))?
+            .map(|v| decode(&v))
+            .transpose()
+    }
+
+    pub fn set_thread(&self, key: &str, record: &ThreadRecord) -> Result<(), StoreError> {
+        self.put(vec![Op::Put(keys::thread(key), encode(record))])
+    }
+
+    pub fn purge_threads(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut expired = Vec::new();
+        let mut failure = None;
+        self.scan(
+            &[keys::THREAD],
+            &prefix_end(&[keys::THREAD]),
+            &mut |k, v| {
+                match decode::<ThreadRecord>(v) {
+                    Ok(t) if t.expires_ms < now_ms => expired.push(Op::Delete(k.to_vec())),
+                    Ok(_) => {}
+                    Err(e) => failure = Some(e),
+                }
+                if failure.is_some() || expired.len() >= limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let removed = expired.len();
+        if removed > 0 {
+            self.put(expired)?;
+        }
+        Ok(removed)
     }
 
     pub fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
@@ -1019,6 +1059,15 @@ impl<K: Kv> Store for KvStore<K> {
     }
     async fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
         KvStore::open_digests(self)
+    }
+    async fn thread(&self, key: &str) -> Result<Option<ThreadRecord>, StoreError> {
+        KvStore::thread(self, key)
+    }
+    async fn set_thread(&self, key: &str, record: &ThreadRecord) -> Result<(), StoreError> {
+        KvStore::set_thread(self, key, record)
+    }
+    async fn purge_threads(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        KvStore::purge_threads(self, now_ms, limit)
     }
     async fn complete(
         &self,

@@ -30,6 +30,7 @@ use crate::message::{Message, Recipients};
 
 pub use record::{
     AttemptRecord, AttemptResult, DeliveryRecord, DeliveryState, ErrorInfo, EventRecord,
+    ThreadRecord,
 };
 
 /// A storage failure.
@@ -210,6 +211,9 @@ pub struct NewDelivery {
     /// The key of the digest it belongs to: when one delivery of a digest is sent, every
     /// pending one with its key goes in the same message.
     pub digest: Option<String>,
+    /// The key of the message thread it continues: sent as an update of the thread's message
+    /// where its channel can change one.
+    pub thread: Option<String>,
 }
 
 /// What one [`Store::purge`] step did.
@@ -398,6 +402,16 @@ pub trait Store: Send + Sync {
     /// The digest key and due time of every pending delivery of a digest: the windows still
     /// open (after a restart, later events join them).
     async fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// The message of thread `key` (`NewDelivery::thread`), if one was sent and not purged.
+    async fn thread(&self, key: &str) -> Result<Option<ThreadRecord>, StoreError>;
+
+    /// Keeps `record` as thread `key`'s message (replacing any before), written like an
+    /// attempt's outcome.
+    async fn set_thread(&self, key: &str, record: &ThreadRecord) -> Result<(), StoreError>;
+
+    /// Removes up to `limit` thread records whose handles expired before `now_ms`; how many.
+    async fn purge_threads(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError>;
 
     /// Records an attempt and moves the delivery on: delivered, due again, or dead. An outcome
     /// whose lease was lost (another replica took the delivery over) is refused with

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::Event;
-use crate::ids::DeliveryId;
+use crate::ids::{DeliveryId, EventId};
 use crate::message::{Message, Recipients};
 use crate::reason::Reason;
 
@@ -104,6 +104,9 @@ pub struct DeliveryRecord {
     /// that has the same key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The key of the message thread it continues (`NewDelivery::thread`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<String>,
 }
 
 impl DeliveryRecord {
@@ -134,6 +137,7 @@ impl DeliveryRecord {
             waiting: d.held,
             receipt: None,
             digest: d.digest,
+            thread: d.thread,
         }
     }
 
@@ -178,6 +182,24 @@ impl DeliveryRecord {
     pub fn is_waiting(&self) -> bool {
         self.state == DeliveryState::Pending && self.waiting.is_some()
     }
+}
+
+/// The message a thread's events update: what its channel needs to change it, until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadRecord {
+    pub channel: String,
+    /// The channel's handle of the message (a Feishu `message_id`; a WeCom `response_code` and
+    /// `task_id`); `None` once it is used up (a WeCom code serves one update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<Value>,
+    /// The delivery that sent the message.
+    pub sent_by: DeliveryId,
+    /// The newest event the message shows: an older one arriving late must not bring it back.
+    pub shows: EventId,
+    pub updates: u32,
+    /// When the handle stops working; the record is purged after it.
+    pub expires_ms: u64,
 }
 
 /// What one attempt did.

@@ -1,5 +1,6 @@
 //! Retention: finished events (with their deliveries and attempts) removed once they are older
-//! than the retention, in bounded steps, once a minute; a pass that removed many compacts.
+//! than the retention, in bounded steps, once a minute, with the threads whose handles expired;
+//! a pass that removed many compacts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +83,8 @@ async fn pass(
             None => break,
         }
     }
+    // Threads whose messages can no longer be changed: their handles are of no use.
+    while !*stopping.borrow() && store.purge_threads(now_ms(), BATCH).await? >= BATCH {}
     if total >= COMPACT_AFTER && !*stopping.borrow() {
         store.compact().await?;
     }

@@ -56,6 +56,7 @@ pub fn delivery(due_ms: u64) -> NewDelivery {
         due_ms,
         held: None,
         digest: None,
+        thread: None,
     }
 }
 
@@ -392,6 +393,9 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
         };
         // One is in flight when the process stops; the other was never touched.
         assert_eq!(lease(&*s, 0, 1).await.len(), 1);
+        s.set_thread("t", &thread_record(id, u64::MAX))
+            .await
+            .unwrap();
         s.close().await.unwrap();
         id
     };
@@ -416,6 +420,11 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
         ids(lease(&*s, 10_000, 10).await).contains(&held),
         "due at its window's end"
     );
+    assert_eq!(
+        s.thread("t").await.unwrap(),
+        Some(thread_record(event, u64::MAX)),
+        "a thread's message is still known"
+    );
     let again = s
         .enqueue_one(new_event("r1", 1, vec![delivery(0)]), DAY)
         .await
@@ -424,6 +433,45 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
         matches!(again, Enqueued::Duplicate { .. }),
         "the dedup key survived too"
     );
+}
+
+/// A thread record as [`Store::set_thread`] keeps it.
+fn thread_record(event: EventId, expires_ms: u64) -> ThreadRecord {
+    ThreadRecord {
+        channel: "c".into(),
+        handle: Some(json!({"response_code": "RC-1", "task_id": "dlv_1"})),
+        sent_by: DeliveryId { event, index: 0 },
+        shows: event,
+        updates: 0,
+        expires_ms,
+    }
+}
+
+/// A thread's record is read back as written, replaced by the next, and purged once expired.
+pub async fn a_thread_record_is_replaced_and_purged_once_expired(s: &dyn Store) {
+    assert_eq!(s.thread("a").await.unwrap(), None);
+    let first = thread_record(EventId::generate(1), 5_000);
+    s.set_thread("a", &first).await.unwrap();
+    assert_eq!(s.thread("a").await.unwrap().as_ref(), Some(&first));
+    let updated = ThreadRecord {
+        handle: None,
+        updates: 1,
+        shows: EventId::generate(2),
+        ..first.clone()
+    };
+    s.set_thread("a", &updated).await.unwrap();
+    assert_eq!(s.thread("a").await.unwrap().as_ref(), Some(&updated));
+    s.set_thread("b", &thread_record(EventId::generate(3), 9_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.purge_threads(5_000, 10).await.unwrap(),
+        0,
+        "not yet expired"
+    );
+    assert_eq!(s.purge_threads(6_000, 10).await.unwrap(), 1);
+    assert_eq!(s.thread("a").await.unwrap(), None);
+    assert!(s.thread("b").await.unwrap().is_some(), "b expires later");
 }
 
 /// Deliveries of one digest are found by its key whatever their due times, leased together,
@@ -620,6 +668,7 @@ macro_rules! store_suite {
             every_acknowledged_write_was_flushed,
             the_backlog_follows_the_due_index,
             a_digest_is_found_leased_together_and_forgotten_when_done,
+            a_thread_record_is_replaced_and_purged_once_expired,
             listings_are_newest_first_filtered_and_paged
         );
     };

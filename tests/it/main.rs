@@ -17,5 +17,6 @@ mod replicas;
 mod scenarios;
 mod structure;
 mod support;
+mod threads;
 mod trust;
 mod vendors;

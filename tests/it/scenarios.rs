@@ -90,15 +90,20 @@ async fn acp_artifact_promotion_reaches_the_approvers_on_wecom() {
         to.sort();
         assert_eq!(to, ["LiNa", "WangQiang"]);
         let b = &v.sent[0];
+        // The run is a thread: a card its later events can update for each approver.
         assert_eq!(
             (b["msgtype"].as_str(), b["agentid"].as_i64()),
-            (Some("markdown"), Some(1000002))
+            (Some("template_card"), Some(1000002))
         );
+        let card = &b["template_card"];
+        assert_eq!(card["card_type"], "button_interaction");
+        assert_eq!(card["main_title"]["title"], "制品晋级待您审批");
         assert!(
-            b["markdown"]["content"]
+            card["sub_title_text"]
                 .as_str()
                 .unwrap()
-                .starts_with("**制品晋级待您审批**")
+                .starts_with("晋级记录："),
+            "{card}"
         );
         assert!(v.problems.is_empty(), "{:?}", v.problems);
     }

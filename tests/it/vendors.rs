@@ -63,6 +63,70 @@ pub struct Vendor {
     pub contacts: HashMap<String, String>,
     /// WeCom: each contact lookup asked (`mail:…`, `mobile:…`).
     pub lookups: Vec<String>,
+    /// Accepted updates of sent messages (WeCom `update_template_card` bodies; Feishu
+    /// `{message_id, content}`).
+    pub updates: Vec<Value>,
+    /// Seconds the fake's clock is ahead of the real one (to age response codes and messages).
+    pub skew_secs: i64,
+}
+
+/// A WeCom interaction card the fake sent: its `response_code` updates it once within 72 h.
+struct Card {
+    task_id: String,
+    card_type: String,
+    issued: i64,
+    used: bool,
+}
+
+/// Checks a `template_card` as WeCom does; the problem, if any.
+fn card_problem(card: &Value, task_ids: &HashSet<String>) -> Option<String> {
+    let card_type = card["card_type"].as_str().unwrap_or("");
+    let interaction = card_type.ends_with("_interaction");
+    if ![
+        "text_notice",
+        "news_notice",
+        "button_interaction",
+        "vote_interaction",
+        "multiple_interaction",
+    ]
+    .contains(&card_type)
+    {
+        return Some(format!("card_type {card_type:?}"));
+    }
+    let title = card["main_title"]["title"].as_str().unwrap_or("");
+    if title.is_empty() || title.chars().count() > 36 {
+        return Some(format!("main_title.title {title:?}"));
+    }
+    if card["sub_title_text"]
+        .as_str()
+        .is_some_and(|t| t.chars().count() > 112)
+    {
+        return Some("sub_title_text over 112 characters".into());
+    }
+    if !interaction && card["card_action"]["type"].is_null() {
+        return Some("a notice card without card_action".into());
+    }
+    if interaction {
+        let task = card["task_id"].as_str().unwrap_or("");
+        let ok = !task.is_empty()
+            && task.len() <= 128
+            && task
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-@".contains(c));
+        if !ok {
+            return Some(format!("task_id {task:?}"));
+        }
+        if task_ids.contains(task) {
+            return Some(format!("task_id {task} used before"));
+        }
+    }
+    if card_type == "button_interaction" {
+        let buttons = card["button_list"].as_array().map_or(0, Vec::len);
+        if buttons == 0 || buttons > 6 {
+            return Some(format!("{buttons} buttons"));
+        }
+    }
+    None
 }
 
 pub type Shared = Arc<Mutex<Vendor>>;
@@ -72,10 +136,14 @@ fn problem(v: &mut Vendor, what: String, code: i64, msg: &str) -> Reply {
     Reply::json(200, json!({"errcode": code, "errmsg": msg}))
 }
 
-/// WeCom: `gettoken` and `message/send` (application messages).
+/// WeCom: `gettoken`, `message/send` (application messages, template cards checked as WeCom
+/// does, a `response_code` for an interaction card) and `message/update_template_card` (a code
+/// works once, within 72 hours, for a card of the same type and task).
 pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, Shared) {
     let state: Shared = Arc::default();
     let s = state.clone();
+    let cards: Arc<Mutex<HashMap<String, Card>>> = Arc::default();
+    let task_ids: Arc<Mutex<HashSet<String>>> = Arc::default();
     let server = FakeServer::with_responder(move |r| {
         let mut v = s.lock().unwrap();
         let q = query(r);
@@ -89,7 +157,8 @@ pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, 
             return Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}));
         }
         let lookup = matches!(r.path.as_str(), "/cgi-bin/user/get_userid_by_email" | "/cgi-bin/user/getuserid");
-        if (r.path != "/cgi-bin/message/send" && !lookup) || r.method != "POST" {
+        let update = r.path == "/cgi-bin/message/update_template_card";
+        if (r.path != "/cgi-bin/message/send" && !lookup && !update) || r.method != "POST" {
             return Reply::status(404);
         }
         match q.get("access_token") {
@@ -123,10 +192,38 @@ pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, 
         if !b["agentid"].is_i64() {
             v.problems.push(format!("agentid is not an integer: {}", b["agentid"]));
         }
+        if update {
+            // A code works once, for 72 hours, for a card of the same type and task.
+            let now = now_secs() + v.skew_secs;
+            let code = b["response_code"].as_str().unwrap_or("");
+            let mut cards = cards.lock().unwrap();
+            let Some(card) = cards.get_mut(code).filter(|c| !c.used && now - c.issued < 72 * 3600) else {
+                return Reply::json(200, json!({"errcode": 40058, "errmsg": "invalid response_code"}));
+            };
+            let new = &b["template_card"];
+            if new["card_type"] != card.card_type.as_str() || new["task_id"] != card.task_id.as_str() {
+                return problem(&mut v, format!("update of {} as {new}", card.task_id), 40058, "invalid template_card");
+            }
+            if let Some(p) = card_problem(new, &HashSet::new()) {
+                return problem(&mut v, p, 40058, "invalid template_card");
+            }
+            if b["userids"].as_array().is_none_or(Vec::is_empty) && b["partyids"].is_null() && b["tagids"].is_null() && b["atall"].is_null() {
+                return problem(&mut v, "an update for nobody".into(), 40058, "invalid param");
+            }
+            card.used = true;
+            v.updates.push(b.clone());
+            return Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "invaliduser": ""}));
+        }
         let msgtype = b["msgtype"].as_str().unwrap_or("");
         let content = match msgtype {
             "text" | "markdown" => b[msgtype]["content"].as_str().unwrap_or("").to_string(),
             "textcard" => b["textcard"]["description"].as_str().unwrap_or("").to_string(),
+            "template_card" => {
+                if let Some(p) = card_problem(&b["template_card"], &task_ids.lock().unwrap()) {
+                    return problem(&mut v, p, 40058, "invalid template_card");
+                }
+                b["template_card"]["main_title"]["title"].as_str().unwrap_or("").to_string()
+            }
             _ => return problem(&mut v, format!("msgtype {msgtype}"), 40008, "invalid message type"),
         };
         if content.is_empty() {
@@ -156,7 +253,22 @@ pub async fn wecom(corp_id: &'static str, secret: &'static str) -> (FakeServer, 
             return Reply::json(200, json!({"errcode": 81013, "errmsg": "user & party & tag all invalid"}));
         }
         v.sent.push(b.clone());
-        Reply::json(200, json!({"errcode": 0, "errmsg": "ok", "invaliduser": invalid.join("|"), "msgid": format!("msg-{}", v.sent.len())}))
+        let mut reply = json!({"errcode": 0, "errmsg": "ok", "invaliduser": invalid.join("|"), "msgid": format!("msg-{}", v.sent.len())});
+        let card = &b["template_card"];
+        if let Some(task) = card["task_id"].as_str() {
+            task_ids.lock().unwrap().insert(task.to_string());
+            if card["card_type"].as_str().is_some_and(|t| t.ends_with("_interaction")) {
+                let code = format!("RC-{}", v.sent.len());
+                cards.lock().unwrap().insert(code.clone(), Card {
+                    task_id: task.to_string(),
+                    card_type: card["card_type"].as_str().unwrap_or("").to_string(),
+                    issued: now_secs() + v.skew_secs,
+                    used: false,
+                });
+                reply["response_code"] = json!(code);
+            }
+        }
+        Reply::json(200, reply)
     })
     .await;
     (server, state)
@@ -357,10 +469,13 @@ pub async fn feishu(token: &'static str, secret: &'static str) -> (FakeServer, S
 /// A Feishu app bot's open platform: `tenant_access_token/internal` (checks the app id and
 /// secret) and `im/v1/messages` (checks the bearer token, `receive_id_type`, that `content` is a
 /// JSON string of the `msg_type`'s shape, and that a card can be updated; a repeated `uuid` is
-/// answered with the first message's id and not delivered twice, as Feishu de-duplicates).
+/// answered with the first message's id and not delivered twice, as Feishu de-duplicates), and
+/// `PATCH im/v1/messages/{id}` (only a card sent with `update_multi`, within 14 days).
 pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServer, Shared) {
     let state: Shared = Arc::default();
     let uuids: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    // Each message sent: its body and when (for updates).
+    let messages: Arc<Mutex<HashMap<String, (Value, i64)>>> = Arc::default();
     let s = state.clone();
     let server = FakeServer::with_responder(move |r| {
         let mut v = s.lock().unwrap();
@@ -381,7 +496,13 @@ pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServ
             );
         }
         let lookup = r.path == "/open-apis/contact/v3/users/batch_get_id";
-        if (r.path != "/open-apis/im/v1/messages" && !lookup) || r.method != "POST" {
+        let patched = r
+            .path
+            .strip_prefix("/open-apis/im/v1/messages/")
+            .filter(|_| r.method == "PATCH");
+        if (r.path != "/open-apis/im/v1/messages" && !lookup || r.method != "POST")
+            && patched.is_none()
+        {
             return Reply::status(404);
         }
         let bearer = r
@@ -389,6 +510,25 @@ pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServ
             .and_then(|h| h.strip_prefix("Bearer "));
         if !bearer.is_some_and(|t| v.valid_tokens.contains(t)) {
             return code_reply(400, 99991663, "Invalid access token for authorization");
+        }
+        if let Some(id) = patched {
+            // Only a card sent with update_multi can be updated, within 14 days.
+            let now = now_secs() + v.skew_secs;
+            let Some((sent, at)) = messages.lock().unwrap().get(id).cloned() else {
+                return code_reply(400, 230011, "the message was not found");
+            };
+            if sent["msg_type"] != "interactive" || now - at > 14 * 24 * 3600 {
+                return code_reply(400, 230031, "the message cannot be updated");
+            }
+            let card: Value = match b["content"].as_str().map(serde_json::from_str::<Value>) {
+                Some(Ok(c)) if c["elements"].is_array() && c["config"]["update_multi"] == true => c,
+                _ => {
+                    v.problems.push(format!("update content {}", b["content"]));
+                    return code_reply(400, 230001, "invalid content");
+                }
+            };
+            v.updates.push(json!({"message_id": id, "content": card}));
+            return Reply::json(200, json!({"code": 0, "msg": "success", "data": {}}));
         }
         if lookup {
             let id_type = query(r).get("user_id_type").cloned().unwrap_or_default();
@@ -463,6 +603,10 @@ pub async fn feishu_app(app_id: &'static str, secret: &'static str) -> (FakeServ
                     .push(json!({"receive_id_type": id_type, "body": b, "content": content}));
                 let id = format!("om_{}", v.sent.len());
                 seen.insert(uuid, id.clone());
+                messages
+                    .lock()
+                    .unwrap()
+                    .insert(id.clone(), (b.clone(), now_secs() + v.skew_secs));
                 id
             }
         };

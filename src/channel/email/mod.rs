@@ -274,6 +274,7 @@ impl Channel for Email {
         Ok(Receipt {
             detail: Some(detail),
             rejected: refused.len() as u32,
+            handle: None,
         })
     }
 

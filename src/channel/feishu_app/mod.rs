@@ -25,6 +25,9 @@ use crate::secret::Secret;
 
 pub const KIND: &str = "feishu-app";
 
+/// How long Feishu lets a sent card be updated.
+const UPDATABLE_FOR: Duration = Duration::from_secs(14 * 24 * 3600);
+
 /// A configured Feishu app bot.
 #[derive(Debug)]
 pub struct FeishuApp {
@@ -93,7 +96,7 @@ impl FeishuApp {
             self.origin,
             self.id_type.as_str()
         );
-        let reply = self.call(&url, out, &body).await?;
+        let reply = self.call(reqwest::Method::POST, &url, out, &body).await?;
         // An entry without `user_id`: no such user.
         Ok(reply.body["data"]["user_list"]
             .as_array()
@@ -103,9 +106,10 @@ impl FeishuApp {
             .map(str::to_string))
     }
 
-    /// POSTs `body` to `url` with the tenant token, read by the message API's table.
+    /// Sends `body` to `url` with the tenant token, read by the message API's table.
     async fn call(
         &self,
+        method: reqwest::Method,
         url: &str,
         out: &Outgoing<'_>,
         body: &Value,
@@ -113,12 +117,24 @@ impl FeishuApp {
         self.tokens
             .send(&self.http, out, &classify::Send, |token| {
                 self.http
-                    .post(url)
+                    .request(method.clone(), url)
                     .bearer_auth(token.expose())
                     .timeout(out.timeout)
                     .json(body)
             })
             .await
+    }
+
+    /// The card header, when the message goes as a card: always for a thread's first message
+    /// (only a card can be updated), else when cards are on and the template gave a title.
+    fn card_title(&self, out: &Outgoing<'_>) -> Option<String> {
+        let m = out.message;
+        if out.threaded {
+            return Some(wire::title_of(m));
+        }
+        m.title
+            .clone()
+            .filter(|t| self.card && !t.trim().is_empty())
     }
 
     fn url(&self, id_type: &str) -> String {
@@ -179,16 +195,63 @@ impl Channel for FeishuApp {
             ));
         }
         let (id_type, receive_id) = self.target(&to)?;
-        let body = wire::body(out.message, receive_id, &out.id.to_string(), self.card);
-        let reply = self.call(&self.url(id_type), out, &body).await?;
-        Ok(found.noted(Receipt::of(
-            json!({"message_id": reply.body["data"]["message_id"]}),
-        )))
+        let title = self.card_title(out);
+        let body = wire::body(
+            out.message,
+            receive_id,
+            &out.id.to_string(),
+            title.as_deref(),
+        );
+        let reply = self
+            .call(reqwest::Method::POST, &self.url(id_type), out, &body)
+            .await?;
+        let id = &reply.body["data"]["message_id"];
+        let mut receipt = Receipt::of(json!({ "message_id": id }));
+        // A card can be changed later by its message id.
+        if title.is_some() && id.is_string() {
+            receipt.handle = Some(id.clone());
+        }
+        Ok(found.noted(receipt))
+    }
+
+    /// Cards sent with `update_multi` are changed for everyone by `PATCH im/v1/messages/{id}`,
+    /// for 14 days.
+    fn updatable(&self) -> Option<Duration> {
+        Some(UPDATABLE_FOR)
+    }
+
+    async fn update(
+        &self,
+        out: &Outgoing<'_>,
+        handle: &Value,
+    ) -> Result<Option<Receipt>, DeliveryError> {
+        let Some(id) = handle.as_str() else {
+            return Ok(None);
+        };
+        let card = wire::card(out.message, &wire::title_of(out.message));
+        let url = format!(
+            "{}/open-apis/im/v1/messages/{}",
+            self.origin,
+            percent_encoding::utf8_percent_encode(id, crate::secret::URL_VALUE)
+        );
+        let body = json!({ "content": card.to_string() });
+        // A message gone, too old, or not an updatable card is refused: a new one goes instead.
+        let patched = self.call(reqwest::Method::PATCH, &url, out, &body).await;
+        Ok(DeliveryError::unless_refused(patched)?.map(|_| Receipt {
+            handle: Some(handle.clone()),
+            ..Receipt::of(json!({ "message_id": id, "updated": true }))
+        }))
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
         let (id_type, receive_id) = self.target(out.to).unwrap_or(("open_id", ""));
-        let mut body = wire::body(out.message, receive_id, &out.id.to_string(), self.card);
+        let title = self.card_title(out);
+        let mut body = wire::body(
+            out.message,
+            receive_id,
+            &out.id.to_string(),
+            title.as_deref(),
+        );
         super::contact::preview_lookups(&mut body, out.to);
         Ok(Preview::post(&self.url(id_type), body))
     }

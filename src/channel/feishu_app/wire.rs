@@ -10,10 +10,11 @@ use crate::message::{Message, MsgType, Recipients, in_english, truncate_utf8, wi
 /// A card may not exceed 30 KB, a text message 150 KB: room left for the JSON around it.
 pub const CONTENT_BYTES: usize = 28_000;
 
-pub fn body(m: &Message, receive_id: &str, uuid: &str, card: bool) -> Value {
-    let (msg_type, content) = match (card, m.title.as_deref()) {
-        (true, Some(title)) if !title.trim().is_empty() => ("interactive", self::card(m, title)),
-        _ => match m.msgtype {
+/// The message as a card headed `card_title`, else as text or rich text.
+pub fn body(m: &Message, receive_id: &str, uuid: &str, card_title: Option<&str>) -> Value {
+    let (msg_type, content) = match card_title {
+        Some(title) => ("interactive", self::card(m, title)),
+        None => match m.msgtype {
             // The custom bot's rich text, without its `post` wrapper.
             MsgType::Markdown => (
                 "post",
@@ -29,6 +30,17 @@ pub fn body(m: &Message, receive_id: &str, uuid: &str, card: bool) -> Value {
         "uuid": uuid,
     })
 }
+
+/// The card header of a message: its title, else its first line (a thread's message is a card
+/// whether or not its template gave a title: only a card can be updated).
+pub fn title_of(m: &Message) -> String {
+    let mut title = m.headline().0;
+    truncate_utf8(&mut title, TITLE_BYTES);
+    title
+}
+
+/// Room for a card header (Feishu shows about one line of it).
+const TITLE_BYTES: usize = 200;
 
 fn text(m: &Message) -> String {
     let mut content = m.content.clone();
@@ -79,7 +91,7 @@ mod tests {
             &msg(MsgType::Markdown, Some("构建 7")),
             "ou_1",
             "dlv_1",
-            true,
+            Some("构建 7"),
         );
         assert_eq!(b["msg_type"], "interactive");
         assert_eq!(
@@ -101,7 +113,7 @@ mod tests {
 
     #[test]
     fn without_a_title_or_cards_it_is_text_or_rich_text() {
-        let t = body(&msg(MsgType::Text, None), "ou_1", "d", true);
+        let t = body(&msg(MsgType::Text, None), "ou_1", "d", None);
         assert_eq!(t["msg_type"], "text");
         let text: Value = serde_json::from_str(t["content"].as_str().unwrap()).unwrap();
         assert!(
@@ -110,9 +122,17 @@ mod tests {
                 .unwrap()
                 .ends_with("\nhttps://ci.example/7")
         );
-        let p = body(&msg(MsgType::Markdown, Some("x")), "ou_1", "d", false);
+        let p = body(&msg(MsgType::Markdown, Some("x")), "ou_1", "d", None);
         assert_eq!(p["msg_type"], "post");
         let post: Value = serde_json::from_str(p["content"].as_str().unwrap()).unwrap();
         assert!(post["zh_cn"]["content"].is_array(), "{post}");
+    }
+
+    #[test]
+    fn a_card_without_a_title_is_headed_by_its_first_line() {
+        let mut m = msg(MsgType::Markdown, None);
+        m.content = "\n**部署 prod** 进行中\n第二行".into();
+        assert_eq!(title_of(&m), "部署 prod 进行中");
+        assert_eq!(title_of(&msg(MsgType::Text, Some("构建 7"))), "构建 7");
     }
 }

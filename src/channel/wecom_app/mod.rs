@@ -25,6 +25,9 @@ use crate::secret::{Secret, redact_url};
 
 pub const KIND: &str = "wecom-app";
 
+/// How long an interaction card's `response_code` works.
+const UPDATABLE_FOR: Duration = Duration::from_secs(72 * 3600);
+
 /// A configured WeCom application.
 #[derive(Debug)]
 pub struct WecomApp {
@@ -116,6 +119,47 @@ impl WecomApp {
     }
 }
 
+impl WecomApp {
+    /// The delivery's recipients with mail addresses and mobile numbers resolved to userids;
+    /// refused when nobody is left.
+    async fn recipients(
+        &self,
+        out: &Outgoing<'_>,
+    ) -> Result<(Recipients, super::contact::Found), DeliveryError> {
+        let (to, found) = self
+            .tokens
+            .contacts
+            .resolve_all(out.to, out.shared, |who| self.lookup(who, out))
+            .await?;
+        if to.is_empty() {
+            return Err(DeliveryError::permanent(
+                Reason::Client,
+                found.nobody("WeCom"),
+            ));
+        }
+        Ok((to, found))
+    }
+
+    /// POSTs `body` to the API `path` with the access token, read by `message/send`'s table.
+    async fn call(
+        &self,
+        path: &str,
+        out: &Outgoing<'_>,
+        body: &Value,
+    ) -> Result<super::reply::VendorReply, DeliveryError> {
+        let url = format!("{}{path}", self.base);
+        self.tokens
+            .send(&self.http, out, &classify::Send, |token| {
+                self.http
+                    .post(&url)
+                    .query(&[("access_token", token.expose())])
+                    .timeout(out.timeout)
+                    .json(body)
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl Channel for WecomApp {
     fn kind(&self) -> &'static str {
@@ -148,35 +192,54 @@ impl Channel for WecomApp {
     }
 
     async fn send(&self, out: &Outgoing<'_>) -> Result<Receipt, DeliveryError> {
-        let (to, found) = self
-            .tokens
-            .contacts
-            .resolve_all(out.to, out.shared, |who| self.lookup(who, out))
-            .await?;
-        if to.is_empty() {
-            return Err(DeliveryError::permanent(
-                Reason::Client,
-                found.nobody("WeCom"),
-            ));
-        }
+        let (to, found) = self.recipients(out).await?;
         let out = &Outgoing { to: &to, ..*out };
-        let body = self.body(out);
-        let url = format!("{}message/send", self.base);
-        let reply = self
-            .tokens
-            .send(&self.http, out, &classify::Send, |token| {
-                self.http
-                    .post(&url)
-                    .query(&[("access_token", token.expose())])
-                    .timeout(out.timeout)
-                    .json(&body)
-            })
-            .await?;
-        Ok(found.noted(WecomApp::receipt(&reply)))
+        let body = match out.threaded {
+            true => self.card_body(out),
+            false => self.body(out),
+        };
+        let reply = self.call("message/send", out, &body).await?;
+        let mut receipt = WecomApp::receipt(&reply);
+        // Kept for the one update it allows; not shown in the receipt.
+        if let Some(code) = reply.body["response_code"]
+            .as_str()
+            .filter(|c| !c.is_empty())
+        {
+            receipt.handle = Some(json!({"response_code": code, "task_id": out.id.to_string()}));
+        }
+        Ok(found.noted(receipt))
+    }
+
+    /// An interaction card's `response_code` changes it once, within 72 hours.
+    fn updatable(&self) -> Option<Duration> {
+        Some(UPDATABLE_FOR)
+    }
+
+    async fn update(
+        &self,
+        out: &Outgoing<'_>,
+        handle: &Value,
+    ) -> Result<Option<Receipt>, DeliveryError> {
+        let (Some(code), Some(task_id)) =
+            (handle["response_code"].as_str(), handle["task_id"].as_str())
+        else {
+            return Ok(None);
+        };
+        let (to, found) = self.recipients(out).await?;
+        let out = &Outgoing { to: &to, ..*out };
+        let body = self.update_body(out, code, task_id);
+        // A used or expired code (or a card WeCom no longer knows) is refused: a new card goes
+        // instead. One that worked is used up: no handle comes back.
+        let updated = self.call("message/update_template_card", out, &body).await;
+        Ok(DeliveryError::unless_refused(updated)?
+            .map(|reply| found.noted(WecomApp::receipt(&reply))))
     }
 
     fn preview(&self, out: &Outgoing<'_>) -> Result<Preview, DeliveryError> {
-        let mut body = self.body(out);
+        let mut body = match out.threaded {
+            true => self.card_body(out),
+            false => self.body(out),
+        };
         super::contact::preview_lookups(&mut body, out.to);
         Ok(Preview::post(
             &format!("{}message/send?access_token=***", self.base),

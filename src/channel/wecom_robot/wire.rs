@@ -74,6 +74,7 @@ mod tests {
             event: None,
             timeout: Duration::from_secs(1),
             shared: None,
+            threaded: false,
         })
     }
 

@@ -88,6 +88,17 @@ const STEPS: &[(&str, &str)] = &[
         WHERE state = 0 AND record->>'digest' IS NOT NULL;
     "#,
     ),
+    (
+        "the messages that threads of events update",
+        r#"
+    CREATE TABLE threads (
+        key text PRIMARY KEY,
+        expires_ms bigint NOT NULL,
+        record json NOT NULL
+    );
+    CREATE INDEX threads_expiry ON threads (expires_ms);
+    "#,
+    ),
 ];
 
 /// The schema version this binary writes.

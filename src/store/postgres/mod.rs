@@ -44,7 +44,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{
     AttemptRecord, Backlog, Busy, Cause, Completion, Counts, DeliveryPage, DeliveryQuery,
     DeliveryRecord, DeliveryState, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay,
-    Store, StoreError,
+    Store, StoreError, ThreadRecord,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -757,6 +757,43 @@ impl Store for PgStore {
             true => Ok(rec),
             false => Err(StoreError::LeaseLost),
         }
+    }
+
+    async fn thread(&self, key: &str) -> Result<Option<ThreadRecord>, StoreError> {
+        let row = self
+            .client()
+            .await?
+            .run_opt("SELECT record FROM threads WHERE key = $1", &[&key])
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|r| r.get::<_, Json<ThreadRecord>>(0).0))
+    }
+
+    async fn set_thread(&self, key: &str, record: &ThreadRecord) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .run_exec(
+                "INSERT INTO threads (key, expires_ms, record) VALUES ($1, $2, $3)
+                 ON CONFLICT (key) DO UPDATE SET expires_ms = $2, record = $3",
+                &[&key, &ms(record.expires_ms), &Json(record)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn purge_threads(&self, now_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let n = self
+            .client()
+            .await?
+            .run_exec(
+                "DELETE FROM threads WHERE key IN
+                 (SELECT key FROM threads WHERE expires_ms < $1 LIMIT $2)",
+                &[&ms(now_ms), &(limit as i64)],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(n as usize)
     }
 
     async fn set_message(&self, id: &DeliveryId, message: Message) -> Result<(), StoreError> {
