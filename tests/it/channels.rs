@@ -533,6 +533,13 @@ async fn feishu_app_sends_cards_to_people_with_a_cached_tenant_token() {
             .wait_delivery_state(&gina.id.to_string(), "delivered")
             .await;
         assert_eq!(d["receipt"]["resolved"]["gina@corp.example"], "ou_gina");
+        // The event's delivery to alice too: none may still be in flight when a later send is
+        // scripted to fail.
+        for other in ds.iter().filter(|d| d.origin != "gina") {
+            relay
+                .wait_delivery_state(&other.id.to_string(), "delivered")
+                .await;
+        }
     }
     {
         let v = state.lock().unwrap();
