@@ -318,7 +318,7 @@ fn render_event(catalog: &Catalog, event: &Event, now: u64) -> RenderedEvent {
                 event: Some(&ce),
                 timeout: ch.timeout,
                 shared: None,
-                threaded: d.thread.is_some() && ch.channel.updatable().is_some(),
+                threaded: ch.previews_thread(d.thread.as_deref()),
             };
             match ch.preview(&outgoing) {
                 Ok(p) => out.request = Some(p),

@@ -189,17 +189,15 @@ impl Found {
         if self.ids.is_empty() && self.missing.is_empty() {
             return r;
         }
-        let mut detail = r.detail.take().unwrap_or_else(|| json!({}));
         if !self.ids.is_empty() {
             let ids: serde_json::Map<String, Value> =
                 self.ids.into_iter().map(|(k, v)| (k, json!(v))).collect();
-            detail["resolved"] = Value::Object(ids);
+            r = r.noted("resolved", Value::Object(ids));
         }
         if !self.missing.is_empty() {
             r.rejected += self.missing.len() as u32;
-            detail["unresolved"] = json!(self.missing);
+            r = r.noted("unresolved", json!(self.missing));
         }
-        r.detail = Some(detail);
         r
     }
 

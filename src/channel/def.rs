@@ -106,6 +106,12 @@ impl ChannelDef {
         }
     }
 
+    /// Whether a delivery that continues `thread` is previewed as its thread's first message
+    /// (the form this channel can change later).
+    pub fn previews_thread(&self, thread: Option<&str>) -> bool {
+        thread.is_some() && self.channel.updatable().is_some()
+    }
+
     /// What a thread's later events do on this channel, in words (`render`, the admin API).
     pub fn thread_note(&self) -> String {
         match self.channel.updatable() {

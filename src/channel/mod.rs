@@ -208,6 +208,26 @@ impl Receipt {
             ..Receipt::default()
         }
     }
+
+    /// The receipt with `note` under `key` in its detail (what the relay adds to the vendor's
+    /// answer: people resolved, a digest, a thread).
+    pub fn noted(mut self, key: &str, note: Value) -> Receipt {
+        self.detail = Some(with_note(self.detail.take(), key, note));
+        self
+    }
+}
+
+/// A receipt's `detail` with `note` under `key`; a detail that is not an object is kept under
+/// `vendor` beside it.
+pub fn with_note(detail: Option<Value>, key: &str, note: Value) -> Value {
+    match detail {
+        Some(Value::Object(mut o)) => {
+            o.insert(key.into(), note);
+            Value::Object(o)
+        }
+        Some(other) => serde_json::json!({"vendor": other, key: note}),
+        None => serde_json::json!({ key: note }),
+    }
 }
 
 /// A vendor request as it would go out, with its credentials redacted.

@@ -2,11 +2,11 @@
 //! taken along (leased, and held apart from the dispatcher's own), their events rendered into
 //! one message, and every one of them completed with that message's outcome.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Dispatcher;
 use crate::catalog::Catalog;
-use crate::channel::{ChannelDef, DeliveryError};
+use crate::channel::{ChannelDef, DeliveryError, with_note};
 use crate::event::Event;
 use crate::ids::DeliveryId;
 use crate::message::Message;
@@ -105,13 +105,6 @@ pub(super) async fn message(
 pub(super) fn noted(c: &Completion, sent_with: &DeliveryId, count: usize) -> Completion {
     let note = json!({"sentWith": sent_with.to_string(), "events": count});
     let mut c = c.clone();
-    c.attempt.receipt = Some(match c.attempt.receipt.take() {
-        Some(Value::Object(mut o)) => {
-            o.insert("digest".into(), note);
-            Value::Object(o)
-        }
-        Some(other) => json!({"vendor": other, "digest": note}),
-        None => json!({"digest": note}),
-    });
+    c.attempt.receipt = Some(with_note(c.attempt.receipt.take(), "digest", note));
     c
 }

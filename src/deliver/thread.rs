@@ -90,11 +90,8 @@ pub(super) async fn send(
     out: Outgoing<'_>,
 ) -> Result<Receipt, DeliveryError> {
     let Some(lasts) = ch.channel.updatable() else {
-        let r = ch.send(&out).await?;
-        return Ok(noted(
-            r,
-            json!({"message": "new", "note": ch.thread_note()}),
-        ));
+        let note = json!({"message": "new", "note": ch.thread_note()});
+        return Ok(ch.send(&out).await?.noted("thread", note));
     };
     let store = &*dispatcher.store;
     let _turn = dispatcher.threads.take(key).await;
@@ -105,11 +102,14 @@ pub(super) async fn send(
     let mut why_new = None;
     match step(known.as_ref(), rec.id.event, now_ms()) {
         Step::Superseded(newer) => {
-            return Ok(Receipt::of(json!({"thread": {
-                "message": "none",
-                "supersededBy": newer,
-                "note": "the thread's message already shows a later event: nothing sent",
-            }})));
+            return Ok(Receipt::default().noted(
+                "thread",
+                json!({
+                    "message": "none",
+                    "supersededBy": newer,
+                    "note": "the thread's message already shows a later event: nothing sent",
+                }),
+            ));
         }
         Step::Update(t, handle) => match ch.update(&out, handle).await? {
             Some(mut r) => {
@@ -127,7 +127,7 @@ pub(super) async fn send(
                         "the vendor lets a message be changed once: a later event sends a new one"
                     );
                 }
-                return Ok(noted(r, note));
+                return Ok(r.noted("thread", note));
             }
             None => {
                 why_new = Some(format!(
@@ -161,7 +161,7 @@ pub(super) async fn send(
     if let Some(why) = why_new {
         note["note"] = json!(why);
     }
-    Ok(noted(r, note))
+    Ok(r.noted("thread", note))
 }
 
 /// Stores a thread's record. The message went out either way: a record that cannot be written
@@ -171,17 +171,6 @@ async fn keep(store: &dyn crate::store::Store, key: &str, record: &ThreadRecord)
         tracing::warn!(delivery = %record.sent_by, error = %e,
             "thread message sent, but its handle could not be stored: the next event sends a new one");
     }
-}
-
-/// The receipt with what the thread did under `thread`.
-fn noted(mut r: Receipt, thread: Value) -> Receipt {
-    match &mut r.detail {
-        Some(Value::Object(m)) => {
-            m.insert("thread".into(), thread);
-        }
-        _ => r.detail = Some(json!({"thread": thread})),
-    }
-    r
 }
 
 #[cfg(test)]

@@ -36,6 +36,18 @@ impl Tpl {
             .map_err(|e| format!("template does not compile: {e}"))
     }
 
+    /// Compiles a document's optional template field (`thread`) at `path`; an error goes to
+    /// `errors`, naming the field.
+    pub fn compile_field(
+        source: Option<&str>,
+        path: &str,
+        errors: &mut Vec<crate::doc::DocError>,
+    ) -> Option<Tpl> {
+        Tpl::compile(source?)
+            .map_err(|e| errors.push(crate::doc::DocError::new(path, e)))
+            .ok()
+    }
+
     /// Renders against `ctx`; the error says which field or helper failed.
     pub fn render(&self, ctx: &RenderCtx) -> Result<String, String> {
         let hb = registry();

@@ -173,11 +173,7 @@ pub fn compile(name: &str, spec: &Value) -> Result<TemplateDef, Vec<DocError>> {
         errors.push(e);
         Patterns::default()
     });
-    let thread = spec.thread.as_deref().and_then(|t| {
-        Tpl::compile(t)
-            .map_err(|e| errors.push(DocError::new("/spec/thread", e)))
-            .ok()
-    });
+    let thread = Tpl::compile_field(spec.thread.as_deref(), "/spec/thread", &mut errors);
     let base = compile_variant(&spec.base, None, "/spec", &mut errors);
     let mut overrides = BTreeMap::new();
     for (key, v) in &spec.channels {

@@ -160,11 +160,7 @@ pub fn compile(
             .map_err(|e| errors.push(e))
             .ok()
     });
-    let thread = spec.thread.as_deref().and_then(|t| {
-        Tpl::compile(t)
-            .map_err(|e| errors.push(DocError::new("/spec/thread", e)))
-            .ok()
-    });
+    let thread = Tpl::compile_field(spec.thread.as_deref(), "/spec/thread", &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }

@@ -365,7 +365,7 @@ async fn preview(state: &AppState, d: &DeliveryRecord) -> Value {
         timeout: ch.timeout,
         shared: None,
         // A thread's message as its first event would send it (a later one updates it).
-        threaded: d.thread.is_some() && ch.channel.updatable().is_some(),
+        threaded: ch.previews_thread(d.thread.as_deref()),
     };
     match ch.preview(&outgoing) {
         Ok(p) => serde_json::to_value(p).unwrap_or(Value::Null),

@@ -100,17 +100,7 @@ impl WecomApp {
             Key::Mobile(m) => vec![("user/getuserid", json!({"mobile": m}))],
         };
         for (path, body) in asks {
-            let url = format!("{}{path}", self.base);
-            let reply = self
-                .tokens
-                .send(&self.http, out, &classify::Lookup, |token| {
-                    self.http
-                        .post(&url)
-                        .query(&[("access_token", token.expose())])
-                        .timeout(out.timeout)
-                        .json(&body)
-                })
-                .await?;
+            let reply = self.call(path, out, &body, &classify::Lookup).await?;
             if let Some(id) = reply.body["userid"].as_str().filter(|id| !id.is_empty()) {
                 return Ok(Some(id.to_string()));
             }
@@ -140,16 +130,17 @@ impl WecomApp {
         Ok((to, found))
     }
 
-    /// POSTs `body` to the API `path` with the access token, read by `message/send`'s table.
+    /// POSTs `body` to the API `path` with the access token, its answer read by `table`.
     async fn call(
         &self,
         path: &str,
         out: &Outgoing<'_>,
         body: &Value,
+        table: &impl super::reply::ReplyTable,
     ) -> Result<super::reply::VendorReply, DeliveryError> {
         let url = format!("{}{path}", self.base);
         self.tokens
-            .send(&self.http, out, &classify::Send, |token| {
+            .send(&self.http, out, table, |token| {
                 self.http
                     .post(&url)
                     .query(&[("access_token", token.expose())])
@@ -198,7 +189,9 @@ impl Channel for WecomApp {
             true => self.card_body(out),
             false => self.body(out),
         };
-        let reply = self.call("message/send", out, &body).await?;
+        let reply = self
+            .call("message/send", out, &body, &classify::Send)
+            .await?;
         let mut receipt = WecomApp::receipt(&reply);
         // Kept for the one update it allows; not shown in the receipt.
         if let Some(code) = reply.body["response_code"]
@@ -230,7 +223,9 @@ impl Channel for WecomApp {
         let body = self.update_body(out, code, task_id);
         // A used or expired code (or a card WeCom no longer knows) is refused: a new card goes
         // instead. One that worked is used up: no handle comes back.
-        let updated = self.call("message/update_template_card", out, &body).await;
+        let updated = self
+            .call("message/update_template_card", out, &body, &classify::Send)
+            .await;
         Ok(DeliveryError::unless_refused(updated)?
             .map(|reply| found.noted(WecomApp::receipt(&reply))))
     }
