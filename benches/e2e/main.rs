@@ -191,6 +191,10 @@ async fn run_traffic(
         n
     };
     let fsyncs_before = fsyncs().await;
+    let cpu = || relays.iter().map(Relay::cpu_secs).sum::<f64>();
+    let (cpu_before, since) = (cpu(), Instant::now());
+    let switches = || relays.iter().map(Relay::switches).sum::<u64>();
+    let switches_before = switches();
     let urls: Vec<&str> = relays.iter().map(|r| r.url.as_str()).collect();
     let target = Target::new(&urls, ty, base, k.c);
     let mut drive = match rate {
@@ -200,9 +204,20 @@ async fn run_traffic(
     let complete = receiver
         .wait_for(drive.accepted * per_event, DRAIN_LIMIT)
         .await;
+    let (cpu_used, wall) = (cpu() - cpu_before, since.elapsed().as_secs_f64());
+    let switched = switches().saturating_sub(switches_before);
     let mut got = receiver.take();
     traffic(&mut f, &mut drive, &mut got);
     f.insert("complete", if complete { 1.0 } else { 0.0 });
+    f.insert(
+        "relay µs/event",
+        cpu_used * 1e6 / drive.accepted.max(1) as f64,
+    );
+    f.insert("relay cores", cpu_used / wall);
+    f.insert(
+        "switches/event",
+        switched as f64 / drive.accepted.max(1) as f64,
+    );
     let fsyncs = fsyncs().await.saturating_sub(fsyncs_before);
     f.insert(
         "fsyncs/1k events",
@@ -343,6 +358,7 @@ async fn run_backlog(k: &Knobs, receiver: &Receiver) -> Result<Figures, String> 
             env[0],
             ("HOOKRELAY_RETENTION", "1s"),
             ("HOOKRELAY_DEDUP_WINDOW", "1s"),
+            ("HOOKRELAY_CONTENT_DEDUP_WINDOW", "1s"),
         ],
     )
     .await?;
@@ -388,6 +404,9 @@ const ROWS: &[&str] = &[
     "refused",
     "complete",
     "fsyncs/1k events",
+    "relay µs/event",
+    "relay cores",
+    "switches/event",
     "idle RSS MB",
     "peak RSS MB",
     "data dir MB",

@@ -127,6 +127,29 @@ impl Relay {
             .map_or(0, |v| v as u64)
     }
 
+    /// CPU time this process (all its threads) has used so far, from `/proc/<pid>/stat`.
+    pub fn cpu_secs(&self) -> f64 {
+        proc_cpu_secs(self.pid())
+    }
+
+    /// Context switches of this process's live threads so far (voluntary and not).
+    pub fn switches(&self) -> u64 {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .map(|t| {
+                let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+                status
+                    .lines()
+                    .filter(|l| l.contains("ctxt_switches:"))
+                    .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+
     /// A `/proc/<pid>/status` figure in MiB (`VmRSS`, `VmHWM`).
     pub fn memory_mb(&self, field: &str) -> f64 {
         proc_status_kb(self.pid(), field) as f64 / 1024.0
@@ -154,6 +177,26 @@ impl Drop for Relay {
 
 /// How long a stopping relay (and a profiler around it) may take before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(15);
+
+/// User + system CPU seconds of a process. `/proc/<pid>/stat` counts in USER_HZ ticks, which
+/// Linux fixes at 100 on every architecture the bench runs on.
+pub fn proc_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces; the fields after its `)` are fixed.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
 
 pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

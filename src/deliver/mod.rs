@@ -6,9 +6,10 @@
 //! while its lane is full waits in the lane (in memory; its due entry stays in the store), and
 //! the worker that finishes one of the lane's deliveries takes the next. So a hung destination
 //! holds at most its cap of workers, and the others' deliveries go out meanwhile. A lane
-//! whose waiting list is long enough is full: a store that can (PostgreSQL) leaves its other
-//! deliveries in place for replicas with room, and the lane's worker wakes the dispatcher when
-//! the list has drained to half.
+//! whose waiting list is long enough is full: the store leaves its other deliveries in place
+//! (for replicas with room, on PostgreSQL), so memory holds a bounded lead per channel however
+//! long its backlog, and the lane's worker wakes the dispatcher when the list has drained to
+//! half.
 
 mod digest;
 mod thread;

@@ -5,9 +5,11 @@
 //! the dispatcher holds keeps its due key until its outcome is recorded. A crash leaves the key
 //! where it was, and the delivery is due again at the next start.
 //!
-//! The due index is also kept in memory, loaded from its keys at open: it is read on every
-//! dispatch, and an LSM engine would otherwise walk the tombstones of every delivery already
-//! made to find the next one. The keys stay the truth; memory mirrors each write that succeeds.
+//! The due index is also kept in memory (`due.rs`), loaded from its keys at open: it is read on
+//! every dispatch, and an LSM engine would otherwise walk the tombstones of every delivery
+//! already made to find the next one. Each due key's value names the delivery's channel, so
+//! the index is kept by channel and a lease skips the channels with no room. The keys stay the
+//! truth; memory mirrors each write that succeeds.
 //!
 //! A failed write or flush (a full disk, a read-only remount, a failing device) makes the store
 //! unwritable: it refuses writes at once rather than storming the engine, and [`Store::recover`]
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::commit::Committer;
+use super::due::{DueIndex, Entry};
 use super::keys;
 use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
@@ -56,8 +59,8 @@ pub struct KvStore<K: Kv> {
     closed: AtomicBool,
     /// Serializes the dedup check with the write that claims the key.
     enqueue_lock: Mutex<()>,
-    /// The due index: (due ms, delivery), in time order.
-    due: Mutex<BTreeSet<(u64, DeliveryId)>>,
+    /// The due index: each channel's (due ms, delivery), in time order.
+    due: Mutex<DueIndex>,
     /// The number of the last ingest write, stored with it (`keys::seq`), and of the last one
     /// acknowledged durable: the data dir's marker keeps the latter, so that an engine that
     /// opens with fewer writes than were acknowledged is caught (see `inspect.rs`).
@@ -129,11 +132,20 @@ fn parse_dedup_value(v: &[u8]) -> Option<(EventId, u64)> {
     Some((EventId(id), u64::from_be_bytes(v[16..].try_into().ok()?)))
 }
 
+/// The due key of a delivery of `channel`, its value the channel's name (what the in-memory
+/// index is kept by; a key from before that has an empty value, see [`load_due`]).
+fn due_put(channel: &str, due_ms: u64, id: &DeliveryId) -> Op {
+    Op::Put(
+        keys::timed(keys::DUE, due_ms, id).to_vec(),
+        channel.as_bytes().to_vec(),
+    )
+}
+
 /// What [`KvStore::stage`] wrote.
 struct Staged {
     outcomes: Vec<Enqueued>,
-    /// Due entries written, to mirror in memory once durable.
-    due: Vec<(u64, DeliveryId)>,
+    /// Due entries written (channel, entry), to mirror in memory once durable.
+    due: Vec<(String, Entry)>,
     /// Deletes every key written.
     undo: Vec<Op>,
     /// The number of this write.
@@ -142,12 +154,7 @@ struct Staged {
 
 /// The writes that store an event, its dedup key and its deliveries (due, or dead if planning
 /// failed); the due entries they add are pushed to `due`.
-fn event_ops(
-    ops: &mut Vec<Op>,
-    due: &mut Vec<(u64, DeliveryId)>,
-    new: NewEvent,
-    dedup_key: Vec<u8>,
-) {
+fn event_ops(ops: &mut Vec<Op>, due: &mut Vec<(String, Entry)>, new: NewEvent, dedup_key: Vec<u8>) {
     let count = new.deliveries.len();
     for (i, d) in new.deliveries.into_iter().enumerate() {
         let id = DeliveryId {
@@ -158,16 +165,19 @@ fn event_ops(
         let due_ms = d.due_ms;
         let rec = DeliveryRecord::planned(id, &new.event, new.received_ms, d);
         let index = if dead {
-            keys::timed(keys::DEAD, new.received_ms, &id)
+            Op::Put(
+                keys::timed(keys::DEAD, new.received_ms, &id).to_vec(),
+                Vec::new(),
+            )
         } else {
-            due.push((due_ms, id));
+            due.push((rec.channel.clone(), (due_ms, id)));
             if let Some(key) = &rec.digest {
                 ops.push(Op::Put(keys::digest(key, &id), Vec::new()));
             }
-            keys::timed(keys::DUE, due_ms, &id)
+            due_put(&rec.channel, due_ms, &id)
         };
         ops.push(Op::Put(keys::delivery(&id).to_vec(), encode(&rec)));
-        ops.push(Op::Put(index.to_vec(), Vec::new()));
+        ops.push(index);
     }
     let record = EventRecord {
         dedup_key: new.event.dedup_key(),
@@ -334,7 +344,7 @@ impl<K: Kv> KvStore<K> {
 
     /// The due index. No call that can panic runs while it is held, so a poisoned lock (a
     /// panic elsewhere in the holding thread) leaves it whole.
-    fn due(&self) -> Result<MutexGuard<'_, BTreeSet<(u64, DeliveryId)>>, StoreError> {
+    fn due(&self) -> Result<MutexGuard<'_, DueIndex>, StoreError> {
         Ok(lock(&self.due))
     }
 
@@ -392,8 +402,16 @@ impl<K: Kv> KvStore<K> {
     /// for durability: for the store benchmarks only (ingest always goes through `enqueue`).
     pub fn write(&self, events: Vec<NewEvent>) -> Result<Vec<Enqueued>, StoreError> {
         let staged = self.stage(&*self.live()?, events)?;
-        self.due()?.extend(staged.due);
+        self.mirror(staged.due);
         Ok(staged.outcomes)
+    }
+
+    /// Adds the due entries of a write that succeeded to the in-memory index.
+    fn mirror(&self, entries: Vec<(String, Entry)>) {
+        let mut due = lock(&self.due);
+        for (channel, entry) in entries {
+            due.insert(&channel, entry);
+        }
     }
 
     /// The ingest lock: serializes a dedup check with the write that claims the key. It guards
@@ -431,7 +449,7 @@ impl<K: Kv> KvStore<K> {
             lock(&self.owed).extend(staged.undo);
             return Err(e);
         }
-        self.due()?.extend(staged.due);
+        self.mirror(staged.due);
         self.acked.fetch_max(staged.seq, Ordering::AcqRel);
         Ok(staged.outcomes)
     }
@@ -442,16 +460,10 @@ impl<K: Kv> KvStore<K> {
         limit: usize,
         busy: &Busy,
     ) -> Result<Vec<Leased>, StoreError> {
-        let due: Vec<(u64, DeliveryId)> = self
-            .due()?
-            .range(..(now_ms.saturating_add(1), DeliveryId::default()))
-            .filter(|(_, id)| !busy.held.contains(id))
-            .take(limit)
-            .copied()
-            .collect();
+        let due = self.due()?.take(now_ms, limit, busy);
         let mut out = Vec::with_capacity(due.len());
         let mut stale = Vec::new();
-        for (due_ms, id) in due {
+        for ((due_ms, id), channel) in due {
             match self.delivery(&id)? {
                 // The record must agree with the entry: a scan may see an entry that a worker
                 // replaced (rescheduled) just before it released the delivery.
@@ -465,34 +477,30 @@ impl<K: Kv> KvStore<K> {
                     })
                 }
                 // An entry whose record is gone, final or due elsewhere: drop it.
-                _ => stale.push((due_ms, id)),
+                _ => stale.push((channel, (due_ms, id))),
             }
         }
         if !stale.is_empty() {
             self.put(
                 stale
                     .iter()
-                    .map(|(ms, id)| Op::Delete(keys::timed(keys::DUE, *ms, id).to_vec()))
+                    .map(|(_, (ms, id))| Op::Delete(keys::timed(keys::DUE, *ms, id).to_vec()))
                     .collect(),
             )?;
             let mut due = self.due()?;
-            for entry in &stale {
-                due.remove(entry);
+            for (channel, entry) in &stale {
+                due.remove(channel, entry);
             }
         }
         Ok(out)
     }
 
     pub fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .due()?
-            .iter()
-            .find(|(_, id)| !busy.held.contains(id))
-            .map(|(ms, _)| *ms))
+        Ok(self.due()?.next_ms(busy))
     }
 
     pub fn relet(&self, id: &DeliveryId, due_ms: u64) -> Result<Option<Leased>, StoreError> {
-        Ok(self.delivery(id)?.and_then(|record| {
+        let leased = self.delivery(id)?.and_then(|record| {
             (record.state == DeliveryState::Pending && record.next_ms == Some(due_ms)).then_some(
                 Leased {
                     due_ms,
@@ -500,7 +508,12 @@ impl<K: Kv> KvStore<K> {
                     record,
                 },
             )
-        }))
+        });
+        if leased.is_none() {
+            // It moved on while it waited: whatever it is due as now is in the order already.
+            self.due()?.forget(id, due_ms);
+        }
+        Ok(leased)
     }
 
     pub fn digest_members(&self, key: &str) -> Result<Vec<DeliveryId>, StoreError> {
@@ -524,6 +537,7 @@ impl<K: Kv> KvStore<K> {
                 && record.state == DeliveryState::Pending
                 && let Some(due_ms) = record.next_ms
             {
+                self.due()?.hand_out(&record.channel, (due_ms, *id));
                 out.push(Leased {
                     due_ms,
                     token: 0,
@@ -615,11 +629,7 @@ impl<K: Kv> KvStore<K> {
         ];
         match rec.state {
             DeliveryState::Pending => {
-                let at = rec.next_ms.unwrap_or(now_ms);
-                ops.push(Op::Put(
-                    keys::timed(keys::DUE, at, &id).to_vec(),
-                    Vec::new(),
-                ));
+                ops.push(due_put(&rec.channel, rec.next_ms.unwrap_or(now_ms), &id));
             }
             DeliveryState::Dead => ops.push(Op::Put(
                 keys::timed(keys::DEAD, now_ms, &id).to_vec(),
@@ -637,9 +647,9 @@ impl<K: Kv> KvStore<K> {
         // refused write leaves the delivery due here too.
         self.put(ops)?;
         let mut due = self.due()?;
-        due.remove(&(leased.due_ms, id));
+        due.remove(&leased.record.channel, &(leased.due_ms, id));
         if let Some(at) = rec.next_ms {
-            due.insert((at, id));
+            due.insert(&rec.channel, (at, id));
         }
         Ok(rec)
     }
@@ -739,10 +749,10 @@ impl<K: Kv> KvStore<K> {
         rec.replayed(now_ms);
         self.put(vec![
             Op::Delete(dead_key.to_vec()),
-            Op::Put(keys::timed(keys::DUE, now_ms, id).to_vec(), Vec::new()),
+            due_put(&rec.channel, now_ms, id),
             Op::Put(keys::delivery(id).to_vec(), encode(&rec)),
         ])?;
-        self.due()?.insert((now_ms, *id));
+        self.due()?.insert(&rec.channel, (now_ms, *id));
         Ok(Replay::Scheduled)
     }
 
@@ -911,14 +921,7 @@ impl<K: Kv> KvStore<K> {
     }
 
     pub fn backlog(&self, now_ms: u64) -> Backlog {
-        let due = lock(&self.due);
-        Backlog {
-            pending: due.len() as u64,
-            due: due
-                .range(..(now_ms.saturating_add(1), DeliveryId::default()))
-                .count() as u64,
-            oldest_due_ms: due.first().map(|(ms, _)| *ms).filter(|ms| *ms <= now_ms),
-        }
+        lock(&self.due).backlog(now_ms)
     }
 
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -1057,6 +1060,10 @@ impl<K: Kv> Store for KvStore<K> {
     async fn lease_now(&self, ids: &[DeliveryId]) -> Result<Vec<Leased>, StoreError> {
         KvStore::lease_now(self, ids)
     }
+    async fn release(&self, ids: &[DeliveryId]) -> Result<(), StoreError> {
+        self.due()?.put_back(ids.iter().copied());
+        Ok(())
+    }
     async fn open_digests(&self) -> Result<Vec<(String, u64)>, StoreError> {
         KvStore::open_digests(self)
     }
@@ -1186,16 +1193,57 @@ fn read_seq(kv: &impl Kv) -> Result<u64, StoreError> {
     }
 }
 
-/// The due index from its keys.
-fn load_due(kv: &impl Kv) -> Result<BTreeSet<(u64, DeliveryId)>, StoreError> {
-    let mut due = BTreeSet::new();
-    kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, _| {
+/// The due index from its keys. A key written before due keys named their channel (an empty
+/// value) takes it from its delivery's record; one without a record goes under no channel, and
+/// the first lease that meets it drops it.
+fn load_due(kv: &impl Kv) -> Result<DueIndex, StoreError> {
+    let mut runs: HashMap<String, BTreeSet<Entry>> = HashMap::new();
+    let mut unnamed = Vec::new();
+    // Neighbouring keys are mostly of one channel: its set is looked up once per run of keys
+    // (or per `LOAD_CHUNK` of them), not per key.
+    let mut batch: (Vec<u8>, Vec<Entry>) = (Vec::new(), Vec::new());
+    kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, v| {
         if let Some(entry) = keys::parse_timed(k) {
-            due.insert(entry);
+            if v.is_empty() || std::str::from_utf8(v).is_err() {
+                unnamed.push(entry);
+            } else {
+                if batch.0 != v || batch.1.len() == LOAD_CHUNK {
+                    flush(&mut runs, &mut batch);
+                    v.clone_into(&mut batch.0);
+                }
+                batch.1.push(entry);
+            }
         }
         ControlFlow::Continue(())
     })?;
-    Ok(due)
+    flush(&mut runs, &mut batch);
+    for entry in unnamed {
+        let channel = match kv.get(&keys::delivery(&entry.1))? {
+            Some(v) => decode_delivery(entry.1, &v)
+                .map(|r| r.channel)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        runs.entry(channel).or_default().insert(entry);
+    }
+    Ok(DueIndex::from_runs(runs))
+}
+
+/// Due entries read before they are moved into their channel's set.
+const LOAD_CHUNK: usize = 4096;
+
+/// Moves the entries read for one channel into its set.
+fn flush(runs: &mut HashMap<String, BTreeSet<Entry>>, batch: &mut (Vec<u8>, Vec<Entry>)) {
+    if batch.1.is_empty() {
+        return;
+    }
+    let channel = String::from_utf8_lossy(&batch.0);
+    match runs.get_mut(&*channel) {
+        Some(set) => set.extend(batch.1.drain(..)),
+        None => {
+            runs.insert(channel.into_owned(), batch.1.drain(..).collect());
+        }
+    }
 }
 
 /// Waits (briefly) until nothing else holds `live`, then closes it; gives it back if others
@@ -1226,7 +1274,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::store::Ending;
-    use crate::store::suite::{delivery, done, idle, new_event};
+    use crate::store::suite::{delivery, delivery_on, done, idle, new_event};
 
     #[tokio::test]
     async fn a_stale_due_entry_is_never_handed_out() {
@@ -1239,12 +1287,8 @@ mod tests {
         let id = l[0].record.id;
         s.complete(&l[0], done(Ending::RetryAt(100)), 1).unwrap();
         // What a scan running alongside that completion may still see: the old entry.
-        s.put(vec![Op::Put(
-            keys::timed(keys::DUE, 0, &id).to_vec(),
-            Vec::new(),
-        )])
-        .unwrap();
-        s.due().unwrap().insert((0, id));
+        s.put(vec![due_put(&l[0].record.channel, 0, &id)]).unwrap();
+        s.due().unwrap().insert(&l[0].record.channel, (0, id));
         assert!(
             s.lease_due(50, 10, &idle()).unwrap().is_empty(),
             "the old entry is not handed out"
@@ -1254,6 +1298,32 @@ mod tests {
         drop(s);
         let reopened = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(reopened.counts().unwrap().pending, 1, "from disk too");
+    }
+
+    #[tokio::test]
+    async fn a_due_key_written_before_they_named_their_channel_finds_it_in_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        let two = vec![delivery_on("x", 0), delivery_on("y", 0)];
+        s.enqueue(vec![new_event("old", 0, two)]).await.unwrap();
+        let leased = s.lease_due(0, 2, &idle()).unwrap();
+        // What an older relay wrote: due keys without a value.
+        s.put(
+            leased
+                .iter()
+                .map(|l| Op::Put(keys::timed(keys::DUE, 0, &l.record.id).to_vec(), Vec::new()))
+                .collect(),
+        )
+        .unwrap();
+        drop(s);
+        let s = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        let x_full = Busy {
+            full: ["x".to_string()].into(),
+            ..Busy::default()
+        };
+        let channels = |l: Vec<Leased>| l.into_iter().map(|l| l.record.channel).collect::<Vec<_>>();
+        assert_eq!(channels(s.lease_due(0, 10, &x_full).unwrap()), ["y"]);
+        assert_eq!(channels(s.lease_due(0, 10, &idle()).unwrap()), ["x"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! replicas (`postgres/`).
 
 mod commit;
+mod due;
 #[cfg(test)]
 mod faults;
 pub mod fjall;
@@ -339,9 +340,8 @@ pub enum Replay {
 pub struct Busy {
     /// Deliveries it holds (being sent or waiting in a lane): never handed out again.
     pub held: std::collections::HashSet<DeliveryId>,
-    /// Channels at their in-flight cap. A store whose due index knows each delivery's channel
-    /// (PostgreSQL) leaves their deliveries where they are, for a replica with room; the
-    /// embedded ones hand them out and the caller keeps them waiting in their lane.
+    /// Channels whose lanes have no room: their deliveries are left where they are (for a
+    /// replica with room, on PostgreSQL), and their backlog is never scanned.
     pub full: std::collections::HashSet<String>,
 }
 

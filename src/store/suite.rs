@@ -115,6 +115,57 @@ pub async fn enqueue_then_lease_in_due_order(s: &dyn Store) {
     assert_eq!(s.next_due_ms(&busy).await.unwrap(), Some(3000));
 }
 
+/// A delivery of `channel` due at `due_ms`.
+pub fn delivery_on(channel: &str, due_ms: u64) -> NewDelivery {
+    NewDelivery {
+        channel: channel.into(),
+        ..delivery(due_ms)
+    }
+}
+
+/// Channels `Busy` calls full.
+fn full(channels: &[&str]) -> Busy {
+    Busy {
+        full: channels.iter().map(|c| c.to_string()).collect(),
+        ..Busy::default()
+    }
+}
+
+pub async fn a_full_channel_is_left_where_it_is(s: &dyn Store) {
+    let e = new_event(
+        "f",
+        0,
+        vec![
+            delivery_on("hung", 0),
+            delivery_on("hung", 1),
+            delivery_on("ok", 2),
+        ],
+    );
+    s.enqueue_one(e, DAY).await.unwrap();
+    let mine = s.lease_due(10, 10, &full(&["hung"])).await.unwrap();
+    let channels = |l: &[Leased]| {
+        l.iter()
+            .map(|l| l.record.channel.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(channels(&mine), ["ok"]);
+    let holding_ok = Busy {
+        held: [mine[0].record.id].into(),
+        ..full(&["hung"])
+    };
+    assert_eq!(s.next_due_ms(&holding_ok).await.unwrap(), None);
+    assert_eq!(s.next_due_ms(&full(&["ok"])).await.unwrap(), Some(0));
+    let rest = s
+        .lease_due(10, 10, &Busy::holding([mine[0].record.id]))
+        .await
+        .unwrap();
+    assert_eq!(
+        channels(&rest),
+        ["hung", "hung"],
+        "in due order, once it has room"
+    );
+}
+
 pub async fn duplicates_inside_the_window_plan_nothing(s: &dyn Store) {
     let a = s
         .enqueue_one(new_event("dup", 1000, vec![delivery(1000)]), DAY)
@@ -400,6 +451,10 @@ pub async fn pending_and_in_flight_deliveries_survive_a_restart(
         id
     };
     let s = open(dir.path()).await;
+    assert!(
+        s.lease_due(1, 10, &full(&["ch"])).await.unwrap().is_empty(),
+        "each is still known by its channel"
+    );
     assert_eq!(lease(&*s, 1, 10).await.len(), 2, "both are due again");
     let held = DeliveryId { event, index: 2 };
     assert_eq!(s.open_digests().await.unwrap(), [("k".to_string(), 10_000)]);
@@ -656,6 +711,7 @@ macro_rules! store_suite {
         }
         $crate::store_suite!(@cases $open;
             enqueue_then_lease_in_due_order,
+            a_full_channel_is_left_where_it_is,
             duplicates_inside_the_window_plan_nothing,
             outcomes_move_deliveries_on,
             throttles_do_not_use_the_budget,

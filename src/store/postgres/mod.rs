@@ -1208,8 +1208,8 @@ mod tests {
     use std::time::Duration;
 
     use super::{Cached, testing};
-    use crate::store::suite::{delivery, done, idle, new_event};
-    use crate::store::{Busy, Ending, Enqueued, NewDelivery, Store, StoreError};
+    use crate::store::suite::{delivery, delivery_on, done, idle, new_event};
+    use crate::store::{Busy, Ending, Enqueued, Store, StoreError};
 
     crate::store_suite!(
         testing::available(),
@@ -1296,14 +1296,14 @@ mod tests {
         let Some((a, b, _)) = testing::pair().await else {
             return;
         };
-        let on = |channel: &str, due| NewDelivery {
-            channel: channel.into(),
-            ..delivery(due)
-        };
         a.enqueue(vec![new_event(
             "k",
             0,
-            vec![on("hung", 0), on("hung", 1), on("ok", 2)],
+            vec![
+                delivery_on("hung", 0),
+                delivery_on("hung", 1),
+                delivery_on("ok", 2),
+            ],
         )])
         .await
         .unwrap();
