@@ -1,10 +1,12 @@
 //! Group commit: one flush — the engine's flush, then a real `fdatasync` — covers every write
 //! made before it, so concurrent requests share the cost of durability.
 //!
-//! Under load (the last flush covered more than one request) the flusher, once woken, lingers
-//! while more requests keep arriving — one short sleep at a time, never longer than
-//! [`MAX_LINGER`] — so writers that arrived during the last flush land in this one instead of
-//! each starting a flush of their own. A lone request is flushed at once.
+//! Under load (the last flush covered more than one request, and requests have lately come
+//! closer together than one step of lingering) the flusher, once woken, lingers while more
+//! requests keep arriving — one short sleep at a time, never longer than [`MAX_LINGER`] — so
+//! writers that arrived during the last flush land in this one instead of each starting a flush
+//! of their own. A lone request is flushed at once, and so is each of a steady trickle: a sleep
+//! that would wait for nobody costs its request the step and the flusher a wake-up.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,14 +72,17 @@ impl Committer {
             .name("hookrelay-commit".into())
             .spawn(move || {
                 let (mut flushed, mut last_group) = (0, 0);
+                let mut pace = Pace::default();
                 while wait_for_work(&s) {
-                    if last_group > 1 || s.tickets.load(Ordering::Acquire) > flushed + 1 {
+                    let grouped = last_group > 1 || s.tickets.load(Ordering::Acquire) > flushed + 1;
+                    if grouped && pace.busy() {
                         linger(&s);
                     }
                     // Every ticket taken before this load belongs to a write that already
                     // happened, so the flush below covers it.
                     let target = s.tickets.load(Ordering::Acquire);
                     (flushed, last_group) = (target, target - flushed);
+                    pace.saw(Instant::now(), last_group);
                     // A failure is the waiting writers' to report (the store logs it once).
                     let result = sync();
                     s.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -146,6 +151,41 @@ impl Drop for Committer {
     }
 }
 
+/// How closely requests have lately followed one another: a moving average of the time
+/// between them, over the flushes that took them.
+struct Pace {
+    since: Instant,
+    /// Mean time between requests, in microseconds.
+    gap_us: f64,
+}
+
+impl Default for Pace {
+    fn default() -> Pace {
+        Pace {
+            since: Instant::now(),
+            gap_us: f64::MAX,
+        }
+    }
+}
+
+impl Pace {
+    /// A flush at `now` is about to take `requests` that arrived since the last one.
+    fn saw(&mut self, now: Instant, requests: u64) {
+        let gap = now.duration_since(self.since).as_micros() as f64 / requests.max(1) as f64;
+        self.since = now;
+        // Half of each new sample: a burst shows within a few flushes, a lull too.
+        self.gap_us = match self.gap_us {
+            f64::MAX => gap,
+            mean => (mean + gap) / 2.0,
+        };
+    }
+
+    /// Whether another request is likely within one step of lingering.
+    fn busy(&self) -> bool {
+        self.gap_us < LINGER_STEP.as_micros() as f64
+    }
+}
+
 /// Puts the flush off while requests keep arriving, up to [`MAX_LINGER`].
 fn linger(s: &Shared) {
     let deadline = Instant::now() + MAX_LINGER;
@@ -171,5 +211,35 @@ fn wait_for_work(s: &Shared) -> bool {
         true
     } else {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_requests_closer_than_a_step_make_the_flusher_linger() {
+        let start = Instant::now();
+        let mut pace = Pace {
+            since: start,
+            gap_us: f64::MAX,
+        };
+        assert!(!pace.busy(), "nothing seen yet");
+        // A steady 1,000 requests a second, a flush each.
+        for ms in 1..=5 {
+            pace.saw(start + Duration::from_millis(ms), 1);
+        }
+        assert!(!pace.busy());
+        // Then 32 requests a flush, a flush every 2 ms: one every ~60 µs.
+        for i in 1..=5 {
+            pace.saw(start + Duration::from_millis(5 + 2 * i), 32);
+        }
+        assert!(pace.busy());
+        // And back to a trickle.
+        for i in 1..=8 {
+            pace.saw(start + Duration::from_millis(15 + 3 * i), 1);
+        }
+        assert!(!pace.busy());
     }
 }
