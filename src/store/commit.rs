@@ -155,15 +155,15 @@ impl Drop for Committer {
 /// between them, over the flushes that took them.
 struct Pace {
     since: Instant,
-    /// Mean time between requests, in microseconds.
-    gap_us: f64,
+    /// Mean time between requests, in microseconds (none seen yet: `None`).
+    gap_us: Option<f64>,
 }
 
 impl Default for Pace {
     fn default() -> Pace {
         Pace {
             since: Instant::now(),
-            gap_us: f64::MAX,
+            gap_us: None,
         }
     }
 }
@@ -174,15 +174,13 @@ impl Pace {
         let gap = now.duration_since(self.since).as_micros() as f64 / requests.max(1) as f64;
         self.since = now;
         // Half of each new sample: a burst shows within a few flushes, a lull too.
-        self.gap_us = match self.gap_us {
-            f64::MAX => gap,
-            mean => (mean + gap) / 2.0,
-        };
+        self.gap_us = Some(self.gap_us.map_or(gap, |mean| (mean + gap) / 2.0));
     }
 
     /// Whether another request is likely within one step of lingering.
     fn busy(&self) -> bool {
-        self.gap_us < LINGER_STEP.as_micros() as f64
+        self.gap_us
+            .is_some_and(|gap| gap < LINGER_STEP.as_micros() as f64)
     }
 }
 
@@ -223,7 +221,7 @@ mod tests {
         let start = Instant::now();
         let mut pace = Pace {
             since: start,
-            gap_us: f64::MAX,
+            gap_us: None,
         };
         assert!(!pace.busy(), "nothing seen yet");
         // A steady 1,000 requests a second, a flush each.

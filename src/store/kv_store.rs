@@ -1201,17 +1201,18 @@ fn load_due(kv: &impl Kv) -> Result<DueIndex, StoreError> {
     let mut unnamed = Vec::new();
     // Neighbouring keys are mostly of one channel: its set is looked up once per run of keys
     // (or per `LOAD_CHUNK` of them), not per key.
-    let mut batch: (Vec<u8>, Vec<Entry>) = (Vec::new(), Vec::new());
+    let mut batch: (String, Vec<Entry>) = (String::new(), Vec::new());
     kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, v| {
         if let Some(entry) = keys::parse_timed(k) {
-            if v.is_empty() || std::str::from_utf8(v).is_err() {
-                unnamed.push(entry);
-            } else {
-                if batch.0 != v || batch.1.len() == LOAD_CHUNK {
-                    flush(&mut runs, &mut batch);
-                    v.clone_into(&mut batch.0);
+            match std::str::from_utf8(v) {
+                Ok(channel) if !channel.is_empty() => {
+                    if batch.0 != channel || batch.1.len() == LOAD_CHUNK {
+                        flush(&mut runs, &mut batch);
+                        channel.clone_into(&mut batch.0);
+                    }
+                    batch.1.push(entry);
                 }
-                batch.1.push(entry);
+                _ => unnamed.push(entry),
             }
         }
         ControlFlow::Continue(())
@@ -1233,15 +1234,14 @@ fn load_due(kv: &impl Kv) -> Result<DueIndex, StoreError> {
 const LOAD_CHUNK: usize = 4096;
 
 /// Moves the entries read for one channel into its set.
-fn flush(runs: &mut HashMap<String, BTreeSet<Entry>>, batch: &mut (Vec<u8>, Vec<Entry>)) {
+fn flush(runs: &mut HashMap<String, BTreeSet<Entry>>, batch: &mut (String, Vec<Entry>)) {
     if batch.1.is_empty() {
         return;
     }
-    let channel = String::from_utf8_lossy(&batch.0);
-    match runs.get_mut(&*channel) {
+    match runs.get_mut(&batch.0) {
         Some(set) => set.extend(batch.1.drain(..)),
         None => {
-            runs.insert(channel.into_owned(), batch.1.drain(..).collect());
+            runs.insert(batch.0.clone(), batch.1.drain(..).collect());
         }
     }
 }
