@@ -1,6 +1,6 @@
 //! Delivery: a dispatcher leases due deliveries from the store and hands each to a worker task,
-//! which sends it through its channel and records the outcome. Retries are reschedules in the
-//! store, never sleeps in memory.
+//! which sends it through its channel and records the outcome (while it sends the lane's next).
+//! Retries are reschedules in the store, never sleeps in memory.
 //!
 //! Each channel is a lane with a cap on deliveries in flight (`maxInFlight`): a delivery leased
 //! while its lane is full waits in the lane (in memory; its due entry stays in the store), and
@@ -225,22 +225,22 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Lets go of deliveries claimed for a digest.
-    fn unclaim(&self, ids: &[DeliveryId]) {
+    /// Lets go of held deliveries: their outcome is recorded (or they stay due), or they were
+    /// claimed for a digest.
+    fn let_go(&self, ids: &[DeliveryId]) {
         let mut d = self.held();
         for id in ids {
             d.held.remove(id);
         }
     }
 
-    /// Releases `done` (its outcome is recorded, or it stays due) and hands its lane's next
-    /// waiting delivery to the caller, which keeps its worker slot for it.
+    /// Frees the lane slot of `done` (sent; it stays held until its outcome is recorded) and
+    /// hands its lane's next waiting delivery to the caller, which keeps its worker slot for it.
     async fn next_in_lane(&self, done: &Leased) -> Option<Leased> {
         let channel = &done.record.channel;
         let cap = self.cap(channel);
         let moved: Vec<DeliveryId> = {
             let mut d = self.held();
-            d.held.remove(&done.record.id);
             let lane = d.lanes.entry(channel.clone()).or_default();
             lane.sending = lane.sending.saturating_sub(1);
             // The channel's part moved to another replica: what waits here goes to it.

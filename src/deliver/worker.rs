@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Dispatcher, digest, thread};
@@ -16,19 +18,50 @@ use crate::store::{
     AttemptRecord, AttemptResult, Completion, DeliveryRecord, Ending, ErrorInfo, Leased, StoreError,
 };
 
+/// Most outcomes one worker has being recorded while it sends the next of its lane.
+const RECORDING: usize = 16;
+
 /// A worker: delivers `leased`, then the deliveries waiting in its lane while there are any;
-/// the permit frees its slot at the end.
+/// the permit frees its slot at the end. An attempt's outcome is recorded while the lane's
+/// next delivery is sent: the store's write (a round trip on PostgreSQL) does not hold the
+/// destination's slot, and the delivery stays held until it is written.
 pub(super) async fn run(dispatcher: Arc<Dispatcher>, leased: Leased, _slot: OwnedSemaphorePermit) {
+    let mut recording = FuturesUnordered::new();
     let mut next = Some(leased);
     while let Some(leased) = next {
-        deliver(&dispatcher, &leased).await;
-        next = dispatcher.next_in_lane(&leased).await;
+        let sent = alongside(&mut recording, send(&dispatcher, &leased)).await;
+        next = alongside(&mut recording, dispatcher.next_in_lane(&leased)).await;
+        recording.push(record(&dispatcher, leased, sent));
+        while recording.len() >= RECORDING {
+            recording.next().await;
+        }
+    }
+    while recording.next().await.is_some() {}
+}
+
+/// Runs `f` to its end while the outcomes being recorded make progress.
+async fn alongside<R: Future<Output = ()>, F: Future>(
+    recording: &mut FuturesUnordered<R>,
+    f: F,
+) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    loop {
+        tokio::select! {
+            out = &mut f => return out,
+            Some(()) = recording.next(), if !recording.is_empty() => {}
+        }
     }
 }
 
-/// Delivers one leased delivery and records the outcome.
-async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
-    let id = leased.record.id;
+/// An attempt's result, to be recorded: the completion, and the digest members it took along.
+struct Sent {
+    completion: Completion,
+    others: Vec<Leased>,
+}
+
+/// Sends one leased delivery (with the rest of its digest, if it has one) and decides what
+/// comes next.
+async fn send(dispatcher: &Arc<Dispatcher>, leased: &Leased) -> Sent {
     let catalog = dispatcher.catalog.current();
     let at_ms = now_ms();
     // A digest goes as one message with every pending delivery of its key.
@@ -64,8 +97,17 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
         let wait = Duration::from_millis(at.saturating_sub(now));
         dispatcher.metrics.throttled(&leased.record.channel, wait);
     }
-    let retry = matches!(completion.next, Ending::RetryAt(_));
     report(dispatcher, &leased.record, &completion, now);
+    Sent { completion, others }
+}
+
+/// Records the outcome of `leased`'s attempt (and of the digest members it took along), then
+/// lets it go.
+async fn record(dispatcher: &Dispatcher, leased: Leased, sent: Sent) {
+    let Sent { completion, others } = sent;
+    let id = leased.record.id;
+    let now = now_ms();
+    let retry = matches!(completion.next, Ending::RetryAt(_));
     if !others.is_empty() {
         let count = others.len() + 1;
         for other in &others {
@@ -76,13 +118,13 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
             }
         }
         let ids: Vec<_> = others.iter().map(|l| l.record.id).collect();
-        dispatcher.unclaim(&ids);
+        dispatcher.let_go(&ids);
     }
     let completion = match others.len() {
         0 => completion,
         n => digest::noted(&completion, &id, n + 1),
     };
-    match dispatcher.store.complete(leased, completion, now).await {
+    match dispatcher.store.complete(&leased, completion, now).await {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
         }
@@ -92,6 +134,7 @@ async fn deliver(dispatcher: &Arc<Dispatcher>, leased: &Leased) {
         // store logs the failure once; dispatch pauses meanwhile).
         Err(e) => tracing::debug!(delivery = %id, error = %e, "could not record an attempt"),
     }
+    dispatcher.let_go(&[id]);
     if retry {
         // The dispatcher may be asleep until a later time than this retry's.
         dispatcher.wake.notify_one();

@@ -1,5 +1,6 @@
-//! Two relay processes on one PostgreSQL database: events spread over both, one SIGKILLed under
-//! load, every acknowledged event delivered by the survivor. Skipped (saying so) when
+//! The relay on PostgreSQL: two relay processes on one database (events spread over both, one
+//! SIGKILLed under load, every acknowledged event delivered by the survivor), and a stalled
+//! outcome write that does not hold its destination. Skipped (saying so) when
 //! `HOOKRELAY_TEST_POSTGRES_URL` is not set.
 
 use std::collections::BTreeMap;
@@ -7,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{APP_SOURCE, FakeServer, Hooks};
+use crate::support::{APP_SOURCE, FakeServer, Hooks, TestRelay, data_dir, settings};
 
 const URL_VAR: &str = "HOOKRELAY_TEST_POSTGRES_URL";
 /// Events posted in all; replica a is killed halfway.
@@ -15,7 +16,8 @@ const EVENTS: usize = 400;
 /// Workers per replica: what a killed replica can have in flight bounds the duplicates.
 const WORKERS: usize = 8;
 
-fn hooks(receiver: &str) -> Hooks {
+/// The app source, its template and one webhook channel of cap `cap` to `receiver`.
+fn hooks(receiver: &str, cap: usize) -> Hooks {
     Hooks::new(&[(
         "10-all.yaml",
         &format!(
@@ -34,6 +36,7 @@ metadata: {{name: receiver}}
 spec:
   type: webhook
   url: "{receiver}/in"
+  maxInFlight: {cap}
 ---
 apiVersion: hookrelay.dev/v1alpha1
 kind: Route
@@ -116,6 +119,11 @@ fn delivered(receiver: &FakeServer) -> BTreeMap<usize, usize> {
     counts
 }
 
+/// A fresh schema name for one test.
+fn fresh_schema() -> String {
+    format!("it{}_{:08x}", std::process::id(), rand::random::<u32>())
+}
+
 /// Posts event `i` to `base`; whether it was acknowledged.
 async fn post(http: &reqwest::Client, base: &str, i: usize) -> bool {
     let body = format!(r#"{{"kind":"push","id":"e{i}"}}"#);
@@ -144,9 +152,9 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged() {
         crate::support::Reply::status(200)
     })
     .await;
-    let h = hooks(&receiver.base);
+    let h = hooks(&receiver.base, 8);
     let dir = tempfile::tempdir().unwrap();
-    let schema = format!("it{}_{:08x}", std::process::id(), rand::random::<u32>());
+    let schema = fresh_schema();
     let (mut a, base_a) = spawn("a", &schema, h.path(), dir.path());
     let (mut b, base_b) = spawn("b", &schema, h.path(), dir.path());
     let http = reqwest::Client::new();
@@ -214,4 +222,68 @@ async fn a_replica_killed_under_load_loses_nothing_it_acknowledged() {
     );
     let _ = b.kill();
     let _ = b.wait();
+}
+
+#[tokio::test]
+async fn a_stalled_outcome_write_does_not_hold_the_destinations_slot() {
+    if std::env::var(URL_VAR).is_err() {
+        eprintln!("skipped: {URL_VAR} is not set (see README: PostgreSQL tests)");
+        return;
+    }
+    let receiver = FakeServer::start().await;
+    let h = hooks(&receiver.base, 1);
+    let schema = fresh_schema();
+    let url = std::env::var(URL_VAR).unwrap();
+    let store = hookrelay::store::postgres::open(&hookrelay::store::postgres::PgSettings {
+        url: hookrelay::secret::Secret::new(url.clone()),
+        pool_size: 8,
+        statement_timeout: Duration::from_secs(30),
+        lease: Duration::from_secs(30),
+        replica: "solo".into(),
+        schema: schema.clone(),
+        ca_file: None,
+    })
+    .await
+    .expect("PostgreSQL store opens");
+    let data = data_dir();
+    let relay = TestRelay::serve(hookrelay::Relay::with_store(
+        settings(h.path(), data.path()),
+        std::sync::Arc::new(store),
+    ))
+    .await;
+    // Another session holds the attempts table: no outcome can be written until it lets go.
+    let (mut db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let lock = db.transaction().await.unwrap();
+    lock.batch_execute(&format!(
+        "SET LOCAL search_path = {schema}; LOCK TABLE attempts IN EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    for i in 0..4 {
+        assert!(post(&http, &relay.base, i).await, "event {i} acknowledged");
+    }
+    // One at a time (maxInFlight 1), each sent while the outcomes before it wait to be written.
+    receiver.wait_for(4).await;
+    let counts = relay.store.counts().await.unwrap();
+    assert_eq!(counts.pending, 4, "no outcome written yet: {counts:?}");
+    lock.rollback().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while relay.store.counts().await.unwrap().pending > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outcomes recorded once the lock is gone"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(relay.store.counts().await.unwrap().dead, 0);
+    assert_eq!(
+        delivered(&receiver).values().sum::<usize>(),
+        4,
+        "each sent once"
+    );
+    relay.stop().await;
 }
