@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::catalog::Catalog;
 use crate::catalog::reload::LiveCatalog;
 use crate::config::Settings;
 use crate::ids::{DeliveryId, now_ms};
@@ -134,7 +135,7 @@ impl Dispatcher {
         let mut full: std::collections::HashSet<String> = d
             .lanes
             .iter()
-            .filter(|(channel, lane)| lane.waiting.len() >= ahead(self.cap(channel)))
+            .filter(|(channel, lane)| lane.waiting.len() >= ahead(self.cap_in(&catalog, channel)))
             .map(|(channel, _)| channel.clone())
             .collect();
         // Channels whose whole cap is another replica's right now.
@@ -154,9 +155,12 @@ impl Dispatcher {
     /// This replica's cap of `channel` (of the default for one no longer loaded): its part of
     /// the channel's `maxInFlight`, which holds across replicas.
     fn cap(&self, channel: &str) -> usize {
-        let configured = self
-            .catalog
-            .current()
+        self.cap_in(&self.catalog.current(), channel)
+    }
+
+    /// [`Self::cap`] in `catalog` (one snapshot for a whole round).
+    fn cap_in(&self, catalog: &Catalog, channel: &str) -> usize {
+        let configured = catalog
             .channels
             .get(channel)
             .map_or(crate::channel::def::DEFAULT_MAX_IN_FLIGHT, |c| {
@@ -374,9 +378,10 @@ impl Dispatcher {
             // digest's worker finds the rest of its digest waiting in the lane.
             let mut digests = HashSet::new();
             let mut start = Vec::new();
+            let catalog = self.catalog.current();
             for l in leased {
                 // Held before the next scan so the dispatcher never hands it out twice.
-                let cap = self.cap(&l.record.channel);
+                let cap = self.cap_in(&catalog, &l.record.channel);
                 if cap == 0 {
                     // Leased just before its channel's part moved to another replica.
                     self.release(&[l.record.id]).await;
