@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -194,7 +194,9 @@ def browser():
 
 
 def wait(driver, cond, timeout=10):
-    return WebDriverWait(driver, timeout).until(cond)
+    # A list re-rendered between finding its rows and reading them leaves stale elements:
+    # that is "not yet", and the condition is asked again.
+    return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(cond)
 
 
 def text_of(driver, css):
