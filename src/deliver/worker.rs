@@ -53,10 +53,12 @@ async fn alongside<R: Future<Output = ()>, F: Future>(
     }
 }
 
-/// An attempt's result, to be recorded: the completion, and the digest members it took along.
+/// An attempt's result, to be recorded: the completion, the digest members it took along, and
+/// when the attempt ended (the outcome's time, however long its write waits).
 struct Sent {
     completion: Completion,
     others: Vec<Leased>,
+    now: u64,
 }
 
 /// Sends one leased delivery (with the rest of its digest, if it has one) and decides what
@@ -98,15 +100,22 @@ async fn send(dispatcher: &Arc<Dispatcher>, leased: &Leased) -> Sent {
         dispatcher.metrics.throttled(&leased.record.channel, wait);
     }
     report(dispatcher, &leased.record, &completion, now);
-    Sent { completion, others }
+    Sent {
+        completion,
+        others,
+        now,
+    }
 }
 
 /// Records the outcome of `leased`'s attempt (and of the digest members it took along), then
 /// lets it go.
 async fn record(dispatcher: &Dispatcher, leased: Leased, sent: Sent) {
-    let Sent { completion, others } = sent;
+    let Sent {
+        completion,
+        others,
+        now,
+    } = sent;
     let id = leased.record.id;
-    let now = now_ms();
     let retry = matches!(completion.next, Ending::RetryAt(_));
     if !others.is_empty() {
         let count = others.len() + 1;
