@@ -65,6 +65,11 @@ pub fn open_kv(dir: &Path, cache_bytes: u64) -> Result<FjallKv, StoreError> {
         // Durability is the group commit's job: batches only reach the journal's buffer.
         .manual_journal_persist(true)
         .max_journaling_size(JOURNALS_BYTES)
+        // fjall's default background threads (one per core) stay, although on two cores the
+        // second spins while the first compacts (fjall 3.1 has worker 0 hand every compaction
+        // back to the queue) and slows a restart into a backlog: with one thread, the worker
+        // that rotates a memtable sends itself its flush on a bounded queue that writes fill
+        // with rotation requests while it compacts, and can wait on itself for good.
         .open()
         .map_err(|e| {
             let what = format!("cannot open {}: {e}", dir.display());
