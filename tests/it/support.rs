@@ -19,6 +19,8 @@ pub const ADMIN: &str = "test-admin-token";
 
 /// How long any wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
+/// Longer than any wait a test makes on purpose: past it, a request or a shutdown is stuck.
+const STUCK: Duration = Duration::from_secs(60);
 
 /// A hooks.d directory written from (file name, contents) pairs.
 pub struct Hooks {
@@ -180,7 +182,12 @@ impl TestRelay {
         TestRelay {
             base,
             store,
-            client: reqwest::Client::new(),
+            // Bounded, so a request the relay never answers fails its test with its place
+            // instead of hanging the run.
+            client: reqwest::Client::builder()
+                .timeout(STUCK)
+                .build()
+                .expect("test client"),
             stop: Some(tx),
             task,
         }
@@ -200,7 +207,11 @@ impl TestRelay {
         // Idle keep-alive connections would hold the graceful shutdown until its timeout.
         drop(client);
         drop(store);
-        task.await.unwrap().unwrap();
+        tokio::time::timeout(STUCK, task)
+            .await
+            .expect("the relay stops")
+            .unwrap()
+            .unwrap();
     }
 
     /// POSTs `body` to `/hooks/{source}` with `headers`.
