@@ -54,7 +54,7 @@ pub(super) async fn gather(d: &Dispatcher, catalog: &Catalog, leased: &Leased) -
         .into_iter()
         .filter(|id| !leased_now.iter().any(|l| l.record.id == *id))
         .collect();
-    d.let_go(&unused);
+    d.let_go(unused);
     leased_now
 }
 

@@ -231,10 +231,10 @@ impl Dispatcher {
 
     /// Lets go of held deliveries: their outcome is recorded (or they stay due), or they were
     /// claimed for a digest.
-    fn let_go(&self, ids: &[DeliveryId]) {
+    fn let_go(&self, ids: impl IntoIterator<Item = DeliveryId>) {
         let mut d = self.held();
         for id in ids {
-            d.held.remove(id);
+            d.held.remove(&id);
         }
     }
 

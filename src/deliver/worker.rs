@@ -117,22 +117,21 @@ async fn record(dispatcher: &Dispatcher, leased: Leased, sent: Sent) {
     } = sent;
     let id = leased.record.id;
     let retry = matches!(completion.next, Ending::RetryAt(_));
-    if !others.is_empty() {
-        let count = others.len() + 1;
-        for other in &others {
-            let c = digest::noted(&completion, &id, count);
-            if let Err(e) = dispatcher.store.complete(other, c, now).await {
-                tracing::debug!(delivery = %other.record.id, error = %e,
-                    "could not record a digest member's attempt");
-            }
-        }
-        let ids: Vec<_> = others.iter().map(|l| l.record.id).collect();
-        dispatcher.let_go(&ids);
-    }
+    // Every delivery of a digest carries the same note: the one it was sent with, and how many.
     let completion = match others.len() {
         0 => completion,
         n => digest::noted(&completion, &id, n + 1),
     };
+    for other in &others {
+        if let Err(e) = dispatcher
+            .store
+            .complete(other, completion.clone(), now)
+            .await
+        {
+            tracing::debug!(delivery = %other.record.id, error = %e,
+                "could not record a digest member's attempt");
+        }
+    }
     match dispatcher.store.complete(&leased, completion, now).await {
         Ok(rec) => {
             tracing::debug!(delivery = %id, state = ?rec.state, attempts = rec.attempts, "attempt recorded")
@@ -143,7 +142,7 @@ async fn record(dispatcher: &Dispatcher, leased: Leased, sent: Sent) {
         // store logs the failure once; dispatch pauses meanwhile).
         Err(e) => tracing::debug!(delivery = %id, error = %e, "could not record an attempt"),
     }
-    dispatcher.let_go(&[id]);
+    dispatcher.let_go(others.iter().map(|l| l.record.id).chain([id]));
     if retry {
         // The dispatcher may be asleep until a later time than this retry's.
         dispatcher.wake.notify_one();

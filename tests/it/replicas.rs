@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{APP_SOURCE, FakeServer, Hooks, TestRelay, data_dir, settings};
+use crate::support::{APP_SOURCE, DEADLINE, FakeServer, Hooks, TestRelay, data_dir, settings};
 
 const URL_VAR: &str = "HOOKRELAY_TEST_POSTGRES_URL";
 /// Events posted in all; replica a is killed halfway.
@@ -271,7 +271,7 @@ async fn a_stalled_outcome_write_does_not_hold_the_destinations_slot() {
     let counts = relay.store.counts().await.unwrap();
     assert_eq!(counts.pending, 4, "no outcome written yet: {counts:?}");
     lock.rollback().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
     while relay.store.counts().await.unwrap().pending > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
