@@ -26,24 +26,16 @@ pub struct DueIndex {
 }
 
 impl DueIndex {
-    /// The index of each channel's entries (as its store's keys list them, at open).
-    pub fn from_runs(runs: HashMap<String, BTreeSet<Entry>>) -> DueIndex {
-        let mut due = DueIndex::default();
-        for (channel, set) in runs {
-            let name: Arc<str> = Arc::from(channel);
-            if let Some(first) = set.first() {
-                due.heads.insert((*first, name.clone()));
-                due.channels.insert(name, set);
-            }
-        }
-        due
+    pub fn insert(&mut self, channel: &str, entry: Entry) {
+        self.extend(channel, [entry]);
     }
 
-    pub fn insert(&mut self, channel: &str, entry: Entry) {
+    /// Adds entries of one channel (as its store's keys list them, at open).
+    pub fn extend(&mut self, channel: &str, entries: impl IntoIterator<Item = Entry>) {
         let name = self.name(channel);
         let set = self.channels.entry(name.clone()).or_default();
         let before = set.first().copied();
-        set.insert(entry);
+        set.extend(entries);
         self.moved_head(&name, before);
     }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::kv::{Kv, Op, Syncer, Visitor};
+use super::kv::{Kv, Op, Syncer, View, Visitor};
 use super::kv_store::KvStore;
 use super::suite::{delivery, done, idle, new_event};
 use super::*;
@@ -69,6 +69,10 @@ impl<K: Kv> Kv for Faulty<K> {
 
     fn compact(&self) -> Result<(), StoreError> {
         self.inner.compact()
+    }
+
+    fn snapshot(&self) -> Option<Box<dyn View>> {
+        self.inner.snapshot()
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use ::fjall::compaction::Leveled;
 use ::fjall::config::PinningPolicy;
-use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Snapshot};
 
 use super::journal::ActiveJournal;
-use super::kv::{Kv, Op, Syncer, Visitor};
+use super::kv::{Kv, Op, Syncer, View, Visitor};
 use super::kv_store::KvStore;
 use super::{Fault, StoreError, keys};
 
@@ -108,23 +108,11 @@ impl Kv for FjallKv {
     }
 
     fn scan(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
-        for guard in self.keyspace.range(from..to) {
-            let (k, v) = guard.into_inner()?;
-            if visit(&k, &v).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        visit_all(self.keyspace.range(from..to), visit)
     }
 
     fn scan_rev(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
-        for guard in self.keyspace.range(from..to).rev() {
-            let (k, v) = guard.into_inner()?;
-            if visit(&k, &v).is_break() {
-                break;
-            }
-        }
-        Ok(())
+        visit_all(self.keyspace.range(from..to).rev(), visit)
     }
 
     fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
@@ -171,12 +159,73 @@ impl Kv for FjallKv {
             .insert(keys::meta("compacted"), crate::ids::now_ms().to_be_bytes())?;
         Ok(self.keyspace.rotate_memtable_and_wait()?)
     }
+
+    fn snapshot(&self) -> Option<Box<dyn View>> {
+        Some(Box::new(FjallView {
+            snapshot: self.db.snapshot(),
+            keyspace: self.keyspace.clone(),
+        }))
+    }
+}
+
+/// A fjall snapshot of the keyspace.
+struct FjallView {
+    snapshot: Snapshot,
+    keyspace: Keyspace,
+}
+
+impl View for FjallView {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.snapshot.get(&self.keyspace, key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        visit_all(self.snapshot.range(&self.keyspace, from..to), visit)
+    }
+}
+
+/// Hands `items` to `visit` until it breaks.
+fn visit_all(
+    items: impl Iterator<Item = ::fjall::Guard>,
+    visit: &mut Visitor<'_>,
+) -> Result<(), StoreError> {
+    for guard in items {
+        let (k, v) = guard.into_inner()?;
+        if visit(&k, &v).is_break() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    #[test]
+    fn a_snapshot_sees_no_later_write() {
+        // What keeps the due index's load from dispatching a write not yet durable.
+        let dir = tempfile::tempdir().unwrap();
+        let kv = open_kv(dir.path(), 8 << 20).unwrap();
+        kv.write(vec![Op::Put(b"qa".to_vec(), b"1".to_vec())])
+            .unwrap();
+        let view = kv.snapshot().unwrap();
+        kv.write(vec![
+            Op::Put(b"qb".to_vec(), b"2".to_vec()),
+            Op::Delete(b"qa".to_vec()),
+        ])
+        .unwrap();
+        let mut keys = Vec::new();
+        view.scan(b"q", b"r", &mut |k, _| {
+            keys.push(k.to_vec());
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(keys, [b"qa".to_vec()]);
+        assert_eq!(view.get(b"qb").unwrap(), None);
+        assert_eq!(kv.get(b"qb").unwrap(), Some(b"2".to_vec()));
+    }
 
     fn store() -> (Box<dyn Store>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();

@@ -40,4 +40,18 @@ pub trait Kv: Send + Sync + 'static {
 
     /// Reclaims the space of deleted keys now; an engine that does so on its own does nothing.
     fn compact(&self) -> Result<(), StoreError>;
+
+    /// A view of the engine as it is now, to read from another thread while it is written:
+    /// `None` for an engine that has no snapshots (sled).
+    fn snapshot(&self) -> Option<Box<dyn View>> {
+        None
+    }
+}
+
+/// The engine as it was when [`Kv::snapshot`] was taken: no later write is seen.
+pub trait View: Send {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Visits `[from, to)` in key order until `visit` breaks.
+    fn scan(&self, from: &[u8], to: &[u8], visit: &mut Visitor<'_>) -> Result<(), StoreError>;
 }

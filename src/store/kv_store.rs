@@ -17,7 +17,7 @@
 //! and after a failed `fdatasync` the kernel may have dropped the pages, so only what a fresh
 //! open reads back is trusted.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -27,14 +27,15 @@ use async_trait::async_trait;
 
 use super::commit::Committer;
 use super::due::{DueIndex, Entry};
+use super::due_load::{self, Due, Loading};
 use super::keys;
 use super::kv::{Kv, Op, Visitor};
 use super::marker::Keeper;
-use super::record::{decode, encode};
+use super::record::{decode, decode_delivery, encode};
 use super::{
     AttemptRecord, Backlog, Busy, Completion, Counts, DeliveryPage, DeliveryQuery, DeliveryRecord,
     DeliveryState, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay, Store,
-    StoreError, ThreadRecord,
+    StoreError, ThreadRecord, lock,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -60,7 +61,9 @@ pub struct KvStore<K: Kv> {
     /// Serializes the dedup check with the write that claims the key.
     enqueue_lock: Mutex<()>,
     /// The due index: each channel's (due ms, delivery), in time order.
-    due: Mutex<DueIndex>,
+    due: Arc<Due>,
+    /// Its load at open (or recovery), while it runs.
+    loading: Mutex<Option<Loading>>,
     /// The number of the last ingest write, stored with it (`keys::seq`), and of the last one
     /// acknowledged durable: the data dir's marker keeps the latter, so that an engine that
     /// opens with fewer writes than were acknowledged is caught (see `inspect.rs`).
@@ -108,12 +111,6 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
-}
-
-fn decode_delivery(id: DeliveryId, bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
-    let mut rec: DeliveryRecord = decode(bytes)?;
-    rec.id = id;
-    Ok(rec)
 }
 
 fn dedup_value(id: &EventId, at_ms: u64) -> Vec<u8> {
@@ -196,8 +193,9 @@ impl<K: Kv> KvStore<K> {
     ) -> Result<KvStore<K>, StoreError> {
         let on_commit = CommitObserver::default();
         let live = Live::start(open()?, &on_commit)?;
-        let due = load_due(&live.kv)?;
         let stored = read_seq(&live.kv)?;
+        let due = Arc::new(Due::default());
+        let loading = due_load::start(&live.kv, &due)?;
         Ok(KvStore {
             seq: AtomicU64::new(stored),
             acked: Arc::new(AtomicU64::new(stored)),
@@ -210,7 +208,8 @@ impl<K: Kv> KvStore<K> {
             owed: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             enqueue_lock: Mutex::new(()),
-            due: Mutex::new(due),
+            due,
+            loading: Mutex::new(loading),
             on_commit,
             write_failures: AtomicU64::new(0),
         })
@@ -342,10 +341,16 @@ impl<K: Kv> KvStore<K> {
         live.kv.write(ops).inspect_err(|e| self.failed(e))
     }
 
-    /// The due index. No call that can panic runs while it is held, so a poisoned lock (a
-    /// panic elsewhere in the holding thread) leaves it whole.
+    /// The due index as it stands (see [`Due::lock`]).
     fn due(&self) -> Result<MutexGuard<'_, DueIndex>, StoreError> {
-        Ok(lock(&self.due))
+        Ok(self.due.lock())
+    }
+
+    /// Stops the due index's load, if it still runs.
+    fn stop_loading(&self) {
+        if let Some(loading) = lock(&self.loading).take() {
+            loading.stop();
+        }
     }
 
     /// The atomic write of [`Store::enqueue`], without waiting for it to be durable: what it
@@ -408,7 +413,7 @@ impl<K: Kv> KvStore<K> {
 
     /// Adds the due entries of a write that succeeded to the in-memory index.
     fn mirror(&self, entries: Vec<(String, Entry)>) {
-        let mut due = lock(&self.due);
+        let mut due = self.due.lock();
         for (channel, entry) in entries {
             due.insert(&channel, entry);
         }
@@ -460,6 +465,7 @@ impl<K: Kv> KvStore<K> {
         limit: usize,
         busy: &Busy,
     ) -> Result<Vec<Leased>, StoreError> {
+        self.due.check()?;
         let due = self.due()?.take(now_ms, limit, busy);
         let mut out = Vec::with_capacity(due.len());
         let mut stale = Vec::new();
@@ -496,6 +502,7 @@ impl<K: Kv> KvStore<K> {
     }
 
     pub fn next_due_ms(&self, busy: &Busy) -> Result<Option<u64>, StoreError> {
+        self.due.check()?;
         Ok(self.due()?.next_ms(busy))
     }
 
@@ -849,7 +856,7 @@ impl<K: Kv> KvStore<K> {
         Ok(Counts {
             events: self.count_prefix(keys::EVENT)?,
             deliveries: self.count_prefix(keys::DELIVERY)?,
-            pending: self.due()?.len() as u64,
+            pending: self.due.whole().len() as u64,
             dead: self.count_prefix(keys::DEAD)?,
             attempts: self.count_prefix(keys::ATTEMPT)?,
         })
@@ -921,7 +928,7 @@ impl<K: Kv> KvStore<K> {
     }
 
     pub fn backlog(&self, now_ms: u64) -> Backlog {
-        lock(&self.due).backlog(now_ms)
+        self.due.whole().backlog(now_ms)
     }
 
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
@@ -938,6 +945,7 @@ impl<K: Kv> KvStore<K> {
 
     pub fn close(&self) -> Result<(), StoreError> {
         self.closed.store(true, Ordering::Release);
+        self.stop_loading();
         let live = self
             .live
             .write()
@@ -964,6 +972,8 @@ impl<K: Kv> KvStore<K> {
         if !self.unwritable.load(Ordering::Acquire) {
             return Ok(());
         }
+        // Its thread reads the old engine: stopped before that is released.
+        self.stop_loading();
         let taken = self
             .live
             .write()
@@ -1005,10 +1015,12 @@ impl<K: Kv> KvStore<K> {
                 )));
             }
             self.seq.fetch_max(stored, Ordering::AcqRel);
-            let due = load_due(&kv)?;
-            Ok::<_, StoreError>((Live::start(kv, &self.on_commit)?, due))
+            let live = Live::start(kv, &self.on_commit)?;
+            // Loaded afresh: the old index may hold what the failed writes took back.
+            let loading = due_load::start(&live.kv, &self.due)?;
+            Ok::<_, StoreError>((live, loading))
         })();
-        let (live, due) = match reopened {
+        let (live, loading) = match reopened {
             Ok(r) => r,
             Err(e) => {
                 if let StoreError::Unwritable(f) = &e {
@@ -1018,7 +1030,7 @@ impl<K: Kv> KvStore<K> {
             }
         };
         lock(&self.owed).clear();
-        *self.due()? = due;
+        *lock(&self.loading) = loading;
         *self.live.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(live));
         let was = lock(&self.fault).take();
         self.unwritable.store(false, Ordering::Release);
@@ -1157,6 +1169,17 @@ impl<K: Kv> Store for KvStore<K> {
     async fn recover(&self) -> Result<(), StoreError> {
         KvStore::recover(self)
     }
+    fn watch_due(&self, wake: Arc<tokio::sync::Notify>) {
+        self.due.watch(wake);
+    }
+}
+
+impl<K: Kv> Drop for KvStore<K> {
+    /// The load's thread holds the engine open: a store dropped without `close` (a test's,
+    /// reopened at once) must not leave it running.
+    fn drop(&mut self) {
+        self.stop_loading();
+    }
 }
 
 impl<K: Kv> Live<K> {
@@ -1193,59 +1216,6 @@ fn read_seq(kv: &impl Kv) -> Result<u64, StoreError> {
     }
 }
 
-/// The due index from its keys. A key written before due keys named their channel (an empty
-/// value) takes it from its delivery's record; one without a record goes under no channel, and
-/// the first lease that meets it drops it.
-fn load_due(kv: &impl Kv) -> Result<DueIndex, StoreError> {
-    let mut runs: HashMap<String, BTreeSet<Entry>> = HashMap::new();
-    let mut unnamed = Vec::new();
-    // Neighbouring keys are mostly of one channel: its set is looked up once per run of keys
-    // (or per `LOAD_CHUNK` of them), not per key.
-    let mut batch: (String, Vec<Entry>) = (String::new(), Vec::new());
-    kv.scan(&[keys::DUE], &[keys::DUE + 1], &mut |k, v| {
-        if let Some(entry) = keys::parse_timed(k) {
-            match std::str::from_utf8(v) {
-                Ok(channel) if !channel.is_empty() => {
-                    if batch.0 != channel || batch.1.len() == LOAD_CHUNK {
-                        flush(&mut runs, &mut batch);
-                        channel.clone_into(&mut batch.0);
-                    }
-                    batch.1.push(entry);
-                }
-                _ => unnamed.push(entry),
-            }
-        }
-        ControlFlow::Continue(())
-    })?;
-    flush(&mut runs, &mut batch);
-    for entry in unnamed {
-        let channel = match kv.get(&keys::delivery(&entry.1))? {
-            Some(v) => decode_delivery(entry.1, &v)
-                .map(|r| r.channel)
-                .unwrap_or_default(),
-            None => String::new(),
-        };
-        runs.entry(channel).or_default().insert(entry);
-    }
-    Ok(DueIndex::from_runs(runs))
-}
-
-/// Due entries read before they are moved into their channel's set.
-const LOAD_CHUNK: usize = 4096;
-
-/// Moves the entries read for one channel into its set.
-fn flush(runs: &mut HashMap<String, BTreeSet<Entry>>, batch: &mut (String, Vec<Entry>)) {
-    if batch.1.is_empty() {
-        return;
-    }
-    match runs.get_mut(&batch.0) {
-        Some(set) => set.extend(batch.1.drain(..)),
-        None => {
-            runs.insert(batch.0.clone(), batch.1.drain(..).collect());
-        }
-    }
-}
-
 /// Waits (briefly) until nothing else holds `live`, then closes it; gives it back if others
 /// still do.
 fn release<K: Kv>(mut live: Arc<Live<K>>) -> Result<(), Arc<Live<K>>> {
@@ -1263,11 +1233,6 @@ fn release<K: Kv>(mut live: Arc<Live<K>>) -> Result<(), Arc<Live<K>>> {
             Err(shared) => return Err(shared),
         }
     }
-}
-
-/// A lock over state no panic leaves half-changed.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -1324,6 +1289,41 @@ mod tests {
         let channels = |l: Vec<Leased>| l.into_iter().map(|l| l.record.channel).collect::<Vec<_>>();
         assert_eq!(channels(s.lease_due(0, 10, &x_full).unwrap()), ["y"]);
         assert_eq!(channels(s.lease_due(0, 10, &idle()).unwrap()), ["x"]);
+    }
+
+    #[tokio::test]
+    async fn a_restart_into_a_large_backlog_leases_its_earliest_at_once_and_loses_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 2 * due_load::CHUNK + 3;
+        let s = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        let events = (0..n)
+            .map(|i| {
+                let channel = if i % 3 == 0 { "x" } else { "y" };
+                new_event(&format!("e{i}"), 0, vec![delivery_on(channel, i as u64)])
+            })
+            .collect();
+        s.enqueue(events).await.unwrap();
+        drop(s);
+        let s = crate::store::fjall::open(dir.path(), 8 << 20).unwrap();
+        // Written after the open: the load (from a snapshot) must not list it a second time.
+        s.enqueue(vec![new_event("late", 0, vec![delivery_on("x", 1)])])
+            .await
+            .unwrap();
+        let first = s.lease_due(u64::MAX, 5, &idle()).unwrap();
+        let due: Vec<u64> = first.iter().map(|l| l.due_ms).collect();
+        assert_eq!(due, [0, 1, 1, 2, 3], "the earliest, right after the open");
+        assert_eq!(s.counts().unwrap().pending, n as u64 + 1, "counted whole");
+        let mut seen = std::collections::HashSet::new();
+        let mut leased = first;
+        while !leased.is_empty() {
+            for l in &leased {
+                assert!(seen.insert(l.record.id), "{:?} leased twice", l.record.id);
+                s.complete(l, done(Ending::Delivered), 1).unwrap();
+            }
+            leased = s.lease_due(u64::MAX, 512, &idle()).unwrap();
+        }
+        assert_eq!(seen.len(), n + 1);
+        assert_eq!(s.counts().unwrap().pending, 0);
     }
 
     #[test]

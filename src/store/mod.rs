@@ -4,6 +4,7 @@
 
 mod commit;
 mod due;
+mod due_load;
 #[cfg(test)]
 mod faults;
 pub mod fjall;
@@ -167,6 +168,12 @@ impl Backend {
 /// `inspect.rs` (the other engine's data dir, missing files, acknowledged writes missing).
 pub fn open(engine: Backend, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
     inspect::open(engine, dir, cache_bytes)
+}
+
+/// A lock over state no panic leaves half-changed (the stores' locks guard no invariant a
+/// panic could break midway).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Bytes a directory tree takes on disk (allocated blocks, as `du` counts them).
@@ -502,8 +509,8 @@ pub trait Store: Send + Sync {
         cap
     }
 
-    /// Wakes `wake` when deliveries become due that this process did not write (another
-    /// replica's ingest or retry). An embedded store has no other writer.
+    /// Wakes `wake` when deliveries become due that this process did not write: another
+    /// replica's ingest or retry, or (an embedded store) what its load at open reads.
     fn watch_due(&self, wake: Arc<tokio::sync::Notify>) {
         let _ = wake;
     }

@@ -32,6 +32,13 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     }
 }
 
+/// A delivery's record, with the id its key names.
+pub(crate) fn decode_delivery(id: DeliveryId, bytes: &[u8]) -> Result<DeliveryRecord, StoreError> {
+    let mut rec: DeliveryRecord = decode(bytes)?;
+    rec.id = id;
+    Ok(rec)
+}
+
 /// A received event as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventRecord {

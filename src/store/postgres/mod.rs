@@ -29,7 +29,7 @@ mod tls;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,7 +44,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::{
     AttemptRecord, Backlog, Busy, Cause, Completion, Counts, DeliveryPage, DeliveryQuery,
     DeliveryRecord, DeliveryState, Enqueued, EventRecord, Fault, Leased, NewEvent, Purged, Replay,
-    Store, StoreError, ThreadRecord,
+    Store, StoreError, ThreadRecord, lock,
 };
 use crate::ids::{DeliveryId, EventId};
 use crate::message::Message;
@@ -312,10 +312,6 @@ pub async fn open(s: &PgSettings) -> Result<PgStore, StoreError> {
 /// The NOTIFY channel of a schema (replicas of another schema are not woken).
 fn channel_of(s: &PgSettings) -> String {
     format!("hookrelay_due_{}", s.schema)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Says this replica is alive for one more lease and reads who else is, for [`Share`].
