@@ -210,6 +210,36 @@ async fn pending_deliveries_survive_a_restart() {
     relay.stop().await;
 }
 
+#[path = "../../benches/common/sample.rs"]
+mod sample;
+
+#[tokio::test]
+async fn a_restart_into_a_backlog_of_several_read_chunks_delivers_each_once() {
+    // More than the store reads before it opens (4,096 due keys): the rest is read from a
+    // snapshot while the relay already sends.
+    const N: u64 = 5_000;
+    let receiver = FakeServer::start().await;
+    let h = hooks(&receiver.base);
+    let data = data_dir();
+    let store =
+        hookrelay::store::open(hookrelay::store::Backend::Fjall, data.path(), 8 << 20).unwrap();
+    let events = (1..=N)
+        .map(|n| sample::new_event(n, "app", "receiver", hookrelay::ids::now_ms()))
+        .collect();
+    store.enqueue(events).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let relay = TestRelay::start(settings(h.path(), data.path())).await;
+    let got = receiver.wait_for(N as usize).await;
+    let ids: std::collections::HashSet<_> = got
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), N as usize, "each delivery");
+    assert_eq!(got.len(), N as usize, "once");
+    relay.stop().await;
+}
+
 #[tokio::test]
 async fn rejected_requests_store_nothing() {
     let (receiver, _h, _data, relay) = setup().await;
